@@ -1,0 +1,73 @@
+//! `#[offload::main]`: the worker guard, run before anything else in `main`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::parse::Parser;
+use syn::{parse_quote, ItemFn, Path};
+
+use crate::Errors;
+
+// Input:
+//     #[offload::main] #[tokio::main] async fn main() -> R { body }
+// Output:
+//     fn main() -> R {
+//         ::offload::serve_if_worker();
+//         #[tokio::main] async fn main() -> R { body }
+//         main()
+//     }
+//
+// The guard must run before the runtime is built, so an async `main` moves, with its other
+// attributes, inside a plain `main` that calls the guard first. A plain `fn main` (or one that
+// `#[tokio::main]` already rewrote) just gets the guard as its first statement.
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let mut krate: Path = parse_quote!(::offload);
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("crate") {
+            krate = meta.value()?.parse()?;
+            Ok(())
+        } else {
+            Err(meta.error("unknown option; #[offload::main] takes only `crate = path`"))
+        }
+    });
+    if let Err(error) = parser.parse2(args) {
+        errors.add(error);
+    }
+    let mut item: ItemFn = match syn::parse2(item.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            errors.push(Span::call_site(), "#[offload::main] goes on the program's `fn main`");
+            return quote!(#item #errors);
+        }
+    };
+    let guard = quote!(#krate::serve_if_worker(););
+    if item.sig.asyncness.is_none() {
+        item.block.stmts.insert(0, syn::parse2(guard).expect("a statement"));
+        return quote!(#item #errors);
+    }
+    let has_runtime = item.attrs.iter().any(|attr| {
+        attr.path().segments.last().is_some_and(|s| s.ident == "main" || s.ident == "test")
+    });
+    if !has_runtime {
+        errors.push(
+            item.sig.asyncness.as_ref().map_or_else(Span::call_site, |a| a.span),
+            "an `async fn main` needs a runtime: put #[offload::main] above #[tokio::main]",
+        );
+        return quote!(#item #errors);
+    }
+    let (docs, attrs): (Vec<_>, Vec<_>) = item.attrs.drain(..).partition(|a| a.path().is_ident("doc"));
+    let ident = &item.sig.ident;
+    let vis = &item.vis;
+    let output = &item.sig.output;
+    let inputs = &item.sig.inputs;
+    item.attrs = attrs;
+    quote! {
+        #(#docs)*
+        #vis fn #ident(#inputs) #output {
+            #guard
+            #item
+            #ident()
+        }
+        #errors
+    }
+}

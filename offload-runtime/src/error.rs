@@ -1,0 +1,207 @@
+use std::fmt;
+use std::time::Duration;
+
+/// Everything that can go wrong between calling an offloaded function and getting its value back.
+///
+/// The function's own return value is never folded into this type: a function returning
+/// `Result<T, E>` becomes `async fn … -> Result<Result<T, E>, offload::Error>`, so a caller can
+/// always tell "the function said no" from "offload could not run the function".
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The function body panicked. The pool that ran it keeps serving.
+    Panicked {
+        /// Registry name of the function, `crate::module::function`.
+        function: &'static str,
+        /// The panic message.
+        message: String,
+        /// `file:line:column` of the panic, when the panic hook saw it.
+        location: Option<String>,
+        /// The backtrace, captured when `RUST_BACKTRACE` or `RUST_LIB_BACKTRACE` asks for one.
+        backtrace: Option<String>,
+    },
+    /// The worker process running the call died before answering: it aborted, called
+    /// `std::process::exit`, overflowed its stack or was killed. Only this call fails; the pool
+    /// starts a replacement worker for the calls behind it.
+    WorkerDied {
+        /// Registry name of the function.
+        function: &'static str,
+        /// Process id of the worker that died.
+        pid: u32,
+        /// How it ended.
+        exit: Exit,
+    },
+    /// Arguments or result could not be encoded or decoded with serde + postcard.
+    Codec {
+        /// Registry name of the function.
+        function: &'static str,
+        /// Which value and which side failed.
+        stage: CodecStage,
+        /// What serde reported.
+        detail: String,
+    },
+    /// A worker process could not be started or did not complete its handshake.
+    WorkerStart {
+        /// What went wrong and what to do about it.
+        reason: String,
+    },
+    /// The program's `main` does not start with the worker guard, so a re-executed copy of the
+    /// program could not become a worker. Add `#[offload::main]` above `#[tokio::main]`, call
+    /// `offload::serve_if_worker()` as the first line of `main`, or, in a test crate, add
+    /// `offload::test_setup!();`.
+    GuardMissing,
+    /// The function is not in the worker's registry (for example, the linker dropped its
+    /// registration). `function` is the registry name that was looked up.
+    NotRegistered {
+        /// Registry name of the function.
+        function: &'static str,
+    },
+    /// The worker was built from different sources than this process: its registry of
+    /// process-mode functions differs, so arguments could be mis-decoded. Rebuild and restart.
+    VersionMismatch {
+        /// What differs.
+        detail: String,
+    },
+    /// The call did not finish within its timeout. In process mode the worker running it was
+    /// killed and replaced; in thread mode the thread runs on to completion in the background.
+    Timeout {
+        /// Registry name of the function.
+        function: &'static str,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The worker sent bytes that do not follow the protocol. The worker was replaced.
+    Protocol {
+        /// What was wrong with the bytes.
+        detail: String,
+    },
+    /// The pool was shut down before the call could finish.
+    Shutdown,
+    /// A pool setting is invalid: a malformed environment variable, a size of zero, or a
+    /// pool configured after its first call.
+    Config {
+        /// What is wrong and how to fix it.
+        detail: String,
+    },
+}
+
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal (Unix).
+    Signal(i32),
+    /// Its status could not be read.
+    Unknown,
+}
+
+/// Which value failed to cross the process boundary, and on which side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodecStage {
+    /// The caller could not encode the arguments.
+    EncodeArguments,
+    /// The worker could not decode the arguments.
+    DecodeArguments,
+    /// The worker could not encode the return value.
+    EncodeResult,
+    /// The caller could not decode the return value.
+    DecodeResult,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Panicked { function, message, location, .. } => {
+                write!(f, "`{function}` panicked: {message}")?;
+                if let Some(location) = location {
+                    write!(f, " (at {location})")?;
+                }
+                Ok(())
+            }
+            Error::WorkerDied { function, pid, exit } => write!(
+                f,
+                "the worker process (pid {pid}) running `{function}` died: {exit}; \
+                 the pool replaces it, and only this call failed"
+            ),
+            Error::Codec { function, stage, detail } => write!(
+                f,
+                "{stage} of `{function}` failed: {detail}; make sure the types round-trip \
+                 through serde (derive both Serialize and Deserialize)"
+            ),
+            Error::WorkerStart { reason } => write!(f, "could not start a worker process: {reason}"),
+            Error::GuardMissing => f.write_str(
+                "this program's main does not start with the offload worker guard, so a \
+                 re-executed copy cannot become a worker: put #[offload::main] above \
+                 #[tokio::main], or call offload::serve_if_worker() as the first line of main \
+                 (in a test crate: add offload::test_setup!();)",
+            ),
+            Error::NotRegistered { function } => write!(
+                f,
+                "`{function}` is not registered in the worker: the binary holds no \
+                 #[offload(process)] function of that name; rebuild, and check that the crate \
+                 defining it is linked into the binary"
+            ),
+            Error::VersionMismatch { detail } => write!(
+                f,
+                "the worker was built from different sources than this process ({detail}); \
+                 rebuild the program and restart it"
+            ),
+            Error::Timeout { function, after } => {
+                write!(f, "`{function}` did not finish within {after:?}")
+            }
+            Error::Protocol { detail } => {
+                write!(f, "a worker broke the offload protocol: {detail}; it was replaced")
+            }
+            Error::Shutdown => f.write_str("the offload pool was shut down before the call finished"),
+            Error::Config { detail } => write!(f, "invalid offload configuration: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exit code {code}"),
+            Exit::Signal(signal) => write!(f, "killed by signal {signal}{}", signal_name(*signal)),
+            Exit::Unknown => f.write_str("unknown exit status"),
+        }
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        6 => " (SIGABRT)",
+        9 => " (SIGKILL)",
+        11 => " (SIGSEGV)",
+        15 => " (SIGTERM)",
+        _ => "",
+    }
+}
+
+impl fmt::Display for CodecStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CodecStage::EncodeArguments => "encoding the arguments",
+            CodecStage::DecodeArguments => "decoding the arguments in the worker",
+            CodecStage::EncodeResult => "encoding the result in the worker",
+            CodecStage::DecodeResult => "decoding the result",
+        })
+    }
+}
+
+impl From<std::process::ExitStatus> for Exit {
+    fn from(status: std::process::ExitStatus) -> Exit {
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            if let Some(signal) = status.signal() {
+                return Exit::Signal(signal);
+            }
+        }
+        status.code().map_or(Exit::Unknown, Exit::Code)
+    }
+}

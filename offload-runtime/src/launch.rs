@@ -1,0 +1,140 @@
+//! Starting worker processes (this same binary, re-executed) and collecting their exit status.
+//!
+//! Spawning happens on one long-lived thread: on Linux a child's parent-death signal fires when
+//! the *thread* that forked it exits, so forking from a short-lived blocking-pool thread would
+//! kill healthy workers when that thread retires.
+
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::error::Exit;
+use crate::worker::{Marker, CHANNEL_FD};
+
+/// A worker process. Dropping it kills and reaps the process, so no code path that loses a
+/// worker (a cancelled start, a timed-out call) can leave it running or a zombie.
+pub(crate) struct Process {
+    child: Option<Child>,
+    pub pid: u32,
+}
+
+impl Process {
+    /// How the process ended, once it has; for a process whose channel already closed.
+    pub(crate) fn exit(mut self) -> oneshot::Receiver<Exit> {
+        reap(self.child.take().expect("a process is reaped once"), false)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            reap(child, true);
+        }
+    }
+}
+
+/// A freshly started worker: the process and the caller's end of its channel.
+pub(crate) type Spawned = (Process, UnixStream);
+
+struct Request {
+    program: PathBuf,
+    marker: Marker,
+    reply: oneshot::Sender<io::Result<Spawned>>,
+}
+
+/// Starts `program` as a worker and returns once the process exists (not once it is ready).
+pub(crate) async fn spawn(program: PathBuf, marker: Marker) -> io::Result<Spawned> {
+    static LAUNCHER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
+    let launcher = LAUNCHER.get_or_init(|| {
+        let (send, receive) = mpsc::channel::<Request>();
+        thread::Builder::new()
+            .name("offload-launcher".into())
+            .spawn(move || {
+                for request in receive {
+                    let _ = request.reply.send(start(&request.program, &request.marker));
+                }
+            })
+            .expect("offload: cannot start the launcher thread");
+        Mutex::new(send)
+    });
+    let (reply, answer) = oneshot::channel();
+    let request = Request { program, marker, reply };
+    let sent = launcher.lock().unwrap_or_else(|p| p.into_inner()).send(request);
+    sent.map_err(|_| io::Error::other("the offload launcher thread is gone"))?;
+    answer.await.map_err(|_| io::Error::other("the offload launcher thread is gone"))?
+}
+
+fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let their_fd = theirs.as_raw_fd();
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    let mut command = Command::new(program);
+    command.env(crate::worker::MARKER, marker.encode()).stdin(Stdio::null());
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions.
+    unsafe {
+        command.pre_exec(move || {
+            if their_fd == CHANNEL_FD {
+                if libc::fcntl(CHANNEL_FD, libc::F_SETFD, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(their_fd, CHANNEL_FD) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The parent may have died before prctl took effect.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+            }
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            let _ = parent;
+            Ok(())
+        });
+    }
+    let child = command.spawn()?;
+    drop(theirs);
+    let pid = child.id();
+    Ok((Process { child: Some(child), pid }, ours))
+}
+
+/// Waits for `child` to exit on a thread of its own, so that no worker is left a zombie, and
+/// yields how it ended. With `kill` it is killed first; without, it gets a grace period (its
+/// channel already closed, so it is exiting) before it is killed anyway, so reaping never hangs.
+fn reap(mut child: Child, kill: bool) -> oneshot::Receiver<Exit> {
+    const GRACE: Duration = Duration::from_secs(2);
+    let (send, receive) = oneshot::channel();
+    let reaper = thread::Builder::new().name("offload-reaper".into()).spawn(move || {
+        let started = Instant::now();
+        let mut pause = Duration::from_micros(50);
+        while !kill && started.elapsed() < GRACE {
+            if let Ok(Some(status)) = child.try_wait() {
+                let _ = send.send(Exit::from(status));
+                return;
+            }
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let exit = child.wait().map_or(Exit::Unknown, Exit::from);
+        let _ = send.send(exit);
+    });
+    if let Err(error) = reaper {
+        // Without a thread the status cannot be awaited; the receiver reports it as unknown.
+        eprintln!("offload: cannot start a reaper thread: {error}");
+    }
+    receive
+}

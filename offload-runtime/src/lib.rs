@@ -1,0 +1,43 @@
+//! The runtime behind the [`offload`](https://docs.rs/offload) crate: thread pools, worker
+//! processes and the protocol between them. Depend on `offload`, not on this crate.
+//!
+//! The path of a process-mode call, file by file: [`process`](crate::__private::call_in_process)
+//! encodes the arguments and leases a worker from the `pool`, which starts workers with
+//! `launch`; frames cross the socket as laid out in `wire`; the `worker` decodes and runs the
+//! function it finds in the `registry`, catching panics with `panic`, and sends the reply back.
+
+mod config;
+mod error;
+mod panic;
+mod registry;
+mod thread;
+mod wire;
+
+#[cfg(unix)]
+mod launch;
+#[cfg(unix)]
+mod pool;
+#[cfg(unix)]
+mod process;
+#[cfg(unix)]
+mod worker;
+
+pub use config::DEFAULT_POOL;
+pub use error::{CodecStage, Error, Exit};
+#[cfg(unix)]
+pub use pool::{ProcessPool, ProcessPoolBuilder};
+pub use thread::{ThreadPool, ThreadPoolBuilder};
+#[cfg(unix)]
+pub use worker::serve_if_worker;
+
+/// Not public API: the items the `#[offload]` expansion calls.
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(unix)]
+    pub use crate::process::{call_in_process, Remote};
+    pub use crate::registry::{assert_transferable, fingerprint, invoke, Outcome, Registration};
+    pub use inventory;
+    pub use crate::thread::{call_in_thread, Local};
+    #[cfg(unix)]
+    pub use crate::worker::TestSetup;
+}

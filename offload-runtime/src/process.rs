@@ -1,0 +1,120 @@
+//! Process mode, caller side: encode the arguments, lease a worker, exchange frames, decode.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::DEFAULT_POOL;
+use crate::error::CodecStage;
+use crate::pool::{Fault, ProcessPool};
+use crate::registry::Table;
+use crate::wire::{self, Kind};
+use crate::Error;
+
+/// A process-mode function as its caller sees it. Built by the `#[offload(process)]` expansion.
+pub struct Remote {
+    pub(crate) name: &'static str,
+    pub(crate) fingerprint: u64,
+    pool: &'static str,
+    timeout: Option<Duration>,
+    retries: u32,
+    resolved: OnceLock<(&'static ProcessPool, u32)>,
+}
+
+impl Remote {
+    /// A function registered as `name` with signature hash `fingerprint`, run on the default
+    /// pool without a timeout or retries.
+    pub const fn new(name: &'static str, fingerprint: u64) -> Self {
+        Remote { name, fingerprint, pool: DEFAULT_POOL, timeout: None, retries: 0, resolved: OnceLock::new() }
+    }
+
+    /// Runs on the pool called `pool`.
+    pub const fn pool(mut self, pool: &'static str) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// Kills the worker and fails the call after `millis` milliseconds.
+    pub const fn timeout_ms(mut self, millis: u64) -> Self {
+        self.timeout = Some(Duration::from_millis(millis));
+        self
+    }
+
+    /// Re-runs the call on a fresh worker up to `count` times when its worker dies.
+    pub const fn retries(mut self, count: u32) -> Self {
+        self.retries = count;
+        self
+    }
+
+    fn resolve(&self) -> Result<(&'static ProcessPool, u32), Error> {
+        if let Some(resolved) = self.resolved.get() {
+            return Ok(*resolved);
+        }
+        let resolved = (ProcessPool::get(self.pool)?, Table::get().index_of(self.name, self.fingerprint)?);
+        Ok(*self.resolved.get_or_init(|| resolved))
+    }
+}
+
+/// Runs the function registered as `function` on a worker process of its pool.
+pub async fn call_in_process<A, R>(function: &'static Remote, args: A) -> Result<R, Error>
+where
+    A: Serialize,
+    R: DeserializeOwned,
+{
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(Error::WorkerStart {
+            reason: "process-mode functions must be awaited inside a tokio runtime".to_owned(),
+        });
+    }
+    let (pool, index) = function.resolve()?;
+    let mut frame = Vec::new();
+    wire::begin(&mut frame, Kind::Call, 0);
+    frame.extend_from_slice(&index.to_le_bytes());
+    let codec = |detail: String| Error::Codec { function: function.name, stage: CodecStage::EncodeArguments, detail };
+    postcard::to_io(&args, &mut frame).map_err(|e| codec(e.to_string()))?;
+    wire::finish(&mut frame, pool.max_frame()).map_err(|e| codec(e.to_string()))?;
+    drop(args);
+
+    let mut retries_left = function.retries;
+    loop {
+        let mut lease = pool.lease().await?;
+        let exchange = lease.call(&mut frame);
+        let outcome = match function.timeout {
+            None => exchange.await,
+            Some(after) => tokio::time::timeout(after, exchange)
+                .await
+                .map_err(|_| Error::Timeout { function: function.name, after })?,
+        };
+        match outcome {
+            Ok(kind) => return decode(function.name, kind, lease.reply()),
+            Err(Fault::Protocol(detail)) => return Err(Error::Protocol { detail }),
+            Err(Fault::Died) => {
+                let pid = lease.pid();
+                let exit = lease.exit().await;
+                if retries_left == 0 {
+                    return Err(Error::WorkerDied { function: function.name, pid, exit });
+                }
+                retries_left -= 1;
+            }
+        }
+    }
+}
+
+fn decode<R: DeserializeOwned>(function: &'static str, kind: Kind, payload: &[u8]) -> Result<R, Error> {
+    let text = || String::from_utf8_lossy(payload).into_owned();
+    let codec = |stage, detail| Err(Error::Codec { function, stage, detail });
+    match kind {
+        Kind::Returned => postcard::from_bytes(payload).or_else(|e| codec(CodecStage::DecodeResult, e.to_string())),
+        Kind::DecodeFailed => codec(CodecStage::DecodeArguments, text()),
+        Kind::EncodeFailed => codec(CodecStage::EncodeResult, text()),
+        Kind::UnknownFunction => Err(Error::NotRegistered { function }),
+        Kind::Panicked => {
+            let (message, location, backtrace) = postcard::from_bytes(payload)
+                .map_err(|e| Error::Protocol { detail: format!("unreadable panic report: {e}") })?;
+            Err(Error::Panicked { function, message, location, backtrace })
+        }
+        Kind::Hello | Kind::Call | Kind::GuardMissing => unreachable!("rejected by the exchange"),
+    }
+}

@@ -1,0 +1,146 @@
+//! The registry of process-mode functions: every `#[offload(process)]` function submits a
+//! [`Registration`] through `inventory`, and a worker looks functions up in it by name.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::panic::{self, PanicReport};
+use crate::process::Remote;
+
+/// One process-mode function as the worker sees it. Built by the `#[offload(process)]` expansion.
+pub struct Registration {
+    function: &'static Remote,
+    invoke: Invoke,
+}
+
+/// Decodes the arguments from the first slice, runs the body, and appends the encoded result.
+pub type Invoke = fn(&[u8], &mut Vec<u8>) -> Outcome;
+
+inventory::collect!(Registration);
+
+impl Registration {
+    /// Registers `function`, run in a worker by `invoke`.
+    pub const fn new(function: &'static Remote, invoke: Invoke) -> Self {
+        Registration { function, invoke }
+    }
+
+    fn name(&self) -> &'static str {
+        self.function.name
+    }
+
+    fn fingerprint(&self) -> u64 {
+        self.function.fingerprint
+    }
+}
+
+/// Compiles only for types that can cross a process boundary; the expansion calls it once per
+/// argument and result type, spanned at that type, so the error points at the user's code.
+pub fn assert_transferable<T: Serialize + DeserializeOwned>() {}
+
+/// How running one registered function in a worker ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The encoded return value was appended to the output.
+    Returned,
+    /// The arguments did not decode.
+    DecodeFailed(String),
+    /// The return value did not encode.
+    EncodeFailed(String),
+    /// The body panicked.
+    Panicked(PanicReportBox),
+}
+
+/// A panic report, boxed to keep [`Outcome`] small.
+#[derive(Debug)]
+pub struct PanicReportBox(pub(crate) Box<PanicReport>);
+
+/// The body of every generated [`Invoke`] function: decode, run under `catch_unwind`, encode.
+pub fn invoke<A, R>(input: &[u8], output: &mut Vec<u8>, body: impl FnOnce(A) -> R) -> Outcome
+where
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let args = match postcard::from_bytes::<A>(input) {
+        Ok(args) => args,
+        Err(error) => return Outcome::DecodeFailed(error.to_string()),
+    };
+    let value = match panic::catch(|| body(args)) {
+        Ok(value) => value,
+        Err(report) => return Outcome::Panicked(PanicReportBox(Box::new(report))),
+    };
+    let start = output.len();
+    match postcard::to_io(&value, &mut *output) {
+        Ok(_) => Outcome::Returned,
+        Err(error) => {
+            output.truncate(start);
+            Outcome::EncodeFailed(error.to_string())
+        }
+    }
+}
+
+/// The registry of this binary, in the order a worker announces it.
+pub(crate) struct Table {
+    entries: Vec<&'static Registration>,
+    by_name: HashMap<&'static str, u32>,
+    duplicates: Vec<&'static str>,
+}
+
+impl Table {
+    pub(crate) fn get() -> &'static Table {
+        static TABLE: OnceLock<Table> = OnceLock::new();
+        TABLE.get_or_init(|| {
+            let mut entries: Vec<&'static Registration> = inventory::iter::<Registration>().collect();
+            entries.sort_by(|a, b| a.name().cmp(b.name()).then(a.fingerprint().cmp(&b.fingerprint())));
+            let mut duplicates: Vec<&'static str> =
+                entries.windows(2).filter(|w| w[0].name() == w[1].name()).map(|w| w[0].name()).collect();
+            duplicates.dedup();
+            let by_name = entries.iter().enumerate().map(|(i, r)| (r.name(), i as u32)).collect();
+            Table { entries, by_name, duplicates }
+        })
+    }
+
+    /// `(name, fingerprint)` of every entry: what a worker announces in its handshake.
+    pub(crate) fn signature(&self) -> Vec<(&'static str, u64)> {
+        self.entries.iter().map(|r| (r.name(), r.fingerprint())).collect()
+    }
+
+    /// The index a caller sends for `name`, checked against the caller's fingerprint.
+    pub(crate) fn index_of(&self, name: &'static str, fingerprint: u64) -> Result<u32, crate::Error> {
+        if self.duplicates.contains(&name) {
+            return Err(crate::Error::VersionMismatch {
+                detail: format!(
+                    "two functions are registered as `{name}`; give one of them another \
+                     `name = \"…\"` in its #[offload(process)] attribute"
+                ),
+            });
+        }
+        let index = *self.by_name.get(name).ok_or(crate::Error::NotRegistered { function: name })?;
+        let entry = self.entries[index as usize];
+        if entry.fingerprint() != fingerprint {
+            return Err(crate::Error::VersionMismatch {
+                detail: format!("`{name}` has a different signature in the worker"),
+            });
+        }
+        Ok(index)
+    }
+
+    pub(crate) fn invoke_at(&self, index: u32) -> Option<Invoke> {
+        self.entries.get(index as usize).map(|r| r.invoke)
+    }
+}
+
+/// 64-bit FNV-1a, used for signature fingerprints: stable across builds and platforms.
+pub const fn fingerprint(text: &str) -> u64 {
+    let bytes = text.as_bytes();
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}

@@ -1,0 +1,150 @@
+//! The frames that travel between a caller and a worker over their private socket.
+//!
+//! Every frame is `len: u32 LE | kind: u8 | id: u64 LE | payload`, where `len` counts everything
+//! after itself. A reader checks `len` against its limit before allocating, so a corrupt or
+//! hostile length cannot make either side allocate without bound.
+
+use std::fmt;
+
+/// Bumped whenever the frame layout or a payload changes meaning.
+pub(crate) const PROTOCOL: u16 = 1;
+
+pub(crate) const HEADER: usize = 13;
+const LEN: usize = 4;
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    /// Worker → caller, once, first: `(protocol, pid, [(name, fingerprint)])`.
+    Hello = 1,
+    /// Caller → worker: `index: u32 LE | encoded arguments`.
+    Call = 2,
+    /// Worker → caller: the encoded return value.
+    Returned = 3,
+    /// Worker → caller: `(message, location, backtrace)`.
+    Panicked = 4,
+    /// Worker → caller: UTF-8 text of the serde error.
+    DecodeFailed = 5,
+    /// Worker → caller: UTF-8 text of the serde error.
+    EncodeFailed = 6,
+    /// Worker → caller: the index in the call is not in the registry.
+    UnknownFunction = 7,
+    /// Re-executed copy → caller: `main` ran without the guard.
+    GuardMissing = 8,
+}
+
+impl Kind {
+    fn from_byte(byte: u8) -> Option<Kind> {
+        Some(match byte {
+            1 => Kind::Hello,
+            2 => Kind::Call,
+            3 => Kind::Returned,
+            4 => Kind::Panicked,
+            5 => Kind::DecodeFailed,
+            6 => Kind::EncodeFailed,
+            7 => Kind::UnknownFunction,
+            8 => Kind::GuardMissing,
+            _ => return None,
+        })
+    }
+}
+
+/// A frame's header, read before its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub kind: Kind,
+    pub id: u64,
+    pub payload_len: usize,
+}
+
+/// Bytes that do not form a valid frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WireError {
+    TooShort(u32),
+    TooLong { len: u64, limit: usize },
+    UnknownKind(u8),
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::TooShort(len) => write!(f, "frame length {len} is shorter than a header"),
+            WireError::TooLong { len, limit } => {
+                write!(f, "frame of {len} bytes exceeds the limit of {limit} bytes")
+            }
+            WireError::UnknownKind(kind) => write!(f, "unknown frame kind {kind}"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+impl Header {
+    pub(crate) fn parse(bytes: &[u8; HEADER], limit: usize) -> Result<Header, WireError> {
+        let len = u32::from_le_bytes(bytes[..LEN].try_into().expect("4 bytes"));
+        let payload_len = (len as usize).checked_sub(HEADER - LEN).ok_or(WireError::TooShort(len))?;
+        if payload_len > limit {
+            return Err(WireError::TooLong { len: len.into(), limit });
+        }
+        let kind = Kind::from_byte(bytes[LEN]).ok_or(WireError::UnknownKind(bytes[LEN]))?;
+        let id = u64::from_le_bytes(bytes[LEN + 1..].try_into().expect("8 bytes"));
+        Ok(Header { kind, id, payload_len })
+    }
+}
+
+/// Clears `buf` and writes a header whose length [`finish`] fills in once the payload is there.
+pub(crate) fn begin(buf: &mut Vec<u8>, kind: Kind, id: u64) {
+    buf.clear();
+    buf.extend_from_slice(&[0; LEN]);
+    buf.push(kind as u8);
+    buf.extend_from_slice(&id.to_le_bytes());
+}
+
+/// Fills in the length of a frame started with [`begin`].
+pub(crate) fn finish(buf: &mut [u8], limit: usize) -> Result<(), WireError> {
+    let payload_len = buf.len() - HEADER;
+    if payload_len > limit || buf.len() - LEN > u32::MAX as usize {
+        return Err(WireError::TooLong { len: payload_len as u64, limit });
+    }
+    let len = (buf.len() - LEN) as u32;
+    buf[..LEN].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// A whole frame in one buffer, for small control frames.
+pub(crate) fn frame(kind: Kind, id: u64, payload: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(HEADER + payload.len());
+    begin(&mut buf, kind, id);
+    buf.extend_from_slice(payload);
+    finish(&mut buf, usize::MAX).expect("control frames are small");
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header_of(buf: &[u8], limit: usize) -> Result<Header, WireError> {
+        Header::parse(buf[..HEADER].try_into().unwrap(), limit)
+    }
+
+    #[test]
+    fn a_frame_reads_back_as_written() {
+        let buf = frame(Kind::Returned, 42, b"abc");
+        assert_eq!(header_of(&buf, 10), Ok(Header { kind: Kind::Returned, id: 42, payload_len: 3 }));
+        assert_eq!(&buf[HEADER..], b"abc");
+    }
+
+    #[test]
+    fn lengths_are_checked_before_allocating() {
+        let buf = frame(Kind::Returned, 1, &[0; 11]);
+        assert_eq!(header_of(&buf, 10), Err(WireError::TooLong { len: 20, limit: 10 }));
+        let mut short = buf.clone();
+        short[..4].copy_from_slice(&3u32.to_le_bytes());
+        assert_eq!(header_of(&short, 10), Err(WireError::TooShort(3)));
+        let mut unknown = frame(Kind::Returned, 1, b"");
+        unknown[4] = 200;
+        assert_eq!(header_of(&unknown, 10), Err(WireError::UnknownKind(200)));
+    }
+}

@@ -1,0 +1,208 @@
+//! The worker side: the guard that turns a re-executed copy of the program into a worker, and
+//! the loop that serves calls over the channel inherited on file descriptor 3.
+
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::io::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::registry::{Outcome, Table};
+use crate::wire::{self, Header, Kind, HEADER};
+
+/// Environment variable that marks a process as a worker; removed as soon as the worker starts,
+/// so that processes the worker starts itself are ordinary programs.
+pub(crate) const MARKER: &str = "OFFLOAD_WORKER";
+
+/// The worker's end of the channel, placed here by the launcher between fork and exec.
+pub(crate) const CHANNEL_FD: i32 = 3;
+
+static GUARD_RAN: AtomicBool = AtomicBool::new(false);
+
+/// How a worker finds its way to [`serve`], and the frame limit it enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Marker {
+    pub from_ctor: bool,
+    pub max_frame: usize,
+}
+
+impl Marker {
+    pub(crate) fn encode(&self) -> String {
+        let mode = if self.from_ctor { "ctor" } else { "main" };
+        format!("{mode}:{}", self.max_frame)
+    }
+
+    fn decode(text: &str) -> Option<Marker> {
+        let (mode, max_frame) = text.split_once(':')?;
+        let from_ctor = match mode {
+            "ctor" => true,
+            "main" => false,
+            _ => return None,
+        };
+        Some(Marker { from_ctor, max_frame: max_frame.parse().ok()? })
+    }
+
+    fn of_this_process() -> Option<Marker> {
+        Marker::decode(std::env::var(MARKER).ok()?.as_str())
+    }
+}
+
+/// The worker guard: in a process started as an offload worker, serves calls and exits without
+/// returning; in any other process, returns at once.
+///
+/// Call it as the first line of `main`, before anything else runs, or let `#[offload::main]`
+/// insert it. Everything `main` does before it would also run in every worker.
+pub fn serve_if_worker() {
+    GUARD_RAN.store(true, Ordering::Relaxed);
+    if let Some(marker) = Marker::of_this_process() {
+        serve(marker)
+    }
+}
+
+/// The one-line test setup, `offload::test_setup!()`, submits this. A test harness owns `main`,
+/// so its workers are served from a constructor that runs before it instead.
+pub struct TestSetup;
+
+inventory::collect!(TestSetup);
+
+/// Whether this process can start workers, and how they will reach [`serve`].
+pub(crate) fn entry() -> Result<bool, crate::Error> {
+    if Marker::of_this_process().is_some() {
+        // A re-executed copy whose main did not run the guard: starting workers from here would
+        // fork without end. Tell the process that started us, then stop.
+        refuse_as_unguarded_copy();
+    }
+    if GUARD_RAN.load(Ordering::Relaxed) {
+        Ok(false)
+    } else if inventory::iter::<TestSetup>().next().is_some() {
+        Ok(true)
+    } else {
+        Err(crate::Error::GuardMissing)
+    }
+}
+
+fn refuse_as_unguarded_copy() -> ! {
+    // SAFETY: descriptor 3 was placed by the launcher; nothing else in this copy owns it.
+    let mut channel = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
+    let _ = channel.write_all(&wire::frame(Kind::GuardMissing, 0, &[]));
+    eprintln!("offload: {}", crate::Error::GuardMissing);
+    std::process::exit(2)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+#[used]
+#[link_section = ".init_array"]
+static SERVE_FROM_CTOR: extern "C" fn() = serve_from_ctor;
+
+#[cfg(target_vendor = "apple")]
+#[used]
+#[link_section = "__DATA,__mod_init_func"]
+static SERVE_FROM_CTOR: extern "C" fn() = serve_from_ctor;
+
+/// Runs before `main` in every process that links offload. Registrations are constructors too;
+/// this crate is linked after every crate that depends on it, so theirs have run by now, and the
+/// handshake compares registries with the parent in case a linker ever orders them otherwise.
+extern "C" fn serve_from_ctor() {
+    if let Some(marker) = Marker::of_this_process().filter(|m| m.from_ctor) {
+        serve(marker)
+    }
+}
+
+fn serve(marker: Marker) -> ! {
+    std::env::remove_var(MARKER);
+    GUARD_RAN.store(true, Ordering::Relaxed);
+    // SAFETY: ignoring SIGPIPE turns writes to a closed channel into errors (Rust's `main` does
+    // the same, but a worker served from a constructor starts before it).
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    close_inherited_descriptors();
+    // SAFETY: descriptor 3 was placed by the launcher; nothing else in this process owns it.
+    let channel = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
+    let code = match run(&channel, marker.max_frame) {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("offload worker {}: {error}", std::process::id());
+            70
+        }
+    };
+    std::process::exit(code)
+}
+
+/// Serves calls until the caller closes the channel.
+fn run(channel: &UnixStream, max_frame: usize) -> io::Result<()> {
+    let table = Table::get();
+    let hello = postcard::to_stdvec(&(wire::PROTOCOL, std::process::id(), table.signature()))
+        .map_err(io::Error::other)?;
+    let mut writer = channel;
+    writer.write_all(&wire::frame(Kind::Hello, 0, &hello))?;
+
+    let mut reader = BufReader::with_capacity(64 * 1024, channel);
+    let mut input = Vec::new();
+    let mut output = Vec::new();
+    loop {
+        let mut header = [0; HEADER];
+        match reader.read_exact(&mut header) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            other => other?,
+        }
+        let Header { kind, id, payload_len } =
+            Header::parse(&header, max_frame).map_err(io::Error::other)?;
+        if kind != Kind::Call || payload_len < 4 {
+            return Err(io::Error::other(format!("unexpected {kind:?} frame of {payload_len} bytes")));
+        }
+        input.resize(payload_len, 0);
+        reader.read_exact(&mut input)?;
+        let index = u32::from_le_bytes(input[..4].try_into().expect("4 bytes"));
+        answer(table, index, id, &input[4..], &mut output, max_frame);
+        writer.write_all(&output)?;
+    }
+}
+
+/// Runs one call and leaves the reply frame in `output`.
+fn answer(table: &Table, index: u32, id: u64, args: &[u8], output: &mut Vec<u8>, max_frame: usize) {
+    let Some(invoke) = table.invoke_at(index) else {
+        *output = wire::frame(Kind::UnknownFunction, id, &index.to_le_bytes());
+        return;
+    };
+    wire::begin(output, Kind::Returned, id);
+    let outcome = invoke(args, output);
+    let reply = match outcome {
+        Outcome::Returned => match wire::finish(output, max_frame) {
+            Ok(()) => return,
+            Err(too_long) => (Kind::EncodeFailed, too_long.to_string().into_bytes()),
+        },
+        Outcome::DecodeFailed(detail) => (Kind::DecodeFailed, detail.into_bytes()),
+        Outcome::EncodeFailed(detail) => (Kind::EncodeFailed, detail.into_bytes()),
+        Outcome::Panicked(report) => {
+            let report = *report.0;
+            let payload = (report.message, report.location, report.backtrace);
+            (Kind::Panicked, postcard::to_stdvec(&payload).unwrap_or_default())
+        }
+    };
+    *output = wire::frame(reply.0, id, &reply.1);
+}
+
+fn close_inherited_descriptors() {
+    let Ok(entries) = std::fs::read_dir("/dev/fd") else { return };
+    let stray: Vec<i32> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > CHANNEL_FD)
+        .collect();
+    for fd in stray {
+        // SAFETY: at worker start nothing in this process owns descriptors above the channel;
+        // the directory handle used to list them is already closed (EBADF is harmless).
+        unsafe { libc::close(fd) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_round_trip() {
+        for marker in [Marker { from_ctor: true, max_frame: 7 }, Marker { from_ctor: false, max_frame: 0 }] {
+            assert_eq!(Marker::decode(&marker.encode()), Some(marker));
+        }
+        assert_eq!(Marker::decode("main"), None);
+        assert_eq!(Marker::decode("fork:1"), None);
+    }
+}
