@@ -1,1 +1,29 @@
-pub fn placeholder() {}
+//! Process-mode functions defined in a library crate, called from the programs in `src/bin` and
+//! from the tests in `tests/`: registration must survive linking into another crate.
+
+use std::path::PathBuf;
+
+use offload::offload;
+
+/// Squares `x` in a worker process.
+#[offload(process)]
+pub fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// Prints a line from the worker, then answers: the worker's stdout is the caller's terminal.
+#[offload(process)]
+pub fn say(line: String) -> usize {
+    println!("{line}");
+    eprintln!("{line} (stderr)");
+    line.len()
+}
+
+/// Writes the worker's pid into `dir`, then never returns: a call to kill from outside.
+#[offload(process)]
+pub fn park_forever(dir: PathBuf) {
+    std::fs::write(dir.join(std::process::id().to_string()), b"").expect("pid file");
+    loop {
+        std::thread::park();
+    }
+}
