@@ -2,7 +2,8 @@
 //!
 //! `catch_unwind` hands back only the payload; the location and backtrace exist only inside the
 //! panic hook. So a hook, chained in front of whatever hook was installed before, records them in
-//! a thread-local while an offloaded body runs on that thread.
+//! a thread-local while an offloaded body runs on that thread. Such a panic is not printed: it
+//! travels to the caller whole, as `Error::Panicked`, like an exception from Python's executors.
 
 use std::any::Any;
 use std::backtrace::{Backtrace, BacktraceStatus};
@@ -34,8 +35,9 @@ fn install_hook() {
                 let backtrace = (backtrace.status() == BacktraceStatus::Captured)
                     .then(|| backtrace.to_string());
                 SEEN.with(|seen| *seen.borrow_mut() = location.map(|l| (l, backtrace)));
+            } else {
+                previous(info);
             }
-            previous(info);
         }));
     });
 }

@@ -1,0 +1,217 @@
+//! Process mode through real worker processes: values of every common shape, many calls at
+//! once, panics, and workers that die mid-call.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use offload::{offload, Error, Exit, ProcessPool};
+use serde::{Deserialize, Serialize};
+
+offload::test_setup!();
+
+#[offload(process)]
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+#[offload(process)]
+fn greet(name: String) -> String {
+    format!("hello, {name}")
+}
+
+#[offload(process)]
+fn sorted(mut values: Vec<i64>) -> Vec<i64> {
+    values.sort_unstable();
+    values
+}
+
+#[offload(process)]
+fn halve(value: Option<u32>) -> Option<u32> {
+    value.filter(|v| v % 2 == 0).map(|v| v / 2)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Shape {
+    Circle { radius: f64 },
+    Square(f64),
+    Empty,
+}
+
+#[offload(process)]
+fn area(shape: Shape) -> f64 {
+    match shape {
+        Shape::Circle { radius } => std::f64::consts::PI * radius * radius,
+        Shape::Square(side) => side * side,
+        Shape::Empty => 0.0,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Point {
+    x: i32,
+    y: i32,
+    label: String,
+}
+
+#[offload(process)]
+fn mirror(point: Point) -> Point {
+    Point { x: -point.x, y: -point.y, label: point.label.chars().rev().collect() }
+}
+
+#[offload(process)]
+fn parse(text: String) -> Result<u32, String> {
+    text.parse().map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[offload(process)]
+fn nothing() {}
+
+#[offload(process)]
+fn pid() -> u32 {
+    std::process::id()
+}
+
+#[offload(process)]
+fn explode(message: String) -> u32 {
+    panic!("{message}")
+}
+
+#[offload(process)]
+fn abort() -> u32 {
+    std::process::abort()
+}
+
+#[offload(process)]
+fn exit_with(code: i32) -> u32 {
+    std::process::exit(code)
+}
+
+#[offload(process, pool = "fragile")]
+fn fragile_pid() -> u32 {
+    std::process::id()
+}
+
+#[offload(process, pool = "fragile")]
+fn fragile_park(dir: PathBuf) -> u32 {
+    std::fs::write(dir.join(std::process::id().to_string()), b"").unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[offload(process, pool = "steady")]
+fn steady_pid() -> u32 {
+    std::process::id()
+}
+
+#[offload(process, pool = "steady")]
+fn steady_explode() -> u32 {
+    panic!("steady")
+}
+
+#[tokio::test]
+async fn values_of_every_common_shape_round_trip() {
+    assert_eq!(add(2, 40).await, Ok(42));
+    assert_eq!(greet("Ferris".into()).await, Ok("hello, Ferris".to_owned()));
+    assert_eq!(sorted(vec![3, -1, 2]).await, Ok(vec![-1, 2, 3]));
+    assert_eq!(halve(Some(8)).await, Ok(Some(4)));
+    assert_eq!(halve(Some(7)).await, Ok(None));
+    assert_eq!(halve(None).await, Ok(None));
+    assert_eq!(area(Shape::Square(3.0)).await, Ok(9.0));
+    assert_eq!(area(Shape::Empty).await, Ok(0.0));
+    assert!((area(Shape::Circle { radius: 1.0 }).await.unwrap() - std::f64::consts::PI).abs() < 1e-12);
+    let point = Point { x: 1, y: -2, label: "abc".into() };
+    assert_eq!(mirror(point).await, Ok(Point { x: -1, y: 2, label: "cba".into() }));
+    assert_eq!(nothing().await, Ok(()));
+}
+
+#[tokio::test]
+async fn a_function_returning_result_keeps_its_own_error_apart() {
+    assert_eq!(parse("17".into()).await, Ok(Ok(17)));
+    let refused = parse("x".into()).await.expect("offload itself succeeded");
+    assert_eq!(refused, Err("\"x\": invalid digit found in string".to_owned()));
+}
+
+#[tokio::test]
+async fn the_body_runs_in_another_process_and_the_blocking_companion_in_this_one() {
+    assert_ne!(pid().await.unwrap(), std::process::id());
+    assert_eq!(pid_blocking(), std::process::id());
+    assert_eq!(add_blocking(1, 2), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_calls_all_complete() {
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..200u64 {
+        calls.spawn(async move { (i, add(i, i * 1000).await) });
+    }
+    let mut seen = vec![false; 200];
+    while let Some(done) = calls.join_next().await {
+        let (i, result) = done.unwrap();
+        assert_eq!(result, Ok(i * 1001));
+        seen[i as usize] = true;
+    }
+    assert!(seen.iter().all(|s| *s));
+}
+
+#[tokio::test]
+async fn a_panic_comes_back_with_message_and_location() {
+    let error = explode("kaboom".into()).await.unwrap_err();
+    let Error::Panicked { function, message, location, .. } = &error else { panic!("{error:?}") };
+    assert_eq!(*function, "process::explode");
+    assert_eq!(message, "kaboom");
+    assert!(location.as_deref().unwrap().starts_with("tests/process.rs:"), "{location:?}");
+    assert!(error.to_string().contains("kaboom"));
+}
+
+#[tokio::test]
+async fn a_worker_survives_a_panic_and_keeps_serving() {
+    ProcessPool::configure("steady").workers(1).apply().unwrap();
+    let before = steady_pid().await.unwrap();
+    assert!(matches!(steady_explode().await, Err(Error::Panicked { .. })));
+    assert_eq!(steady_pid().await, Ok(before));
+}
+
+#[tokio::test]
+async fn a_worker_that_dies_fails_only_its_own_call() {
+    let error = abort().await.unwrap_err();
+    assert!(matches!(error, Error::WorkerDied { exit: Exit::Signal(6), .. }), "{error:?}");
+    let error = exit_with(3).await.unwrap_err();
+    assert!(matches!(error, Error::WorkerDied { exit: Exit::Code(3), .. }), "{error:?}");
+    assert_eq!(add(1, 1).await, Ok(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_from_outside_fails_its_call_and_queued_calls_complete() {
+    ProcessPool::configure("fragile").workers(1).apply().unwrap();
+    let dir = std::env::temp_dir().join(format!("offload-fragile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let parked = tokio::spawn(fragile_park(dir.clone()));
+    let victim = wait_for_pid_file(&dir).await;
+    let queued: Vec<_> = (0..5).map(|_| tokio::spawn(fragile_pid())).collect();
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
+
+    let error = parked.await.unwrap().unwrap_err();
+    assert!(
+        matches!(error, Error::WorkerDied { pid, exit: Exit::Signal(9), .. } if pid == victim as u32),
+        "{error:?}"
+    );
+    for call in queued {
+        let replacement = call.await.unwrap().expect("queued call completes");
+        assert_ne!(replacement, victim as u32);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn wait_for_pid_file(dir: &Path) -> i32 {
+    let started = Instant::now();
+    loop {
+        let found = std::fs::read_dir(dir).unwrap().find_map(|e| e.ok()?.file_name().to_str()?.parse().ok());
+        if let Some(pid) = found {
+            return pid;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the parked call never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
