@@ -1,10 +1,150 @@
-//! facade (docs to come)
+//! Run blocking and CPU-heavy functions from async Rust without stalling the event loop, with
+//! one attribute.
+//!
+//! ```no_run
+//! use offload::offload;
+//!
+//! /// CPU-heavy: runs in a worker process, a copy of this program.
+//! #[offload(process)]
+//! fn count_primes(below: u64) -> usize {
+//!     (2..below).filter(|n| (2..*n).take_while(|d| d * d <= *n).all(|d| n % d != 0)).count()
+//! }
+//!
+//! /// Blocking I/O: runs on a thread of tokio's blocking pool.
+//! #[offload(thread)]
+//! fn read_config(path: String) -> std::io::Result<String> {
+//!     std::fs::read_to_string(path)
+//! }
+//!
+//! #[offload::main] // the worker guard: first, above #[tokio::main]
+//! #[tokio::main]
+//! async fn main() -> Result<(), offload::Error> {
+//!     let (primes, config) = tokio::join!(count_primes(100_000), read_config("app.toml".into()));
+//!     println!("{} primes; config read: {}", primes?, config?.is_ok());
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # The attribute
+//!
+//! `#[offload(thread)]` and `#[offload(process)]` turn a synchronous `fn f(a: A) -> R` into
+//! `async fn f(a: A) -> Result<R, offload::Error>`, so switching modes is a one-word change and
+//! no call site changes. The function's own return value is never folded into [`Error`]: a
+//! function returning `Result<T, E>` gives `Result<Result<T, E>, offload::Error>`.
+//!
+//! The body itself stays callable, unchanged, as `f_blocking(a)`: for synchronous callers and
+//! unit tests. Visibility, doc comments and attributes are kept.
+//!
+//! | mode | runs the body | use it for | arguments and result |
+//! |---|---|---|---|
+//! | `thread` | on tokio's blocking pool | blocking I/O, blocking libraries | `Send + 'static` |
+//! | `process` | in a worker process | CPU-heavy work, code that may crash | `Serialize + Deserialize` |
+//!
+//! A process-mode call pays for encoding its arguments and result and one round trip over a
+//! socket; in exchange the body runs in parallel with everything else and a crash in it (abort,
+//! segfault, `exit`) fails that one call instead of the program.
+//!
+//! Options, after the mode: `pool = "name"` runs on a named pool ([`ThreadPool`],
+//! [`ProcessPool`]); `timeout = "5s"` (or `"250ms"`) fails the call with [`Error::Timeout`]
+//! (process mode kills the worker; a thread cannot be stopped and runs on);
+//! `retries = 2` (process mode) re-runs a call whose worker died, for functions that are safe to
+//! repeat; `name = "stable"` (process mode) sets the name the worker looks the function up by
+//! (default: `module::path::function`), so it survives renames; `crate = path` names this crate
+//! for crates that re-export it.
+//!
+//! ## Equivalent code
+//!
+//! ```ignore
+//! #[offload(process)]
+//! pub fn add(a: u64, b: u64) -> u64 { a + b }
+//! ```
+//! expands to (see it with `cargo expand`):
+//! ```ignore
+//! pub async fn add(a: u64, b: u64) -> Result<u64, offload::Error> {
+//!     static __OFFLOAD_FN: Remote = Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64"));
+//!     inventory::submit! {
+//!         Registration::new(&__OFFLOAD_FN, |args, out| invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b)))
+//!     }
+//!     call_in_process(&__OFFLOAD_FN, (a, b)).await
+//! }
+//!
+//! /// The body of `add`, run on the calling thread and blocking it until done.
+//! pub fn add_blocking(a: u64, b: u64) -> u64 { a + b }
+//! ```
+//! Thread mode is the same without the registration:
+//! `call_in_thread(&__OFFLOAD_FN, move || add_blocking(a, b)).await`.
+//!
+//! # The worker guard
+//!
+//! A worker process is this same program, started again with a marker in its environment. Like
+//! Python's `if __name__ == "__main__":`, something must stop the copy from running the program
+//! again: the guard, which serves calls and exits in a worker and does nothing otherwise.
+//! Put `#[offload::main]` **above** `#[tokio::main]`, so that it runs before the runtime is built:
+//!
+//! ```ignore
+//! #[offload::main]
+//! #[tokio::main]
+//! async fn main() { /* … */ }
+//! ```
+//! which is the same as
+//! ```ignore
+//! fn main() {
+//!     offload::serve_if_worker();
+//!     #[tokio::main]
+//!     async fn main() { /* … */ }
+//!     main()
+//! }
+//! ```
+//! A plain `fn main` can call [`serve_if_worker`] as its first line instead. A program that
+//! forgot the guard gets [`Error::GuardMissing`] from its first process-mode call, and no
+//! process is started: never a fork bomb, never a hang.
+//!
+//! # Tests
+//!
+//! A test harness owns `main`, so a test crate (a file in `tests/`) that calls process-mode
+//! functions adds one line at its top level instead:
+//!
+//! ```ignore
+//! offload::test_setup!();
+//!
+//! #[tokio::test]
+//! async fn squares() {
+//!     assert_eq!(my_crate::square(3).await, Ok(9));
+//! }
+//! ```
+//! Its workers are then served from a constructor that runs before the harness. They are given
+//! no command-line arguments, so no test-runner flag ever reaches them; `cargo test` and
+//! `cargo nextest` both work. Each `#[tokio::test]` has its own runtime; the pools are shared by
+//! all of them.
+//!
+//! # Pools
+//!
+//! Process pools start their workers on the first call (or all at once with
+//! [`ProcessPool::start`]) and run one call per worker at a time; calls wait in arrival order
+//! for a free worker. Sizes, first found wins: [`ProcessPool::configure`] in code, then the
+//! environment (`OFFLOAD_WORKERS` for the default pool, `OFFLOAD_WORKERS_<NAME>` for a named
+//! one), then one worker per available core. Thread pools: [`ThreadPool::configure`], then
+//! `OFFLOAD_THREADS_<NAME>`, then `min(32, cores + 4)`; the default thread pool is tokio's own
+//! blocking pool.
+//!
+//! # Platforms
+//!
+//! Thread mode works everywhere tokio does. Process mode needs Unix: it is tested on Linux, where
+//! workers also die with their parent through `PR_SET_PDEATHSIG`, and builds on macOS.
+
+#![doc(test(attr(deny(warnings))))]
+
 #[doc(inline)]
 pub use offload_macros::{main, offload};
-pub use offload_runtime::{CodecStage, Error, Exit, ProcessPool, ProcessPoolBuilder, ThreadPool, ThreadPoolBuilder, DEFAULT_POOL};
-pub use offload_runtime::serve_if_worker;
+#[cfg(unix)]
+pub use offload_runtime::{serve_if_worker, ProcessPool, ProcessPoolBuilder};
+pub use offload_runtime::{CodecStage, Error, Exit, ThreadPool, ThreadPoolBuilder, DEFAULT_POOL};
 
-/// One line of setup for a test crate: `offload::test_setup!();`
+/// Lets the tests of a test crate call process-mode functions: write `offload::test_setup!();`
+/// once, at the top level of the crate (for example in `tests/my_test.rs`).
+///
+/// A test harness owns `main`, so [`macro@main`] cannot guard it; with this line, a worker
+/// started from the test binary is served from a constructor that runs before the harness.
 #[macro_export]
 macro_rules! test_setup {
     () => {
@@ -12,6 +152,7 @@ macro_rules! test_setup {
     };
 }
 
+/// Not public API: what the expansion of the attributes calls.
 #[doc(hidden)]
 pub mod __private {
     pub use offload_runtime::__private::*;

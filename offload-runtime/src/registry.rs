@@ -57,7 +57,7 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct PanicReportBox(pub(crate) Box<PanicReport>);
 
-/// The body of every generated [`Invoke`] function: decode, run under `catch_unwind`, encode.
+/// The body of every generated `Invoke` function: decode, run under `catch_unwind`, encode.
 pub fn invoke<A, R>(input: &[u8], output: &mut Vec<u8>, body: impl FnOnce(A) -> R) -> Outcome
 where
     A: DeserializeOwned,
