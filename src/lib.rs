@@ -137,7 +137,7 @@
 #[doc(inline)]
 pub use offload_macros::{main, offload};
 #[cfg(unix)]
-pub use offload_runtime::{serve_if_worker, ProcessPool, ProcessPoolBuilder};
+pub use offload_runtime::{serve_if_worker, OnCancel, ProcessPool, ProcessPoolBuilder};
 pub use offload_runtime::{CodecStage, Error, Exit, ThreadPool, ThreadPoolBuilder, DEFAULT_POOL};
 
 /// Lets the tests of a test crate call process-mode functions: write `offload::test_setup!();`

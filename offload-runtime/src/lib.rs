@@ -3,8 +3,9 @@
 //!
 //! The path of a process-mode call, file by file: [`process`](crate::__private::call_in_process)
 //! encodes the arguments and leases a worker from the `pool`, which starts workers with
-//! `launch`; frames cross the socket as laid out in `wire`; the `worker` decodes and runs the
-//! function it finds in the `registry`, catching panics with `panic`, and sends the reply back.
+//! `launch`; the `channel` sends the call and reads the reply in frames laid out in `wire`; on
+//! the other side the `worker` decodes and runs the function it finds in the `registry`,
+//! catching panics with `panic`, and sends the reply back.
 
 mod config;
 mod error;
@@ -13,6 +14,8 @@ mod registry;
 mod thread;
 mod wire;
 
+#[cfg(unix)]
+mod channel;
 #[cfg(unix)]
 mod launch;
 #[cfg(unix)]
@@ -25,7 +28,7 @@ mod worker;
 pub use config::DEFAULT_POOL;
 pub use error::{CodecStage, Error, Exit};
 #[cfg(unix)]
-pub use pool::{ProcessPool, ProcessPoolBuilder};
+pub use pool::{OnCancel, ProcessPool, ProcessPoolBuilder};
 pub use thread::{ThreadPool, ThreadPoolBuilder};
 #[cfg(unix)]
 pub use worker::serve_if_worker;

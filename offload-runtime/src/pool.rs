@@ -1,23 +1,24 @@
-//! The process pool: worker slots, the queue of calls waiting for one, and starting workers.
+//! The process pool: admission, the queue of calls waiting for a worker, leases, recycling and
+//! shutdown.
 //!
-//! A call holds a [`Lease`] on one worker for its whole exchange, so a worker runs one call at a
-//! time and the queue is the semaphore's fair wait list. A lease dropped mid-call (a timeout, a
-//! cancelled future) kills its worker; the next call to need a worker starts a fresh one.
+//! A call is first admitted (at most `workers + max_queue` calls hold an encoded request at
+//! once; the rest wait, in order, before encoding anything), then holds a [`Lease`] on one
+//! worker for its whole exchange, so a worker runs one call at a time and the queue is the
+//! semaphores' fair wait lists. Dropping a lease mid-call (a timeout, a cancelled future) kills
+//! its worker, unless the pool lets cancelled calls finish; the next call to need a worker starts
+//! a fresh one.
 
-use std::os::unix::net::UnixStream as StdStream;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use crate::channel::{Fault, Worker};
 use crate::config::{self, Pools};
 use crate::error::Exit;
-use crate::launch::{self, Process};
-use crate::registry::Table;
-use crate::wire::{self, Header, Kind, HEADER};
+use crate::launch;
+use crate::wire::{Kind, HEADER};
 use crate::worker::{self, Marker};
 use crate::Error;
 
@@ -30,20 +31,52 @@ static POOLS: Pools<PoolConfig, ProcessPool> = Pools::new();
 /// that finds none idle, or all at once with [`ProcessPool::start`]. Its size comes from
 /// [`ProcessPool::configure`], else from `OFFLOAD_WORKERS` (default pool) or
 /// `OFFLOAD_WORKERS_<NAME>`, else the number of available cores.
+///
+/// A worker that dies fails only the call it was running, and the next call starts a
+/// replacement. Calls waiting for a worker are never lost: they wait, in arrival order.
 pub struct ProcessPool {
     name: String,
     config: PoolConfig,
     workers: usize,
+    admission: Semaphore,
     slots: Semaphore,
-    idle: Mutex<Vec<Worker>>,
+    state: Mutex<State>,
     broken: OnceLock<Error>,
+}
+
+#[derive(Default)]
+struct State {
+    idle: Vec<Worker>,
+    /// Pids of the workers running a call, for [`ProcessPool::shutdown_now`] to kill.
+    busy: Vec<u32>,
+    /// Set by either shutdown: no new call is admitted.
+    refusing: bool,
+    /// Set by [`ProcessPool::shutdown_now`]: a worker that dies now was killed by it.
+    killing: bool,
+}
+
+/// What happens to a running process-mode call whose future is dropped (a `select!` that took
+/// another branch, a cancelled task).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnCancel {
+    /// Kill the worker running it, so the work stops at once, and start a replacement when
+    /// needed. The default.
+    #[default]
+    Kill,
+    /// Let the worker finish the call and discard its result, keeping the worker. A call that
+    /// times out is still killed: a timeout means the work must stop.
+    Finish,
 }
 
 #[derive(Debug, Clone)]
 struct PoolConfig {
     workers: Option<usize>,
+    max_queue: usize,
     handshake_timeout: Duration,
     max_frame: usize,
+    max_calls_per_worker: Option<u64>,
+    max_worker_memory: Option<u64>,
+    on_cancel: OnCancel,
     program: Option<PathBuf>,
 }
 
@@ -51,8 +84,12 @@ impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
             workers: None,
+            max_queue: 4096,
             handshake_timeout: Duration::from_secs(5),
             max_frame: 1 << 30,
+            max_calls_per_worker: None,
+            max_worker_memory: None,
+            on_cancel: OnCancel::Kill,
             program: None,
         }
     }
@@ -72,6 +109,13 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// How many calls may wait, encoded, for a worker (default 4096). Callers beyond that wait
+    /// before encoding their arguments, so memory stays bounded however many calls are made.
+    pub fn max_queue(mut self, count: usize) -> Self {
+        self.config.max_queue = count;
+        self
+    }
+
     /// How long a new worker may take to start and announce itself (default 5 s).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.handshake_timeout = timeout;
@@ -85,6 +129,24 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// Replaces a worker after it has served `count` calls, as a guard against leaks.
+    pub fn max_calls_per_worker(mut self, count: u64) -> Self {
+        self.config.max_calls_per_worker = Some(count);
+        self
+    }
+
+    /// Replaces a worker whose resident memory exceeds `bytes` after a call (Linux).
+    pub fn max_worker_memory(mut self, bytes: u64) -> Self {
+        self.config.max_worker_memory = Some(bytes);
+        self
+    }
+
+    /// What happens to a running call whose future is dropped; see [`OnCancel`].
+    pub fn on_cancel(mut self, policy: OnCancel) -> Self {
+        self.config.on_cancel = policy;
+        self
+    }
+
     /// Runs `program` as the worker instead of this program's own executable. The program must
     /// be built from the same sources; the handshake refuses it otherwise.
     pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
@@ -92,10 +154,14 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// Records the settings; an error if the pool already served a call or a size is zero.
+    /// Records the settings; an error if the pool already served a call or a count is zero.
     pub fn apply(self) -> Result<(), Error> {
+        let zero = |what: &str| Error::Config { detail: format!("process pool `{}` needs {what}", self.name) };
         if self.config.workers == Some(0) {
-            return Err(Error::Config { detail: format!("process pool `{}` needs at least one worker", self.name) });
+            return Err(zero("at least one worker"));
+        }
+        if self.config.max_calls_per_worker == Some(0) {
+            return Err(zero("at least one call per worker"));
         }
         POOLS.configure(&self.name, self.config)
     }
@@ -116,11 +182,12 @@ impl ProcessPool {
             let workers = config::size(config.workers, &var, config::cores())?;
             Ok(ProcessPool {
                 name: name.to_owned(),
-                config,
                 workers,
+                admission: Semaphore::new(workers.saturating_add(config.max_queue)),
                 slots: Semaphore::new(workers),
-                idle: Mutex::new(Vec::new()),
+                state: Mutex::default(),
                 broken: OnceLock::new(),
+                config,
             })
         })
     }
@@ -149,20 +216,79 @@ impl ProcessPool {
         Ok(())
     }
 
+    /// Stops the pool gracefully: new calls fail with [`Error::Shutdown`], calls already
+    /// running or queued finish, then every worker exits and is reaped.
+    pub async fn shutdown(&self) {
+        self.lock().refusing = true;
+        let total = u32::try_from(self.workers.saturating_add(self.config.max_queue)).unwrap_or(u32::MAX);
+        if let Ok(all) = self.admission.acquire_many(total).await {
+            all.forget();
+        }
+        self.close().await;
+    }
+
+    /// Stops the pool at once: queued and running calls fail with [`Error::Shutdown`], running
+    /// workers are killed, idle ones exit; all are reaped.
+    pub async fn shutdown_now(&self) {
+        let busy = {
+            let mut state = self.lock();
+            state.refusing = true;
+            state.killing = true;
+            std::mem::take(&mut state.busy)
+        };
+        for pid in busy {
+            // SAFETY: kill has no memory-safety preconditions; the pid is a worker this pool
+            // started and has not reaped (reaping happens only after its lease ends).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        self.close().await;
+    }
+
+    async fn close(&self) {
+        self.admission.close();
+        self.slots.close();
+        let idle = std::mem::take(&mut self.lock().idle);
+        for worker in idle {
+            worker.stop().await;
+        }
+    }
+
     pub(crate) fn max_frame(&self) -> usize {
         self.config.max_frame
+    }
+
+    /// Whether a worker that just died was killed by [`ProcessPool::shutdown_now`].
+    pub(crate) fn killed_by_shutdown(&self) -> bool {
+        self.lock().killing
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits, in arrival order, until the call may encode its request.
+    pub(crate) async fn admit(&self) -> Result<SemaphorePermit<'_>, Error> {
+        if self.lock().refusing {
+            return Err(Error::Shutdown);
+        }
+        self.admission.acquire().await.map_err(|_| Error::Shutdown)
     }
 
     /// Waits for a free slot (in arrival order) and hands back a worker for it, started now if
     /// no idle one is left.
     pub(crate) async fn lease(&'static self) -> Result<Lease, Error> {
         let permit = self.slots.acquire().await.map_err(|_| Error::Shutdown)?;
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let idle = self.lock().idle.pop();
         let worker = match idle {
             Some(worker) => worker,
             None => self.launch().await?,
         };
-        Ok(Lease { pool: self, _permit: permit, worker: Some(worker), busy: false })
+        let mut state = self.lock();
+        if self.slots.is_closed() {
+            return Err(Error::Shutdown);
+        }
+        state.busy.push(worker.pid());
+        Ok(Lease { pool: self, permit: Some(permit), worker: Some(worker), phase: Phase::Ready, kill: false })
     }
 
     async fn launch(&self) -> Result<Worker, Error> {
@@ -177,25 +303,22 @@ impl ProcessPool {
             })?,
         };
         let marker = Marker { from_ctor, max_frame: self.config.max_frame };
-        let (process, stream) = launch::spawn(program.clone(), marker).await.map_err(|e| Error::WorkerStart {
-            reason: format!("cannot run {}: {e}", program.display()),
-        })?;
+        let failed = |e: std::io::Error| Error::WorkerStart { reason: format!("cannot run {}: {e}", program.display()) };
+        let (process, stream) = launch::spawn(program.clone(), marker).await.map_err(failed)?;
         let pid = process.pid;
-        stream.set_nonblocking(true).map_err(|e| Error::WorkerStart { reason: e.to_string() })?;
-        let mut worker = Worker { process, stream: Some(stream), buf: Vec::new(), calls: 0 };
+        let mut worker = Worker::new(process, stream).map_err(failed)?;
         let limit = self.config.handshake_timeout;
         match tokio::time::timeout(limit, worker.handshake()).await {
             Ok(Ok(())) => Ok(worker),
-            Ok(Err(Handshake::Refused(error))) => Err(self.break_with(error)),
-            Ok(Err(Handshake::Died)) => {
-                let exit = worker.exit().await;
-                Err(Error::WorkerStart {
-                    reason: format!(
-                        "the worker (pid {pid}) ended with {exit} before its handshake; its \
-                         output above may say why"
-                    ),
-                })
-            }
+            Ok(Err(Fault::Refused(error))) => Err(self.break_with(error)),
+            Ok(Err(Fault::Protocol(detail))) => Err(Error::Protocol { detail }),
+            Ok(Err(Fault::Died)) => Err(Error::WorkerStart {
+                reason: format!(
+                    "the worker (pid {pid}) ended with {} before its handshake; its output above \
+                     may say why",
+                    worker.exit().await
+                ),
+            }),
             Err(_) => Err(Error::WorkerStart {
                 reason: format!(
                     "the worker (pid {pid}) did not complete its handshake within {limit:?}; \
@@ -213,164 +336,104 @@ impl ProcessPool {
         }
         error
     }
-}
 
-/// A started worker and the caller's end of its channel.
-struct Worker {
-    process: Process,
-    /// `None` only while a call is in flight (the stream is registered with the caller's runtime
-    /// for the duration of the call, so that pools work across runtimes, e.g. one per test).
-    stream: Option<StdStream>,
-    buf: Vec<u8>,
-    calls: u64,
-}
-
-enum Handshake {
-    Died,
-    Refused(Error),
-}
-
-/// Why an exchange with a worker failed.
-pub(crate) enum Fault {
-    /// The channel closed: the worker is gone.
-    Died,
-    /// The worker's bytes broke the protocol; its stream cannot be trusted any more.
-    Protocol(String),
-}
-
-impl Worker {
-    async fn handshake(&mut self) -> Result<(), Handshake> {
-        let mut io = self.attach().map_err(|_| Handshake::Died)?;
-        let header = read_frame(&mut io, &mut self.buf, 1 << 20).await.map_err(|fault| match fault {
-            Fault::Died => Handshake::Died,
-            Fault::Protocol(detail) => Handshake::Refused(Error::Protocol { detail }),
-        })?;
-        self.detach(io).map_err(|_| Handshake::Died)?;
-        match header.kind {
-            Kind::Hello => check_hello(&self.buf).map_err(Handshake::Refused),
-            Kind::GuardMissing => Err(Handshake::Refused(Error::GuardMissing)),
-            other => Err(Handshake::Refused(Error::Protocol {
-                detail: format!("expected a handshake, got a {other:?} frame"),
-            })),
+    /// Takes back a worker whose call completed, unless it is due for replacement.
+    fn give_back(&self, worker: Worker) {
+        let mut state = self.lock();
+        state.busy.retain(|pid| *pid != worker.pid());
+        let worn_out = self.config.max_calls_per_worker.is_some_and(|max| worker.calls() >= max)
+            || self.config.max_worker_memory.is_some_and(|max| worker.resident_bytes().is_some_and(|rss| rss > max));
+        if !worn_out && !self.slots.is_closed() {
+            state.idle.push(worker);
+            return;
+        }
+        drop(state);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(worker.stop());
         }
     }
 
-    /// Sends `frame` (a call with its id still blank) and reads the reply into `self.buf`.
-    async fn exchange(&mut self, frame: &mut [u8], limit: usize) -> Result<Kind, Fault> {
-        self.calls += 1;
-        let id = self.calls;
-        frame[5..HEADER].copy_from_slice(&id.to_le_bytes());
-        let mut io = self.attach().map_err(|_| Fault::Died)?;
-        io.write_all(frame).await.map_err(|_| Fault::Died)?;
-        let header = read_frame(&mut io, &mut self.buf, limit).await?;
-        self.detach(io).map_err(|_| Fault::Died)?;
-        if header.id != id {
-            return Err(Fault::Protocol(format!("reply to call {} arrived for call {id}", header.id)));
-        }
-        match header.kind {
-            Kind::Hello | Kind::Call | Kind::GuardMissing => {
-                Err(Fault::Protocol(format!("unexpected {:?} frame in reply to a call", header.kind)))
-            }
-            kind => Ok(kind),
-        }
-    }
-
-    fn attach(&mut self) -> std::io::Result<UnixStream> {
-        let stream = self.stream.take().ok_or(std::io::ErrorKind::NotConnected)?;
-        UnixStream::from_std(stream)
-    }
-
-    fn detach(&mut self, io: UnixStream) -> std::io::Result<()> {
-        self.stream = Some(io.into_std()?);
-        Ok(())
-    }
-
-    async fn exit(self) -> Exit {
-        self.process.exit().await.unwrap_or(Exit::Unknown)
+    fn forget(&self, pid: u32) {
+        self.lock().busy.retain(|p| *p != pid);
     }
 }
 
-async fn read_frame(io: &mut UnixStream, buf: &mut Vec<u8>, limit: usize) -> Result<Header, Fault> {
-    let mut head = [0; HEADER];
-    io.read_exact(&mut head).await.map_err(|_| Fault::Died)?;
-    let header = Header::parse(&head, limit).map_err(|e| Fault::Protocol(e.to_string()))?;
-    buf.clear();
-    buf.resize(header.payload_len, 0);
-    io.read_exact(buf).await.map_err(|_| Fault::Died)?;
-    Ok(header)
-}
-
-fn check_hello(payload: &[u8]) -> Result<(), Error> {
-    let (protocol, _pid, theirs): (u16, u32, Vec<(String, u64)>) = postcard::from_bytes(payload)
-        .map_err(|e| Error::Protocol { detail: format!("unreadable handshake: {e}") })?;
-    if protocol != wire::PROTOCOL {
-        return Err(Error::VersionMismatch {
-            detail: format!("the worker speaks protocol {protocol}, this process {}", wire::PROTOCOL),
-        });
-    }
-    let ours = Table::get().signature();
-    let same = ours.len() == theirs.len()
-        && ours.iter().zip(&theirs).all(|((name, fp), (their_name, their_fp))| name == their_name && fp == their_fp);
-    if same {
-        return Ok(());
-    }
-    let differing = ours
-        .iter()
-        .find(|(name, fp)| !theirs.iter().any(|(n, f)| n == name && f == fp))
-        .map(|(name, _)| format!("`{name}` is missing or different in the worker"))
-        .or_else(|| {
-            let (name, _) = theirs.iter().find(|(n, f)| !ours.iter().any(|(name, fp)| name == n && fp == f))?;
-            Some(format!("the worker has `{name}`, which this process does not"))
-        })
-        .unwrap_or_else(|| "the registries are ordered differently".to_owned());
-    Err(Error::VersionMismatch { detail: differing })
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Ready,
+    Sending,
+    Awaiting,
 }
 
 /// One worker, held by one call.
 pub(crate) struct Lease {
     pool: &'static ProcessPool,
-    _permit: SemaphorePermit<'static>,
+    permit: Option<SemaphorePermit<'static>>,
     worker: Option<Worker>,
-    busy: bool,
+    phase: Phase,
+    kill: bool,
 }
 
 impl Lease {
     /// Runs one exchange; on success the reply payload is in [`Lease::reply`].
     pub(crate) async fn call(&mut self, frame: &mut [u8]) -> Result<Kind, Fault> {
-        let limit = self.pool.config.max_frame;
         let worker = self.worker.as_mut().expect("a lease holds a worker until it ends");
-        self.busy = true;
-        let kind = worker.exchange(frame, limit).await?;
-        self.busy = false;
+        self.phase = Phase::Sending;
+        worker.send(frame).await?;
+        self.phase = Phase::Awaiting;
+        let kind = worker.receive(self.pool.config.max_frame).await?;
+        self.phase = Phase::Ready;
         Ok(kind)
     }
 
     pub(crate) fn reply(&self) -> &[u8] {
-        &self.worker.as_ref().expect("a lease holds a worker until it ends").buf
+        self.worker.as_ref().expect("a lease holds a worker until it ends").reply()
     }
 
     pub(crate) fn pid(&self) -> u32 {
-        self.worker.as_ref().map_or(0, |w| w.process.pid)
+        self.worker.as_ref().map_or(0, Worker::pid)
+    }
+
+    /// Makes dropping this lease mid-call kill the worker whatever the pool's [`OnCancel`].
+    pub(crate) fn kill_if_dropped(&mut self) {
+        self.kill = true;
     }
 
     /// Gives up the worker after it died, and says how it ended.
     pub(crate) async fn exit(mut self) -> Exit {
-        match self.worker.take() {
-            Some(worker) => worker.exit().await,
-            None => Exit::Unknown,
-        }
+        let Some(worker) = self.worker.take() else { return Exit::Unknown };
+        self.pool.forget(worker.pid());
+        worker.exit().await
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         let Some(worker) = self.worker.take() else { return };
-        if self.busy {
-            // Dropped mid-call: the worker's state is unknown, so it is killed (by `Process`'s
-            // drop) and the next call starts a fresh one.
-            drop(worker);
-        } else {
-            self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(worker);
+        let pool = self.pool;
+        match self.phase {
+            Phase::Ready => pool.give_back(worker),
+            Phase::Awaiting if !self.kill && pool.config.on_cancel == OnCancel::Finish => {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    pool.forget(worker.pid());
+                    return;
+                };
+                let permit = self.permit.take();
+                runtime.spawn(async move {
+                    let mut worker = worker;
+                    match worker.receive(pool.config.max_frame).await {
+                        Ok(_) => pool.give_back(worker),
+                        Err(_) => pool.forget(worker.pid()),
+                    }
+                    drop(permit);
+                });
+            }
+            // Mid-call, with no way to finish: the worker's state is unknown, so it is killed
+            // (dropping a `Worker` kills and reaps its process).
+            Phase::Sending | Phase::Awaiting => {
+                pool.forget(worker.pid());
+                drop(worker);
+            }
         }
     }
 }

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::config::DEFAULT_POOL;
 use crate::error::CodecStage;
-use crate::pool::{Fault, ProcessPool};
+use crate::channel::Fault;
+use crate::pool::ProcessPool;
 use crate::registry::Table;
 use crate::wire::{self, Kind};
 use crate::Error;
@@ -69,6 +70,7 @@ where
         });
     }
     let (pool, index) = function.resolve()?;
+    let _admitted = pool.admit().await?;
     let mut frame = Vec::new();
     wire::begin(&mut frame, Kind::Call, 0);
     frame.extend_from_slice(&index.to_le_bytes());
@@ -80,19 +82,25 @@ where
     let mut retries_left = function.retries;
     loop {
         let mut lease = pool.lease().await?;
-        let exchange = lease.call(&mut frame);
         let outcome = match function.timeout {
-            None => exchange.await,
-            Some(after) => tokio::time::timeout(after, exchange)
-                .await
-                .map_err(|_| Error::Timeout { function: function.name, after })?,
+            None => lease.call(&mut frame).await,
+            Some(after) => {
+                lease.kill_if_dropped();
+                tokio::time::timeout(after, lease.call(&mut frame))
+                    .await
+                    .map_err(|_| Error::Timeout { function: function.name, after })?
+            }
         };
         match outcome {
             Ok(kind) => return decode(function.name, kind, lease.reply()),
             Err(Fault::Protocol(detail)) => return Err(Error::Protocol { detail }),
+            Err(Fault::Refused(error)) => return Err(error),
             Err(Fault::Died) => {
                 let pid = lease.pid();
                 let exit = lease.exit().await;
+                if pool.killed_by_shutdown() {
+                    return Err(Error::Shutdown);
+                }
                 if retries_left == 0 {
                     return Err(Error::WorkerDied { function: function.name, pid, exit });
                 }
