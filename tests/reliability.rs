@@ -1,0 +1,461 @@
+//! Faults injected into real worker processes: every call resolves with the right outcome, the
+//! pool replaces what broke, and nothing hangs.
+
+use std::collections::BTreeSet;
+use std::os::unix::io::FromRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use offload::{offload, CodecStage, Error, Exit, OnCancel, ProcessPool};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+offload::test_setup!();
+
+const LIVENESS: Duration = Duration::from_secs(20);
+
+/// Writes this worker's pid into `dir` (so the test can find and kill it), then waits until
+/// `release` exists; `None` waits forever.
+fn park(dir: &Path, release: Option<&Path>) -> u32 {
+    let pid = std::process::id();
+    std::fs::write(dir.join(pid.to_string()), b"").unwrap();
+    loop {
+        if release.is_some_and(Path::exists) {
+            return pid;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[offload(process, pool = "crash")]
+fn segfault() -> u32 {
+    // SAFETY: none; this writes through a null pointer on purpose, to die of SIGSEGV.
+    unsafe { std::ptr::null_mut::<u64>().write_volatile(7) };
+    0
+}
+
+#[offload(process, pool = "crash")]
+fn out_of_memory() -> usize {
+    let limit = libc::rlimit { rlim_cur: 256 << 20, rlim_max: 256 << 20 };
+    // SAFETY: setrlimit only reads `limit`.
+    unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) };
+    let hog = vec![1u8; 1 << 30];
+    hog.len()
+}
+
+#[offload(process, pool = "crash")]
+fn crash_pid() -> u32 {
+    std::process::id()
+}
+
+#[offload(process, pool = "retry", retries = 2)]
+fn crash_once(marker: PathBuf) -> u32 {
+    if std::fs::create_dir(&marker).is_ok() {
+        std::process::abort();
+    }
+    std::process::id()
+}
+
+#[offload(process, pool = "retry", retries = 1)]
+fn crash_always() -> u32 {
+    std::process::exit(9)
+}
+
+#[offload(process, pool = "timeouts", timeout = "300ms")]
+fn stall(dir: PathBuf) -> u32 {
+    park(&dir, None)
+}
+
+#[offload(process, pool = "timeouts")]
+fn timeouts_pid() -> u32 {
+    std::process::id()
+}
+
+#[offload(thread, timeout = "100ms")]
+fn slow_thread(release: std::sync::mpsc::Receiver<()>) -> u8 {
+    release.recv().unwrap();
+    1
+}
+
+#[offload(process, pool = "cancel")]
+fn cancel_park(dir: PathBuf) -> u32 {
+    park(&dir, None)
+}
+
+#[offload(process, pool = "cancel")]
+fn cancel_touch(path: PathBuf) -> u32 {
+    std::fs::write(path, b"ran").unwrap();
+    std::process::id()
+}
+
+#[offload(process, pool = "finish")]
+fn finish_park(dir: PathBuf, release: PathBuf) -> u32 {
+    park(&dir, Some(&release))
+}
+
+#[offload(process, pool = "finish")]
+fn finish_pid() -> u32 {
+    std::process::id()
+}
+
+#[offload(process, pool = "recycle")]
+fn recycle_pid() -> u32 {
+    std::process::id()
+}
+
+#[offload(process, pool = "bloat")]
+fn bloat(megabytes: usize) -> u32 {
+    let mut hog = vec![0u8; megabytes << 20];
+    hog.iter_mut().step_by(4096).for_each(|b| *b = 1);
+    std::mem::forget(hog);
+    std::process::id()
+}
+
+#[offload(process, pool = "narrow")]
+fn narrow_echo(value: u64) -> u64 {
+    value
+}
+
+#[offload(process, pool = "graceful")]
+fn graceful_work(dir: PathBuf, release: PathBuf, value: u32) -> u32 {
+    if value == 0 {
+        park(&dir, Some(&release));
+    }
+    value
+}
+
+#[offload(process, pool = "forceful")]
+fn forceful_park(dir: PathBuf) -> u32 {
+    park(&dir, None)
+}
+
+/// Writes `bytes` straight onto the worker's channel, breaking the protocol from the worker side.
+#[offload(process, pool = "garbage")]
+fn write_on_channel(bytes: Vec<u8>, then_exit: bool) -> u32 {
+    use std::io::Write;
+    // SAFETY: descriptor 3 is the worker's channel; ManuallyDrop keeps it open afterwards.
+    let mut channel = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(3) });
+    channel.write_all(&bytes).unwrap();
+    if then_exit {
+        std::process::exit(0);
+    }
+    park(&std::env::temp_dir(), None)
+}
+
+#[offload(process, pool = "garbage")]
+fn garbage_pid() -> u32 {
+    std::process::id()
+}
+
+/// Fails to encode, on whichever side tries.
+#[derive(Debug, PartialEq)]
+struct Unencodable;
+
+impl Serialize for Unencodable {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("Unencodable refuses to be encoded"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Unencodable {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(Unencodable)
+    }
+}
+
+/// Encodes fine, but refuses to be decoded.
+#[derive(Debug, PartialEq)]
+struct Undecodable;
+
+impl Serialize for Undecodable {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(1)
+    }
+}
+
+impl<'de> Deserialize<'de> for Undecodable {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("Undecodable refuses to be decoded"))
+    }
+}
+
+#[offload(process)]
+fn make_unencodable() -> Unencodable {
+    Unencodable
+}
+
+#[offload(process)]
+fn take_undecodable(_value: Undecodable) -> u8 {
+    1
+}
+
+#[offload(process)]
+fn hygiene() -> (Vec<String>, Option<String>, String) {
+    let descriptors = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    let channel = std::fs::read_link("/proc/self/fd/3").unwrap().display().to_string();
+    (descriptors, std::env::var("OFFLOAD_WORKER").ok(), channel)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("offload-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Polls `check` until it yields, failing the test after [`LIVENESS`].
+async fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed() < LIVENESS, "condition not met within {LIVENESS:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn pid_in(dir: &Path) -> u32 {
+    wait_for(|| std::fs::read_dir(dir).ok()?.find_map(|e| e.ok()?.file_name().to_str()?.parse().ok())).await
+}
+
+/// Whether `pid` is a live process (a zombie has exited).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+}
+
+async fn gone(pid: u32) {
+    wait_for(|| (!alive(pid)).then_some(())).await;
+}
+
+#[tokio::test]
+async fn segfault_and_out_of_memory_fail_only_their_call() {
+    ProcessPool::configure("crash").workers(1).apply().unwrap();
+    let error = segfault().await.unwrap_err();
+    assert!(matches!(error, Error::WorkerDied { exit: Exit::Signal(11), .. }), "{error:?}");
+    assert!(error.to_string().contains("SIGSEGV"), "{error}");
+    let error = out_of_memory().await.unwrap_err();
+    assert!(matches!(error, Error::WorkerDied { exit: Exit::Signal(6), .. }), "{error:?}");
+    assert!(crash_pid().await.is_ok());
+}
+
+#[tokio::test]
+async fn retries_rerun_a_call_whose_worker_died_on_a_fresh_worker() {
+    let marker = scratch("retry").join("crashed-once");
+    let pid = crash_once(marker.clone()).await.expect("the retry succeeds");
+    assert!(marker.exists(), "the first attempt ran");
+    assert!(alive(pid));
+    let error = crash_always().await.unwrap_err();
+    assert!(matches!(error, Error::WorkerDied { exit: Exit::Code(9), .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_timeout_kills_only_that_worker_and_returns_promptly() {
+    ProcessPool::configure("timeouts").workers(1).apply().unwrap();
+    let dir = scratch("timeouts");
+    let started = Instant::now();
+    let error = stall(dir.clone()).await.unwrap_err();
+    assert!(started.elapsed() < LIVENESS);
+    assert!(matches!(error, Error::Timeout { after, .. } if after == Duration::from_millis(300)), "{error:?}");
+    gone(pid_in(&dir).await).await;
+    assert!(timeouts_pid().await.is_ok(), "the pool replaced the worker");
+}
+
+#[tokio::test]
+async fn a_thread_timeout_returns_while_the_thread_runs_on() {
+    let (release, wait) = std::sync::mpsc::channel();
+    let error = slow_thread(wait).await.unwrap_err();
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    release.send(()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_calls_removes_queued_ones_and_kills_running_ones() {
+    ProcessPool::configure("cancel").workers(1).apply().unwrap();
+    let dir = scratch("cancel");
+    let running = tokio::spawn(cancel_park(dir.clone()));
+    let victim = pid_in(&dir).await;
+
+    // Queued behind the parked call, then dropped: it must never run.
+    let never = dir.join("never");
+    let queued = tokio::time::timeout(Duration::ZERO, cancel_touch(never.clone())).await;
+    assert!(queued.is_err(), "the call was queued, not run");
+
+    running.abort();
+    gone(victim).await;
+    let ran = dir.join("ran");
+    let replacement = tokio::time::timeout(LIVENESS, cancel_touch(ran.clone())).await.unwrap().unwrap();
+    assert_ne!(replacement, victim);
+    assert!(ran.exists() && !never.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_can_let_dropped_calls_finish_and_keep_the_worker() {
+    ProcessPool::configure("finish").workers(1).on_cancel(OnCancel::Finish).apply().unwrap();
+    let dir = scratch("finish");
+    let release = dir.join("release");
+    let running = tokio::spawn(finish_park(dir.clone(), release.clone()));
+    let worker = pid_in(&dir).await;
+    running.abort();
+    assert!(running.await.unwrap_err().is_cancelled());
+    std::fs::write(&release, b"").unwrap();
+    assert_eq!(finish_pid().await, Ok(worker), "the same worker serves the next call");
+}
+
+#[tokio::test]
+async fn workers_are_recycled_after_n_calls_without_failing_any() {
+    ProcessPool::configure("recycle").workers(1).max_calls_per_worker(3).apply().unwrap();
+    let mut pids = Vec::new();
+    for _ in 0..9 {
+        pids.push(recycle_pid().await.expect("no call fails while recycling"));
+    }
+    let distinct: BTreeSet<_> = pids.iter().collect();
+    assert_eq!(distinct.len(), 3, "{pids:?}");
+    assert!(pids.chunks(3).all(|run| run.iter().all(|p| *p == run[0])), "{pids:?}");
+}
+
+#[tokio::test]
+async fn a_worker_over_its_memory_limit_is_replaced_after_its_call() {
+    ProcessPool::configure("bloat").workers(1).max_worker_memory(64 << 20).apply().unwrap();
+    let small = bloat(1).await.unwrap();
+    assert_eq!(bloat(1).await, Ok(small), "under the limit the worker stays");
+    let large = bloat(128).await.unwrap();
+    assert_eq!(large, small, "the call that crossed the limit still succeeds");
+    let after = bloat(1).await.unwrap();
+    assert_ne!(after, large, "the worker that crossed the limit was replaced");
+    gone(large).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_makes_callers_wait_instead_of_refusing_them() {
+    ProcessPool::configure("narrow").workers(1).max_queue(2).apply().unwrap();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..64u64 {
+        calls.spawn(narrow_echo(i));
+    }
+    let mut values = Vec::new();
+    while let Some(done) = calls.join_next().await {
+        values.push(done.unwrap().expect("no call is refused"));
+    }
+    values.sort_unstable();
+    assert_eq!(values, (0..64).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_running_and_queued_calls() {
+    ProcessPool::configure("graceful").workers(1).apply().unwrap();
+    let pool = ProcessPool::get("graceful").unwrap();
+    let dir = scratch("graceful");
+    let release = dir.join("release");
+    let first = tokio::spawn(graceful_work(dir.clone(), release.clone(), 0));
+    let worker = pid_in(&dir).await;
+    let queued: Vec<_> =
+        (1..=4).map(|v| tokio::spawn(queued(graceful_work(dir.clone(), release.clone(), v)))).collect();
+    let shutdown = tokio::spawn(pool.shutdown());
+    wait_for(|| graceful_work(dir.clone(), release.clone(), 9).now_or_never_is_shutdown().then_some(())).await;
+    std::fs::write(&release, b"").unwrap();
+    assert_eq!(first.await.unwrap(), Ok(0));
+    for (call, value) in queued.into_iter().zip(1..) {
+        assert_eq!(call.await.unwrap(), Ok(value));
+    }
+    tokio::time::timeout(LIVENESS, shutdown).await.unwrap().unwrap();
+    gone(worker).await;
+    assert_eq!(graceful_work(dir, release, 5).await, Err(Error::Shutdown));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forceful_shutdown_fails_pending_calls_and_kills_workers() {
+    ProcessPool::configure("forceful").workers(1).apply().unwrap();
+    let pool = ProcessPool::get("forceful").unwrap();
+    let dir = scratch("forceful");
+    let running = tokio::spawn(forceful_park(dir.clone()));
+    let worker = pid_in(&dir).await;
+    let queued: Vec<_> = (0..3).map(|_| tokio::spawn(queued(forceful_park(dir.clone())))).collect();
+    tokio::time::timeout(LIVENESS, pool.shutdown_now()).await.unwrap();
+    assert_eq!(running.await.unwrap(), Err(Error::Shutdown));
+    for call in queued {
+        assert_eq!(call.await.unwrap(), Err(Error::Shutdown));
+    }
+    gone(worker).await;
+}
+
+#[tokio::test]
+async fn bad_bytes_from_a_worker_fail_the_call_and_replace_the_worker() {
+    ProcessPool::configure("garbage").workers(1).apply().unwrap();
+    let before = garbage_pid().await.unwrap();
+    let header = |len: u32, kind: u8, id: u64| {
+        let mut frame = len.to_le_bytes().to_vec();
+        frame.push(kind);
+        frame.extend_from_slice(&id.to_le_bytes());
+        frame
+    };
+    let oversized = header(u32::MAX, 3, 2);
+    let unknown_kind = header(9, 200, 3);
+    let wrong_id = header(9, 3, 999);
+    for (bytes, expect) in [(oversized, "exceeds the limit"), (unknown_kind, "unknown frame kind"), (wrong_id, "arrived for call")] {
+        let error = write_on_channel(bytes, false).await.unwrap_err();
+        assert!(matches!(&error, Error::Protocol { detail } if detail.contains(expect)), "{error:?}");
+    }
+    let mut truncated = header(109, 3, 5);
+    truncated.extend_from_slice(&[0; 10]);
+    let error = write_on_channel(truncated, true).await.unwrap_err();
+    assert!(matches!(error, Error::WorkerDied { exit: Exit::Code(0), .. }), "{error:?}");
+    let after = garbage_pid().await.unwrap();
+    assert_ne!(before, after);
+}
+
+#[tokio::test]
+async fn values_that_do_not_encode_or_decode_fail_with_the_stage_named() {
+    let error = make_unencodable().await.unwrap_err();
+    assert!(matches!(error, Error::Codec { stage: CodecStage::EncodeResult, .. }), "{error:?}");
+    let error = take_undecodable(Undecodable).await.unwrap_err();
+    assert!(matches!(error, Error::Codec { stage: CodecStage::DecodeArguments, .. }), "{error:?}");
+    let error = take_undecodable_with(Unencodable).await;
+    assert!(matches!(error, Err(Error::Codec { stage: CodecStage::EncodeArguments, .. })), "{error:?}");
+}
+
+#[offload(process)]
+fn take_undecodable_with(_value: Unencodable) -> u8 {
+    1
+}
+
+#[tokio::test]
+async fn workers_inherit_only_their_channel_and_stdio_and_lose_the_marker() {
+    // A descriptor without close-on-exec, which a careless parent might leak into workers.
+    // SAFETY: dup of stdout has no preconditions; the copy is closed below.
+    let leaked = unsafe { libc::dup(1) };
+    assert!(leaked > 3);
+    let (descriptors, marker, channel) = hygiene().await.unwrap();
+    // SAFETY: `leaked` is ours.
+    unsafe { libc::close(leaked) };
+    let open: BTreeSet<i32> = descriptors.iter().filter_map(|d| d.parse().ok()).collect();
+    // 0-2 stdio, 3 the channel, and 4, which read_dir itself opened to list them.
+    assert_eq!(open, BTreeSet::from([0, 1, 2, 3, 4]));
+    assert_eq!(marker, None);
+    assert!(channel.starts_with("socket:["), "the channel is an anonymous socket: {channel}");
+}
+
+/// Polls `call` once, so that it is admitted and waits in the queue, and hands it back.
+fn queued<F: std::future::Future>(call: F) -> std::pin::Pin<Box<F>> {
+    let mut call = Box::pin(call);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(call.as_mut().poll(&mut context).is_pending(), "the call should be waiting for a worker");
+    call
+}
+
+trait NowOrNever {
+    fn now_or_never_is_shutdown(self) -> bool;
+}
+
+impl<F: std::future::Future<Output = Result<u32, Error>>> NowOrNever for F {
+    /// Polls once: whether the pool already refuses new calls.
+    fn now_or_never_is_shutdown(self) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut context = std::task::Context::from_waker(waker);
+        let mut future = std::pin::pin!(self);
+        matches!(future.as_mut().poll(&mut context), std::task::Poll::Ready(Err(Error::Shutdown)))
+    }
+}
