@@ -116,7 +116,8 @@ fn serve(marker: Marker) -> ! {
     close_inherited_descriptors();
     // SAFETY: descriptor 3 was placed by the launcher; nothing else in this process owns it.
     let channel = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
-    let code = match run(&channel, marker.max_frame) {
+    let reader = BufReader::with_capacity(64 * 1024, &channel);
+    let code = match run(reader, &channel, marker.max_frame) {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("offload worker {}: {error}", std::process::id());
@@ -126,15 +127,14 @@ fn serve(marker: Marker) -> ! {
     std::process::exit(code)
 }
 
-/// Serves calls until the caller closes the channel.
-fn run(channel: &UnixStream, max_frame: usize) -> io::Result<()> {
+/// Announces the registry, then serves calls until the caller closes the channel. An error means
+/// the caller broke the protocol or the channel failed: the worker cannot go on.
+fn run(mut reader: impl Read, mut writer: impl Write, max_frame: usize) -> io::Result<()> {
     let table = Table::get();
     let hello = postcard::to_stdvec(&(wire::PROTOCOL, std::process::id(), table.signature()))
         .map_err(io::Error::other)?;
-    let mut writer = channel;
     writer.write_all(&wire::frame(Kind::Hello, 0, &hello))?;
 
-    let mut reader = BufReader::with_capacity(64 * 1024, channel);
     let mut input = Vec::new();
     let mut output = Vec::new();
     loop {
@@ -196,6 +196,140 @@ fn close_inherited_descriptors() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::Remote;
+    use crate::registry::{invoke, Registration};
+
+    static ECHO: Remote = Remote::new("worker::tests::echo", 1);
+    inventory::submit! { Registration::new(&ECHO, |args, out| invoke(args, out, |v: Vec<u8>| v)) }
+
+    static PANIC: Remote = Remote::new("worker::tests::panic", 2);
+    inventory::submit! { Registration::new(&PANIC, |args, out| invoke(args, out, |v: u8| -> u8 { panic!("{v}") })) }
+
+    /// A small deterministic generator, so that every run checks the same inputs.
+    struct Random(u64);
+
+    impl Random {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn bytes(&mut self, len: usize) -> Vec<u8> {
+            (0..len).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    /// Every frame the worker wrote, checked to be well formed.
+    fn replies(output: &[u8]) -> Vec<(Kind, u64, Vec<u8>)> {
+        let mut frames = Vec::new();
+        let mut rest = output;
+        while !rest.is_empty() {
+            let header = Header::parse(rest[..HEADER].try_into().unwrap(), usize::MAX).expect("well-formed reply");
+            let end = HEADER + header.payload_len;
+            frames.push((header.kind, header.id, rest[HEADER..end].to_vec()));
+            rest = &rest[end..];
+        }
+        frames
+    }
+
+    fn call(id: u64, index: u32, args: &[u8]) -> Vec<u8> {
+        let mut payload = index.to_le_bytes().to_vec();
+        payload.extend_from_slice(args);
+        wire::frame(Kind::Call, id, &payload)
+    }
+
+    fn index_of(name: &'static str, fingerprint: u64) -> u32 {
+        Table::get().index_of(name, fingerprint).unwrap()
+    }
+
+    #[test]
+    fn a_worker_answers_each_call_in_order_and_stops_at_end_of_input() {
+        let echo = index_of("worker::tests::echo", 1);
+        let panic = index_of("worker::tests::panic", 2);
+        let mut input = call(1, echo, &postcard::to_stdvec(&vec![1u8, 2, 3]).unwrap());
+        input.extend(call(2, panic, &[7]));
+        input.extend(call(3, 999, &[]));
+        input.extend(call(4, echo, &[200]));
+        let mut output = Vec::new();
+        run(&input[..], &mut output, 1 << 20).unwrap();
+        let kinds: Vec<(Kind, u64)> = replies(&output).iter().map(|(k, id, _)| (*k, *id)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (Kind::Hello, 0),
+                (Kind::Returned, 1),
+                (Kind::Panicked, 2),
+                (Kind::UnknownFunction, 3),
+                (Kind::DecodeFailed, 4)
+            ]
+        );
+        assert_eq!(replies(&output)[1].2, postcard::to_stdvec(&vec![1u8, 2, 3]).unwrap());
+    }
+
+    #[test]
+    fn oversized_and_foreign_frames_stop_the_worker_with_an_error() {
+        let mut oversized = call(1, 0, &[0; 64]);
+        oversized[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let foreign = wire::frame(Kind::Returned, 1, b"");
+        for input in [oversized, foreign] {
+            let mut output = Vec::new();
+            assert!(run(&input[..], &mut output, 1 << 20).is_err());
+            assert_eq!(replies(&output).len(), 1, "only the handshake was written");
+        }
+    }
+
+    // A property test over random input, the stand-in for a fuzzer that runs in bounded time in
+    // every `cargo test`: whatever the caller sends, the worker never panics, always stops, and
+    // writes only well-formed frames.
+    #[test]
+    fn no_input_makes_the_worker_panic_or_write_a_malformed_frame() {
+        let echo = index_of("worker::tests::echo", 1);
+        let mut random = Random(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..20_000 {
+            let mut input = Vec::new();
+            for _ in 0..random.below(4) {
+                let args_len = random.below(40) as usize;
+                let index = if random.below(2) == 0 { echo } else { random.next() as u32 };
+                let mut frame = call(random.next(), index, &random.bytes(args_len));
+                match random.below(4) {
+                    0 => frame.truncate(random.below(frame.len() as u64 + 1) as usize),
+                    1 => {
+                        let at = random.below(frame.len() as u64) as usize;
+                        frame[at] = random.next() as u8;
+                    }
+                    2 => {
+                        let len = random.below(64) as usize;
+                        frame = random.bytes(len);
+                    }
+                    _ => {}
+                }
+                input.extend(frame);
+            }
+            let mut output = Vec::new();
+            let _ = run(&input[..], &mut output, 1024);
+            assert!(!replies(&output).is_empty());
+        }
+    }
+
+    #[test]
+    fn header_parsing_accepts_exactly_the_frames_within_the_limit() {
+        let mut random = Random(42);
+        for _ in 0..100_000 {
+            let bytes: [u8; HEADER] = random.bytes(HEADER).try_into().unwrap();
+            let limit = random.below(1 << 20) as usize;
+            if let Ok(header) = Header::parse(&bytes, limit) {
+                assert!(header.payload_len <= limit);
+                let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+                assert_eq!(header.payload_len + HEADER - 4, len);
+            }
+        }
+    }
 
     #[test]
     fn markers_round_trip() {
