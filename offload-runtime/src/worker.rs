@@ -114,6 +114,7 @@ fn serve(marker: Marker) -> ! {
     // the same, but a worker served from a constructor starts before it).
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     close_inherited_descriptors();
+    exit_with_parent();
     // SAFETY: descriptor 3 was placed by the launcher; nothing else in this process owns it.
     let channel = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
     let reader = BufReader::with_capacity(64 * 1024, &channel);
@@ -178,6 +179,23 @@ fn answer(table: &Table, index: u32, id: u64, args: &[u8], output: &mut Vec<u8>,
         }
     };
     *output = wire::frame(reply.0, id, &reply.1);
+}
+
+/// On Linux the launcher set a parent-death signal. Elsewhere an idle worker notices its parent's
+/// death as the end of its channel, and a busy one through this watchdog.
+fn exit_with_parent() {
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        // SAFETY: getppid has no preconditions.
+        let parent = unsafe { libc::getppid() };
+        std::thread::spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            // SAFETY: as above.
+            if unsafe { libc::getppid() } != parent {
+                std::process::exit(0);
+            }
+        });
+    }
 }
 
 fn close_inherited_descriptors() {
