@@ -130,15 +130,16 @@
 //! # Platforms
 //!
 //! Thread mode works everywhere tokio does. Process mode needs Unix: it is tested on Linux, where
-//! workers also die with their parent through `PR_SET_PDEATHSIG`, and builds on macOS.
+//! workers also die with their parent through `PR_SET_PDEATHSIG`, and builds on macOS. On
+//! Windows a process-mode function does not compile, and the guard does nothing.
 
 #![doc(test(attr(deny(warnings))))]
 
 #[doc(inline)]
 pub use offload_macros::{main, offload};
 #[cfg(unix)]
-pub use offload_runtime::{serve_if_worker, OnCancel, ProcessPool, ProcessPoolBuilder};
-pub use offload_runtime::{CodecStage, Error, Exit, ThreadPool, ThreadPoolBuilder, DEFAULT_POOL};
+pub use offload_runtime::{OnCancel, ProcessPool, ProcessPoolBuilder};
+pub use offload_runtime::{serve_if_worker, CodecStage, Error, Exit, ThreadPool, ThreadPoolBuilder, DEFAULT_POOL};
 
 /// Lets the tests of a test crate call process-mode functions: write `offload::test_setup!();`
 /// once, at the top level of the crate (for example in `tests/my_test.rs`).

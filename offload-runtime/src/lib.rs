@@ -10,8 +10,13 @@
 mod config;
 mod error;
 mod panic;
-mod registry;
 mod thread;
+
+// Process mode needs Unix (fork/exec with an inherited socket); elsewhere only thread mode
+// exists, and a process-mode function fails to compile rather than at run time.
+#[cfg(unix)]
+mod registry;
+#[cfg(unix)]
 mod wire;
 
 #[cfg(unix)]
@@ -33,11 +38,17 @@ pub use thread::{ThreadPool, ThreadPoolBuilder};
 #[cfg(unix)]
 pub use worker::serve_if_worker;
 
+/// The worker guard. Without process mode (on this platform) there are no workers to serve, so
+/// it returns at once, and `#[offload::main]` compiles everywhere.
+#[cfg(not(unix))]
+pub fn serve_if_worker() {}
+
 /// Not public API: the items the `#[offload]` expansion calls.
 #[doc(hidden)]
 pub mod __private {
     #[cfg(unix)]
     pub use crate::process::{call_in_process, Remote};
+    #[cfg(unix)]
     pub use crate::registry::{assert_transferable, fingerprint, invoke, Outcome, Registration};
     pub use inventory;
     pub use crate::thread::{call_in_thread, Local};
