@@ -459,3 +459,79 @@ impl<F: std::future::Future<Output = Result<u32, Error>>> NowOrNever for F {
         matches!(future.as_mut().poll(&mut context), std::task::Poll::Ready(Err(Error::Shutdown)))
     }
 }
+
+#[offload(process, pool = "silent")]
+fn silent_pid() -> u32 {
+    std::process::id()
+}
+
+#[offload(process, pool = "quitter")]
+fn quitter_pid() -> u32 {
+    std::process::id()
+}
+
+/// A stand-in worker program: a shell script that never speaks the protocol.
+fn fake_worker(name: &str, script: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = scratch(name).join("worker.sh");
+    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_worker_that_never_completes_its_handshake_is_an_error_not_a_hang() {
+    let program = fake_worker("silent", "exec sleep 60");
+    ProcessPool::configure("silent").workers(1).handshake_timeout(Duration::from_millis(300)).program(program).apply().unwrap();
+    let error = tokio::time::timeout(LIVENESS, silent_pid()).await.expect("liveness").unwrap_err();
+    assert!(
+        matches!(&error, Error::WorkerStart { reason } if reason.contains("did not complete its handshake")),
+        "{error:?}"
+    );
+    let program = fake_worker("quitter", "exit 3");
+    ProcessPool::configure("quitter").workers(1).program(program).apply().unwrap();
+    let error = tokio::time::timeout(LIVENESS, quitter_pid()).await.expect("liveness").unwrap_err();
+    assert!(matches!(&error, Error::WorkerStart { reason } if reason.contains("exit code 3")), "{error:?}");
+}
+
+#[offload(process, pool = "million")]
+fn million_park(dir: PathBuf) -> u32 {
+    park(&dir, None)
+}
+
+#[offload(process, pool = "million")]
+fn million_echo(value: u32) -> u32 {
+    value
+}
+
+// A million calls waiting for one busy worker take no file descriptor each and bounded memory;
+// a forceful shutdown then resolves every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_queued_calls_take_no_descriptors_and_bounded_memory() {
+    const CALLS: usize = 1_000_000;
+    ProcessPool::configure("million").workers(1).apply().unwrap();
+    let dir = scratch("million");
+    let running = tokio::spawn(million_park(dir.clone()));
+    pid_in(&dir).await;
+    let descriptors = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let memory = resident_bytes();
+    let waiting: Vec<_> = (0..CALLS as u32).map(|v| queued(million_echo(v))).collect();
+    let per_call = resident_bytes().saturating_sub(memory) / CALLS as u64;
+    let future = std::mem::size_of_val(&million_echo(0));
+    println!("{CALLS} queued calls: {per_call} bytes each, of which the future is {future}");
+    // Other tests of this binary open and close descriptors meanwhile; a million would show.
+    assert!(std::fs::read_dir("/proc/self/fd").unwrap().count() < descriptors + 100);
+    assert!(per_call < 1024, "{per_call} bytes per queued call");
+    ProcessPool::get("million").unwrap().shutdown_now().await;
+    assert_eq!(running.await.unwrap(), Err(Error::Shutdown));
+    for call in waiting {
+        assert_eq!(call.await, Err(Error::Shutdown));
+    }
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * page
+}

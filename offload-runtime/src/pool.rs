@@ -281,7 +281,7 @@ impl ProcessPool {
         let idle = self.lock().idle.pop();
         let worker = match idle {
             Some(worker) => worker,
-            None => self.launch().await?,
+            None => Box::pin(self.launch()).await?,
         };
         let mut state = self.lock();
         if self.slots.is_closed() {

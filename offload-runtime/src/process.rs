@@ -70,7 +70,7 @@ where
         });
     }
     let (pool, index) = function.resolve()?;
-    let _admitted = pool.admit().await?;
+    let admitted = pool.admit().await?;
     let mut frame = Vec::new();
     wire::begin(&mut frame, Kind::Call, 0);
     frame.extend_from_slice(&index.to_le_bytes());
@@ -78,7 +78,19 @@ where
     postcard::to_io(&args, &mut frame).map_err(|e| codec(e.to_string()))?;
     wire::finish(&mut frame, pool.max_frame()).map_err(|e| codec(e.to_string()))?;
     drop(args);
+    // Boxed, so that a call still waiting for admission (there may be millions) is small.
+    let result = Box::pin(exchange(function, pool, frame)).await;
+    drop(admitted);
+    result
+}
 
+/// Leases a worker, sends the call, and decodes the reply; re-runs on a fresh worker when the
+/// worker dies and retries are left.
+async fn exchange<R: DeserializeOwned>(
+    function: &'static Remote,
+    pool: &'static ProcessPool,
+    mut frame: Vec<u8>,
+) -> Result<R, Error> {
     let mut retries_left = function.retries;
     loop {
         let mut lease = pool.lease().await?;
