@@ -22,7 +22,9 @@ use crate::Error;
 pub(crate) struct Worker {
     process: Process,
     stream: UnixStream,
+    /// The last frame read, header included, up to `reply_end`.
     buf: Vec<u8>,
+    reply_end: usize,
     calls: u64,
 }
 
@@ -39,7 +41,7 @@ pub(crate) enum Fault {
 impl Worker {
     pub(crate) fn new(process: Process, stream: UnixStream) -> io::Result<Worker> {
         stream.set_nonblocking(true)?;
-        Ok(Worker { process, stream, buf: Vec::new(), calls: 0 })
+        Ok(Worker { process, stream, buf: Vec::new(), reply_end: HEADER, calls: 0 })
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -52,19 +54,27 @@ impl Worker {
 
     /// Reads the worker's announcement and checks that it runs the same registry as we do.
     pub(crate) async fn handshake(&mut self) -> Result<(), Fault> {
-        let header = self.read_frame(1 << 20).await?;
+        let io = self.register()?;
+        let header = self.read_frame(&io, 1 << 20).await?;
         match header.kind {
-            Kind::Hello => check_hello(&self.buf).map_err(Fault::Refused),
+            Kind::Hello => check_hello(self.reply()).map_err(Fault::Refused),
             Kind::GuardMissing => Err(Fault::Refused(Error::GuardMissing)),
             other => Err(Fault::Protocol(format!("expected a handshake, got a {other:?} frame"))),
         }
     }
 
+    /// Registers the socket with the current runtime for the operations of one call.
+    pub(crate) fn register(&self) -> Result<AsyncFd<RawFd>, Fault> {
+        // SAFETY: every caller holds a borrow of this `Worker`, which owns the socket, for as
+        // long as the returned `AsyncFd` lives, so the descriptor stays open and unchanged.
+        unsafe { AsyncFd::register_with_interest(self.stream.as_raw_fd(), Interest::READABLE | Interest::WRITABLE) }
+            .map_err(|_| Fault::Died)
+    }
+
     /// Sends a call frame whose id is still blank, stamping it with the next id.
-    pub(crate) async fn send(&mut self, frame: &mut [u8]) -> Result<(), Fault> {
+    pub(crate) async fn send(&mut self, io: &AsyncFd<RawFd>, frame: &mut [u8]) -> Result<(), Fault> {
         self.calls += 1;
         frame[5..HEADER].copy_from_slice(&self.calls.to_le_bytes());
-        let io = register(&self.stream)?;
         let mut rest: &[u8] = frame;
         while !rest.is_empty() {
             match (&self.stream).write(rest) {
@@ -81,8 +91,8 @@ impl Worker {
     }
 
     /// Reads the reply to the last call sent; its payload is then in [`Worker::reply`].
-    pub(crate) async fn receive(&mut self, limit: usize) -> Result<Kind, Fault> {
-        let header = self.read_frame(limit).await?;
+    pub(crate) async fn receive(&mut self, io: &AsyncFd<RawFd>, limit: usize) -> Result<Kind, Fault> {
+        let header = self.read_frame(io, limit).await?;
         if header.id != self.calls {
             return Err(Fault::Protocol(format!("a reply to call {} arrived for call {}", header.id, self.calls)));
         }
@@ -95,7 +105,7 @@ impl Worker {
     }
 
     pub(crate) fn reply(&self) -> &[u8] {
-        &self.buf
+        &self.buf[HEADER..self.reply_end]
     }
 
     /// Resident memory of the worker, where the platform tells it.
@@ -124,32 +134,42 @@ impl Worker {
         process.exit().await.unwrap_or(Exit::Unknown)
     }
 
-    /// Reads one whole frame into `self.buf`, returning its header.
-    async fn read_frame(&mut self, limit: usize) -> Result<Header, Fault> {
-        let io = register(&self.stream)?;
-        let mut head = [0; HEADER];
-        read_exact(&io, &self.stream, &mut head).await?;
-        let header = Header::parse(&head, limit).map_err(|e| Fault::Protocol(e.to_string()))?;
-        self.buf.clear();
-        self.buf.resize(header.payload_len, 0);
-        read_exact(&io, &self.stream, &mut self.buf).await?;
+    /// Reads one whole frame into `self.buf`, returning its header. Nothing follows a frame on
+    /// the channel until the next call, so a small frame is read with one system call.
+    async fn read_frame(&mut self, io: &AsyncFd<RawFd>, limit: usize) -> Result<Header, Fault> {
+        if self.buf.len() < READ_AHEAD {
+            self.buf.resize(READ_AHEAD, 0);
+        }
+        let mut filled = 0;
+        while filled < HEADER {
+            filled += read_some(io, &self.stream, &mut self.buf[filled..]).await?;
+        }
+        let head: &[u8; HEADER] = self.buf[..HEADER].try_into().expect("a header");
+        let header = Header::parse(head, limit).map_err(|e| Fault::Protocol(e.to_string()))?;
+        let end = HEADER + header.payload_len;
+        if filled > end {
+            return Err(Fault::Protocol(format!("{} bytes arrived after a frame", filled - end)));
+        }
+        if self.buf.len() < end {
+            self.buf.resize(end, 0);
+        }
+        while filled < end {
+            filled += read_some(io, &self.stream, &mut self.buf[filled..end]).await?;
+        }
+        self.reply_end = end;
         Ok(header)
     }
 }
 
-/// Registers the worker's socket with the current runtime for one operation.
-fn register(stream: &UnixStream) -> Result<AsyncFd<RawFd>, Fault> {
-    // SAFETY: every caller holds a borrow of the `Worker` owning `stream` for as long as the
-    // returned `AsyncFd` lives, so the descriptor stays open and unchanged meanwhile.
-    unsafe { AsyncFd::register_with_interest(stream.as_raw_fd(), Interest::READABLE | Interest::WRITABLE) }
-        .map_err(|_| Fault::Died)
-}
+/// What a read asks for at least: the largest reply that takes one system call.
+const READ_AHEAD: usize = 64 * 1024;
 
-async fn read_exact(io: &AsyncFd<RawFd>, stream: &UnixStream, mut buf: &mut [u8]) -> Result<(), Fault> {
-    while !buf.is_empty() {
+/// Reads what is there, waiting for it if nothing is.
+async fn read_some(io: &AsyncFd<RawFd>, stream: &UnixStream, buf: &mut [u8]) -> Result<usize, Fault> {
+    loop {
         match (&*stream).read(buf) {
             Ok(0) => return Err(Fault::Died),
-            Ok(n) => buf = &mut buf[n..],
+            Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 io.readable().await.map_err(|_| Fault::Died)?.clear_ready();
             }
@@ -157,7 +177,6 @@ async fn read_exact(io: &AsyncFd<RawFd>, stream: &UnixStream, mut buf: &mut [u8]
             Err(_) => return Err(Fault::Died),
         }
     }
-    Ok(())
 }
 
 fn check_hello(payload: &[u8]) -> Result<(), Error> {

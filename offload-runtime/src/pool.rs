@@ -378,10 +378,11 @@ impl Lease {
     /// Runs one exchange; on success the reply payload is in [`Lease::reply`].
     pub(crate) async fn call(&mut self, frame: &mut [u8]) -> Result<Kind, Fault> {
         let worker = self.worker.as_mut().expect("a lease holds a worker until it ends");
+        let io = worker.register()?;
         self.phase = Phase::Sending;
-        worker.send(frame).await?;
+        worker.send(&io, frame).await?;
         self.phase = Phase::Awaiting;
-        let kind = worker.receive(self.pool.config.max_frame).await?;
+        let kind = worker.receive(&io, self.pool.config.max_frame).await?;
         self.phase = Phase::Ready;
         Ok(kind)
     }
@@ -421,7 +422,11 @@ impl Drop for Lease {
                 let permit = self.permit.take();
                 runtime.spawn(async move {
                     let mut worker = worker;
-                    match worker.receive(pool.config.max_frame).await {
+                    let received = match worker.register() {
+                        Ok(io) => worker.receive(&io, pool.config.max_frame).await,
+                        Err(fault) => Err(fault),
+                    };
+                    match received {
                         Ok(_) => pool.give_back(worker),
                         Err(_) => pool.forget(worker.pid()),
                     }
