@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::unix::io::{AsRawFd, RawFd};
+use std::ops::Range;
 use std::os::unix::net::UnixStream;
 
 use tokio::io::unix::AsyncFd;
@@ -22,10 +23,15 @@ use crate::Error;
 pub(crate) struct Worker {
     process: Process,
     stream: UnixStream,
-    /// The last frame read, header included, up to `reply_end`.
-    buf: Vec<u8>,
-    reply_end: usize,
-    calls: u64,
+    /// Bytes read from the worker: `inbox[start..filled]` are not parsed yet, and
+    /// `inbox[reply]` is the payload of the last frame returned.
+    inbox: Vec<u8>,
+    start: usize,
+    filled: usize,
+    reply: Range<usize>,
+    /// Ids of the last call sent and of the last call answered; replies come in order.
+    sent: u64,
+    answered: u64,
 }
 
 /// Why an exchange with a worker failed.
@@ -41,7 +47,7 @@ pub(crate) enum Fault {
 impl Worker {
     pub(crate) fn new(process: Process, stream: UnixStream) -> io::Result<Worker> {
         stream.set_nonblocking(true)?;
-        Ok(Worker { process, stream, buf: Vec::new(), reply_end: HEADER, calls: 0 })
+        Ok(Worker { process, stream, inbox: Vec::new(), start: 0, filled: 0, reply: 0..0, sent: 0, answered: 0 })
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -49,7 +55,7 @@ impl Worker {
     }
 
     pub(crate) fn calls(&self) -> u64 {
-        self.calls
+        self.sent
     }
 
     /// Reads the worker's announcement and checks that it runs the same registry as we do.
@@ -71,11 +77,17 @@ impl Worker {
             .map_err(|_| Fault::Died)
     }
 
-    /// Sends a call frame whose id is still blank, stamping it with the next id.
-    pub(crate) async fn send(&mut self, io: &AsyncFd<RawFd>, frame: &mut [u8]) -> Result<(), Fault> {
-        self.calls += 1;
-        frame[5..HEADER].copy_from_slice(&self.calls.to_le_bytes());
-        let mut rest: &[u8] = frame;
+    /// Sends call frames, one or several back to back, whose ids are still blank, stamping each
+    /// with the next id. The worker runs them in order.
+    pub(crate) async fn send(&mut self, io: &AsyncFd<RawFd>, frames: &mut [u8]) -> Result<(), Fault> {
+        let mut at = 0;
+        while at < frames.len() {
+            self.sent += 1;
+            frames[at + 5..at + HEADER].copy_from_slice(&self.sent.to_le_bytes());
+            let len = u32::from_le_bytes(frames[at..at + 4].try_into().expect("4 bytes"));
+            at += 4 + len as usize;
+        }
+        let mut rest: &[u8] = frames;
         while !rest.is_empty() {
             match (&self.stream).write(rest) {
                 Ok(0) => return Err(Fault::Died),
@@ -90,12 +102,15 @@ impl Worker {
         Ok(())
     }
 
-    /// Reads the reply to the last call sent; its payload is then in [`Worker::reply`].
+    /// Reads the reply to the oldest call not answered yet; its payload is then in
+    /// [`Worker::reply`].
     pub(crate) async fn receive(&mut self, io: &AsyncFd<RawFd>, limit: usize) -> Result<Kind, Fault> {
         let header = self.read_frame(io, limit).await?;
-        if header.id != self.calls {
-            return Err(Fault::Protocol(format!("a reply to call {} arrived for call {}", header.id, self.calls)));
+        let expected = self.answered + 1;
+        if header.id != expected || expected > self.sent {
+            return Err(Fault::Protocol(format!("a reply to call {} arrived for call {expected}", header.id)));
         }
+        self.answered = expected;
         match header.kind {
             Kind::Hello | Kind::Call | Kind::GuardMissing => {
                 Err(Fault::Protocol(format!("unexpected {:?} frame in reply to a call", header.kind)))
@@ -105,7 +120,12 @@ impl Worker {
     }
 
     pub(crate) fn reply(&self) -> &[u8] {
-        &self.buf[HEADER..self.reply_end]
+        &self.inbox[self.reply.clone()]
+    }
+
+    /// How many calls were sent and not answered yet.
+    pub(crate) fn outstanding(&self) -> u64 {
+        self.sent - self.answered
     }
 
     /// Resident memory of the worker, where the platform tells it.
@@ -134,34 +154,44 @@ impl Worker {
         process.exit().await.unwrap_or(Exit::Unknown)
     }
 
-    /// Reads one whole frame into `self.buf`, returning its header. Nothing follows a frame on
-    /// the channel until the next call, so a small frame is read with one system call.
+    /// Returns the next whole frame, reading more from the worker only when the frames already
+    /// read are used up, so that replies arriving together cost one system call.
     async fn read_frame(&mut self, io: &AsyncFd<RawFd>, limit: usize) -> Result<Header, Fault> {
-        if self.buf.len() < READ_AHEAD {
-            self.buf.resize(READ_AHEAD, 0);
+        if self.start == self.filled {
+            (self.start, self.filled) = (0, 0);
+            if self.inbox.len() > 16 * READ_AHEAD {
+                // A large reply passed; do not keep its buffer for the life of the worker.
+                self.inbox.truncate(READ_AHEAD);
+                self.inbox.shrink_to_fit();
+            }
         }
-        let mut filled = 0;
-        while filled < HEADER {
-            filled += read_some(io, &self.stream, &mut self.buf[filled..]).await?;
+        loop {
+            let unparsed = self.filled - self.start;
+            let mut need = HEADER;
+            if unparsed >= HEADER {
+                let head: &[u8; HEADER] = self.inbox[self.start..self.start + HEADER].try_into().expect("a header");
+                let header = Header::parse(head, limit).map_err(|e| Fault::Protocol(e.to_string()))?;
+                need = HEADER + header.payload_len;
+                if unparsed >= need {
+                    self.reply = self.start + HEADER..self.start + need;
+                    self.start += need;
+                    return Ok(header);
+                }
+            }
+            if self.start + need > self.inbox.len() {
+                self.inbox.copy_within(self.start..self.filled, 0);
+                self.filled = unparsed;
+                self.start = 0;
+                if self.inbox.len() < need.max(READ_AHEAD) {
+                    self.inbox.resize(need.max(READ_AHEAD), 0);
+                }
+            }
+            self.filled += read_some(io, &self.stream, &mut self.inbox[self.filled..]).await?;
         }
-        let head: &[u8; HEADER] = self.buf[..HEADER].try_into().expect("a header");
-        let header = Header::parse(head, limit).map_err(|e| Fault::Protocol(e.to_string()))?;
-        let end = HEADER + header.payload_len;
-        if filled > end {
-            return Err(Fault::Protocol(format!("{} bytes arrived after a frame", filled - end)));
-        }
-        if self.buf.len() < end {
-            self.buf.resize(end, 0);
-        }
-        while filled < end {
-            filled += read_some(io, &self.stream, &mut self.buf[filled..end]).await?;
-        }
-        self.reply_end = end;
-        Ok(header)
     }
 }
 
-/// What a read asks for at least: the largest reply that takes one system call.
+/// The size of the read buffer: replies up to this size take one system call.
 const READ_AHEAD: usize = 64 * 1024;
 
 /// Reads what is there, waiting for it if nothing is.

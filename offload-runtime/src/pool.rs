@@ -12,6 +12,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use std::os::unix::io::RawFd;
+
+use tokio::io::unix::AsyncFd;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::channel::{Fault, Worker};
@@ -288,7 +291,7 @@ impl ProcessPool {
             return Err(Error::Shutdown);
         }
         state.busy.push(worker.pid());
-        Ok(Lease { pool: self, permit: Some(permit), worker: Some(worker), phase: Phase::Ready, kill: false })
+        Ok(Lease { pool: self, permit: Some(permit), io: None, worker: Some(worker), phase: Phase::Ready, kill: false })
     }
 
     async fn launch(&self) -> Result<Worker, Error> {
@@ -365,25 +368,44 @@ enum Phase {
     Awaiting,
 }
 
-/// One worker, held by one call.
+/// One worker, held by one call (or by one driver of [`crate::map`]).
 pub(crate) struct Lease {
     pool: &'static ProcessPool,
     permit: Option<SemaphorePermit<'static>>,
+    /// The worker's socket registered with the runtime of the task holding the lease.
+    io: Option<AsyncFd<RawFd>>,
     worker: Option<Worker>,
     phase: Phase,
     kill: bool,
 }
 
 impl Lease {
-    /// Runs one exchange; on success the reply payload is in [`Lease::reply`].
+    /// Sends one call and reads its reply, which is then in [`Lease::reply`].
     pub(crate) async fn call(&mut self, frame: &mut [u8]) -> Result<Kind, Fault> {
+        self.send(frame).await?;
+        self.receive().await
+    }
+
+    /// Sends calls, one frame or several back to back, to be answered in order.
+    pub(crate) async fn send(&mut self, frames: &mut [u8]) -> Result<(), Fault> {
         let worker = self.worker.as_mut().expect("a lease holds a worker until it ends");
-        let io = worker.register()?;
+        if self.io.is_none() {
+            self.io = Some(worker.register()?);
+        }
         self.phase = Phase::Sending;
-        worker.send(&io, frame).await?;
+        worker.send(self.io.as_ref().expect("registered above"), frames).await?;
         self.phase = Phase::Awaiting;
-        let kind = worker.receive(&io, self.pool.config.max_frame).await?;
-        self.phase = Phase::Ready;
+        Ok(())
+    }
+
+    /// Reads the reply to the oldest unanswered call; its payload is then in [`Lease::reply`].
+    pub(crate) async fn receive(&mut self) -> Result<Kind, Fault> {
+        let worker = self.worker.as_mut().expect("a lease holds a worker until it ends");
+        let io = self.io.as_ref().expect("a call was sent");
+        let kind = worker.receive(io, self.pool.config.max_frame).await?;
+        if worker.outstanding() == 0 {
+            self.phase = Phase::Ready;
+        }
         Ok(kind)
     }
 
@@ -402,6 +424,7 @@ impl Lease {
 
     /// Gives up the worker after it died, and says how it ended.
     pub(crate) async fn exit(mut self) -> Exit {
+        self.io = None;
         let Some(worker) = self.worker.take() else { return Exit::Unknown };
         self.pool.forget(worker.pid());
         worker.exit().await
@@ -410,6 +433,8 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        // Deregister before the worker, and its socket, can go anywhere.
+        self.io = None;
         let Some(worker) = self.worker.take() else { return };
         let pool = self.pool;
         match self.phase {
@@ -422,12 +447,17 @@ impl Drop for Lease {
                 let permit = self.permit.take();
                 runtime.spawn(async move {
                     let mut worker = worker;
-                    let received = match worker.register() {
-                        Ok(io) => worker.receive(&io, pool.config.max_frame).await,
-                        Err(fault) => Err(fault),
-                    };
-                    match received {
-                        Ok(_) => pool.give_back(worker),
+                    let mut finished = Ok(());
+                    match worker.register() {
+                        Ok(io) => {
+                            while finished.is_ok() && worker.outstanding() > 0 {
+                                finished = worker.receive(&io, pool.config.max_frame).await.map(|_| ());
+                            }
+                        }
+                        Err(fault) => finished = Err(fault),
+                    }
+                    match finished {
+                        Ok(()) => pool.give_back(worker),
                         Err(_) => pool.forget(worker.pid()),
                     }
                     drop(permit);
