@@ -24,6 +24,8 @@ mod channel;
 #[cfg(unix)]
 mod launch;
 #[cfg(unix)]
+mod map;
+#[cfg(unix)]
 mod pool;
 #[cfg(unix)]
 mod process;
@@ -32,6 +34,8 @@ mod worker;
 
 pub use config::DEFAULT_POOL;
 pub use error::{CodecStage, Error, Exit};
+#[cfg(unix)]
+pub use map::Map;
 #[cfg(unix)]
 pub use pool::{OnCancel, ProcessPool, ProcessPoolBuilder};
 pub use thread::{ThreadPool, ThreadPoolBuilder};
@@ -46,6 +50,8 @@ pub fn serve_if_worker() {}
 /// Not public API: the items the `#[offload]` expansion calls.
 #[doc(hidden)]
 pub mod __private {
+    #[cfg(unix)]
+    pub use crate::map::map_in_process;
     #[cfg(unix)]
     pub use crate::process::{call_in_process, Remote};
     #[cfg(unix)]

@@ -19,8 +19,8 @@ pub struct Remote {
     pub(crate) name: &'static str,
     pub(crate) fingerprint: u64,
     pool: &'static str,
-    timeout: Option<Duration>,
-    retries: u32,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: u32,
     resolved: OnceLock<(&'static ProcessPool, u32)>,
 }
 
@@ -49,7 +49,7 @@ impl Remote {
         self
     }
 
-    fn resolve(&self) -> Result<(&'static ProcessPool, u32), Error> {
+    pub(crate) fn resolve(&self) -> Result<(&'static ProcessPool, u32), Error> {
         if let Some(resolved) = self.resolved.get() {
             return Ok(*resolved);
         }
@@ -71,17 +71,28 @@ where
     }
     let (pool, index) = function.resolve()?;
     let admitted = pool.admit().await?;
-    let mut frame = Vec::new();
-    wire::begin(&mut frame, Kind::Call, 0);
-    frame.extend_from_slice(&index.to_le_bytes());
-    let codec = |detail: String| Error::Codec { function: function.name, stage: CodecStage::EncodeArguments, detail };
-    postcard::to_io(&args, &mut frame).map_err(|e| codec(e.to_string()))?;
-    wire::finish(&mut frame, pool.max_frame()).map_err(|e| codec(e.to_string()))?;
+    let frame = encode_call(function, pool, index, &args)?;
     drop(args);
     // Boxed, so that a call still waiting for admission (there may be millions) is small.
     let result = Box::pin(exchange(function, pool, frame)).await;
     drop(admitted);
     result
+}
+
+/// A call frame, its id still blank: the function's index in the registry, then the arguments.
+pub(crate) fn encode_call<A: Serialize>(
+    function: &Remote,
+    pool: &ProcessPool,
+    index: u32,
+    args: &A,
+) -> Result<Vec<u8>, Error> {
+    let codec = |detail: String| Error::Codec { function: function.name, stage: CodecStage::EncodeArguments, detail };
+    let mut frame = Vec::new();
+    wire::begin(&mut frame, Kind::Call, 0);
+    frame.extend_from_slice(&index.to_le_bytes());
+    let mut frame = postcard::to_extend(args, frame).map_err(|e| codec(e.to_string()))?;
+    wire::finish(&mut frame, pool.max_frame()).map_err(|e| codec(e.to_string()))?;
+    Ok(frame)
 }
 
 /// Leases a worker, sends the call, and decodes the reply; re-runs on a fresh worker when the
@@ -122,7 +133,7 @@ async fn exchange<R: DeserializeOwned>(
     }
 }
 
-fn decode<R: DeserializeOwned>(function: &'static str, kind: Kind, payload: &[u8]) -> Result<R, Error> {
+pub(crate) fn decode<R: DeserializeOwned>(function: &'static str, kind: Kind, payload: &[u8]) -> Result<R, Error> {
     let text = || String::from_utf8_lossy(payload).into_owned();
     let codec = |stage, detail| Err(Error::Codec { function, stage, detail });
     match kind {

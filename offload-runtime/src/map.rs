@@ -1,0 +1,256 @@
+//! Many inputs through one process-mode function: the counterpart of `Executor.map` with a
+//! `chunksize`, and of `asyncio.gather` over many calls.
+//!
+//! One driver task per worker leases a worker and sends it a chunk of calls in one write; the
+//! worker runs them in order and the driver reads the replies, several per read, handing each
+//! result out as it completes. Inputs are encoded only when a driver takes them, and results
+//! wait in a bounded channel, so memory stays bounded however many inputs there are. A worker
+//! that dies fails only the call it was running; the calls sent behind it never started, so
+//! they go back to be sent again.
+
+use std::sync::{Arc, Mutex};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::channel::Fault;
+use crate::pool::{Lease, ProcessPool};
+use crate::process::{decode, encode_call, Remote};
+use crate::Error;
+
+/// The results of [`map`](crate::__private::map_in_process): `(input index, result)` pairs in
+/// the order they complete. Nothing runs until the first [`Map::next`]. Dropping it cancels the
+/// calls still running, as dropping their futures would.
+#[must_use = "a Map does nothing until `next` or `collect` is awaited"]
+pub struct Map<R> {
+    start: Option<Box<dyn FnOnce(usize) -> Running<R> + Send>>,
+    chunk: usize,
+    running: Option<Running<R>>,
+}
+
+struct Running<R> {
+    results: mpsc::Receiver<(usize, Result<R, Error>)>,
+    _drivers: JoinSet<()>,
+}
+
+impl<R: Send + 'static> Map<R> {
+    /// Sends up to `calls` calls to a worker in one frame batch (default 16): larger chunks
+    /// cost fewer system calls, smaller ones spread uneven work better.
+    pub fn chunk_size(mut self, calls: usize) -> Self {
+        self.chunk = calls.max(1);
+        self
+    }
+
+    /// The next result to complete, with the index of its input; `None` once all are out.
+    pub async fn next(&mut self) -> Option<(usize, Result<R, Error>)> {
+        if let Some(start) = self.start.take() {
+            self.running = Some(start(self.chunk));
+        }
+        self.running.as_mut()?.results.recv().await
+    }
+
+    /// Every result, in the order of the inputs.
+    pub async fn collect(mut self) -> Vec<Result<R, Error>> {
+        let mut all = Vec::new();
+        while let Some((index, result)) = self.next().await {
+            all.push((index, result));
+        }
+        all.sort_unstable_by_key(|(index, _)| *index);
+        all.into_iter().map(|(_, result)| result).collect()
+    }
+}
+
+/// One encoded call waiting to be sent, and how often it was already tried.
+struct Item {
+    index: usize,
+    frame: Vec<u8>,
+    attempts: u32,
+}
+
+struct Inputs<I> {
+    inputs: Mutex<(I, usize)>,
+    /// Calls sent to a worker that died before starting them: sent again first.
+    again: Mutex<Vec<Item>>,
+}
+
+/// Runs `function` once per input on its process pool; see [`Map`].
+pub fn map_in_process<I, A, R>(function: &'static Remote, inputs: I) -> Map<R>
+where
+    I: IntoIterator<Item = A>,
+    I::IntoIter: Send + 'static,
+    A: Serialize + 'static,
+    R: DeserializeOwned + Send + 'static,
+{
+    let inputs = inputs.into_iter();
+    let start = move |chunk: usize| {
+        let (send, results) = mpsc::channel(chunk * 4);
+        let mut drivers = JoinSet::new();
+        match function.resolve() {
+            Ok((pool, index)) => {
+                let shared = Arc::new(Inputs { inputs: Mutex::new((inputs, 0)), again: Mutex::new(Vec::new()) });
+                for _ in 0..pool.workers() {
+                    drivers.spawn(drive(function, pool, index, shared.clone(), chunk, send.clone()));
+                }
+            }
+            Err(error) => {
+                let count = inputs.count();
+                drivers.spawn(async move {
+                    for index in 0..count {
+                        if send.send((index, Err(error.clone()))).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+        Running { results, _drivers: drivers }
+    };
+    Map { start: Some(Box::new(start)), chunk: 16, running: None }
+}
+
+async fn drive<I, A, R>(
+    function: &'static Remote,
+    pool: &'static ProcessPool,
+    index: u32,
+    shared: Arc<Inputs<I>>,
+    chunk: usize,
+    results: mpsc::Sender<(usize, Result<R, Error>)>,
+) where
+    I: Iterator<Item = A>,
+    A: Serialize,
+    R: DeserializeOwned,
+{
+    let deliver = |index: usize, result: Result<R, Error>| results.send((index, result));
+    loop {
+        let (batch, refused) = take(function, pool, index, &shared, chunk);
+        for (index, error) in refused {
+            if deliver(index, Err(error)).await.is_err() {
+                return;
+            }
+        }
+        // Calls sent back by a worker's death go to `again` from a driver that is still in its
+        // loop, which will send them; so an empty take means this driver's work is done.
+        if batch.is_empty() {
+            return;
+        }
+        let lease = match pool.lease().await {
+            Ok(lease) => lease,
+            Err(error) => {
+                for item in batch {
+                    if deliver(item.index, Err(error.clone())).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+        };
+        let Some((resolved, was_running)) = run_batch(function, pool, lease, &batch, &deliver).await else {
+            return;
+        };
+        let mut again = shared.again.lock().unwrap_or_else(|p| p.into_inner());
+        for (position, mut item) in batch.into_iter().enumerate().skip(resolved) {
+            item.attempts += u32::from(position == resolved && was_running);
+            again.push(item);
+        }
+    }
+}
+
+/// Takes up to `chunk` calls, those to send again first, encoding fresh inputs; an input that
+/// does not encode is refused at once.
+fn take<I, A>(
+    function: &'static Remote,
+    pool: &ProcessPool,
+    index: u32,
+    shared: &Inputs<I>,
+    chunk: usize,
+) -> (Vec<Item>, Vec<(usize, Error)>)
+where
+    I: Iterator<Item = A>,
+    A: Serialize,
+{
+    let mut batch = Vec::with_capacity(chunk);
+    {
+        let mut again = shared.again.lock().unwrap_or_else(|p| p.into_inner());
+        let keep = again.len().saturating_sub(chunk);
+        batch.extend(again.drain(keep..));
+    }
+    let mut refused = Vec::new();
+    let mut inputs = shared.inputs.lock().unwrap_or_else(|p| p.into_inner());
+    while batch.len() < chunk {
+        let Some(input) = inputs.0.next() else { break };
+        let position = inputs.1;
+        inputs.1 += 1;
+        match encode_call(function, pool, index, &input) {
+            Ok(frame) => batch.push(Item { index: position, frame, attempts: 0 }),
+            Err(error) => refused.push((position, error)),
+        }
+    }
+    (batch, refused)
+}
+
+/// Sends `batch` to the leased worker and delivers its results. Returns how many calls were
+/// resolved, and whether the next one was running when its worker died (it is to be retried,
+/// as its function allows; the calls after it never started). `None` when the receiver is gone.
+async fn run_batch<R, F, Fut>(
+    function: &'static Remote,
+    pool: &ProcessPool,
+    mut lease: Lease,
+    batch: &[Item],
+    deliver: &F,
+) -> Option<(usize, bool)>
+where
+    R: DeserializeOwned,
+    F: Fn(usize, Result<R, Error>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), mpsc::error::SendError<(usize, Result<R, Error>)>>>,
+{
+    if function.timeout.is_some() {
+        lease.kill_if_dropped();
+    }
+    let mut frames = Vec::with_capacity(batch.iter().map(|item| item.frame.len()).sum());
+    for item in batch {
+        frames.extend_from_slice(&item.frame);
+    }
+    if lease.send(&mut frames).await.is_err() {
+        lease.exit().await;
+        return Some((0, false));
+    }
+    for (done, item) in batch.iter().enumerate() {
+        let received = match function.timeout {
+            None => lease.receive().await,
+            Some(after) => match tokio::time::timeout(after, lease.receive()).await {
+                Ok(received) => received,
+                Err(_) => {
+                    deliver(item.index, Err(Error::Timeout { function: function.name, after })).await.ok()?;
+                    return Some((done + 1, false));
+                }
+            },
+        };
+        let result = match received {
+            Ok(kind) => decode(function.name, kind, lease.reply()),
+            Err(Fault::Died) => {
+                let pid = lease.pid();
+                let exit = lease.exit().await;
+                if pool.killed_by_shutdown() {
+                    for item in &batch[done..] {
+                        deliver(item.index, Err(Error::Shutdown)).await.ok()?;
+                    }
+                    return Some((batch.len(), false));
+                }
+                if item.attempts < function.retries {
+                    return Some((done, true));
+                }
+                deliver(item.index, Err(Error::WorkerDied { function: function.name, pid, exit })).await.ok()?;
+                return Some((done + 1, false));
+            }
+            Err(Fault::Protocol(detail)) => {
+                deliver(item.index, Err(Error::Protocol { detail })).await.ok()?;
+                return Some((done + 1, false));
+            }
+            Err(Fault::Refused(error)) => Err(error),
+        };
+        deliver(item.index, result).await.ok()?;
+    }
+    Some((batch.len(), false))
+}
