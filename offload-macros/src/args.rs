@@ -3,7 +3,8 @@
 use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
-use syn::{LitInt, LitStr, Path, Token};
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, Lit, LitStr, Path, Token};
 
 use crate::Errors;
 
@@ -13,6 +14,7 @@ pub enum Mode {
     Process,
 }
 
+/// The arguments of one `#[offload(...)]` attribute on a function.
 pub struct Options {
     pub mode: Mode,
     pub pool: Option<LitStr>,
@@ -22,69 +24,43 @@ pub struct Options {
     pub retries: Option<u32>,
 }
 
-const VALID: &str = "`thread`, `process`, `pool = \"…\"`, `name = \"…\"`, `timeout = \"…\"`, \
-                     `retries = N` or `crate = path`";
+const OPTIONS: &str = "`thread`, `process`, `pool = \"…\"`, `timeout = \"…\"`, `retries = N`, \
+                       `name = \"…\"` or `crate = path`";
 
-/// Parses the attribute's arguments. Returns `None` only when no mode could be determined; every
-/// other mistake is recorded in `errors` and parsing goes on.
-pub fn parse(args: TokenStream, errors: &mut Errors) -> Option<Options> {
-    let mut mode: Option<(Mode, Span)> = None;
-    let mut pool = None;
-    let mut name = None;
-    let mut krate = None;
-    let mut timeout_ms = None;
-    let mut retries: Option<(u32, Span)> = None;
+/// Parses the arguments of `#[offload(...)]` on a function. Every mistake is recorded in `errors`
+/// and parsing goes on; without a mode the result is thread mode, so that the caller can still
+/// emit a function with the right signature. `attr` spans the whole attribute.
+pub fn parse(args: TokenStream, attr: Span, errors: &mut Errors) -> Options {
+    let mut mode: Option<Mode> = None;
+    let mut pool = Slot::default();
+    let mut name = Slot::default();
+    let mut krate = Slot::default();
+    let mut timeout_ms = Slot::default();
+    let mut retries = Slot::default();
 
     let parser = syn::meta::parser(|meta| {
         let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
-        let span = syn::spanned::Spanned::span(&meta.path);
+        let span = meta.path.span();
         match key.as_str() {
             "thread" | "process" => {
                 let this = if key == "thread" { Mode::Thread } else { Mode::Process };
                 match mode {
-                    Some((seen, _)) if seen == this => errors.push(span, format!("`{key}` is given twice")),
-                    Some(_) => errors.push(span, "choose one mode: `thread` or `process`, not both"),
-                    None => mode = Some((this, span)),
+                    Some(seen) if seen == this => errors.push(span, format!("`{key}` is given twice")),
+                    Some(_) => errors.push(span, "choose one mode, `thread` or `process`, not both"),
+                    None => mode = Some(this),
                 }
-                if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
-                    errors.push(span, format!("`{key}` takes no value: write `#[offload({key})]`"));
-                    skip_value(&meta)?;
+                if let Some(value) = value(&meta)? {
+                    errors.at(value, format!("`{key}` takes no value: write `#[offload({key})]`"));
                 }
             }
-            "pool" => set(&mut pool, string(&meta, errors)?, span, "pool", errors),
-            "name" => set(&mut name, string(&meta, errors)?, span, "name", errors),
-            "crate" => {
-                let path: Path = meta.value()?.parse()?;
-                set(&mut krate, Some(path), span, "crate", errors);
-            }
-            "timeout" => {
-                let duration = string(&meta, errors)?.and_then(|text| match parse_duration(&text.value()) {
-                    Some(0) => {
-                        errors.push(text.span(), "a timeout of zero would fail every call; give a positive duration");
-                        None
-                    }
-                    Some(ms) => Some(ms),
-                    None => {
-                        errors.push(
-                            text.span(),
-                            "expected a duration such as \"5s\" or \"250ms\" (units: ms, s, m)",
-                        );
-                        None
-                    }
-                });
-                set(&mut timeout_ms, duration, span, "timeout", errors);
-            }
-            "retries" => {
-                let count: LitInt = meta.value()?.parse()?;
-                let parsed = count.base10_parse::<u32>().map_err(|_| {
-                    syn::Error::new(count.span(), "expected a whole number of retries, e.g. `retries = 2`")
-                })?;
-                set(&mut retries, Some((parsed, span)), span, "retries", errors);
-            }
+            "pool" => pool.set(&key, span, string(&meta, "pool = \"io\"", errors)?, errors),
+            "name" => name.set(&key, span, string(&meta, "name = \"stable_name\"", errors)?, errors),
+            "crate" => krate.set(&key, span, path(&meta, errors)?, errors),
+            "timeout" => timeout_ms.set(&key, span, timeout(&meta, errors)?, errors),
+            "retries" => retries.set(&key, span, count(&meta, errors)?, errors),
             _ => {
-                let shown = meta.path.get_ident().map_or_else(|| "this path".to_owned(), |i| format!("`{i}`"));
-                errors.push(span, format!("unknown option {shown}; expected {VALID}"));
-                skip_value(&meta)?;
+                errors.push(span, unknown(&meta.path, &key));
+                value(&meta)?;
             }
         }
         Ok(())
@@ -93,59 +69,241 @@ pub fn parse(args: TokenStream, errors: &mut Errors) -> Option<Options> {
         errors.add(error);
     }
 
-    let Some((mode, _)) = mode else {
+    let mode = mode.unwrap_or_else(|| {
         errors.push(
-            Span::call_site(),
+            attr,
             "missing mode: write #[offload(thread)] for blocking I/O or #[offload(process)] for \
              CPU-heavy work",
         );
-        return None;
-    };
+        Mode::Thread
+    });
     if mode == Mode::Thread {
-        if let Some((_, span)) = retries {
+        if let Some(span) = retries.span {
             errors.push(
                 span,
-                "`retries` applies to process mode only: it re-runs a call whose worker process \
-                 died, and a thread cannot die that way",
+                "`retries` is for process mode: it re-runs a call whose worker process died, and \
+                 a thread cannot die that way. Thread mode takes `pool`, `timeout` and `crate`",
             );
         }
-        if let Some(name) = &name {
+        if let Some(span) = name.span {
             errors.push(
-                name.span(),
-                "`name` applies to process mode only: it is the name a worker process looks the \
-                 function up by",
+                span,
+                "`name` is for process mode: it is the name a worker process looks the function \
+                 up by. Thread mode takes `pool`, `timeout` and `crate`",
             );
         }
     }
-    Some(Options { mode, pool, name, krate, timeout_ms, retries: retries.map(|(n, _)| n) })
-}
-
-fn set<T>(slot: &mut Option<T>, value: Option<T>, span: Span, key: &str, errors: &mut Errors) {
-    if slot.is_some() {
-        errors.push(span, format!("`{key}` is given twice"));
-    } else {
-        *slot = value;
+    Options {
+        mode,
+        pool: pool.value,
+        name: name.value,
+        krate: krate.value,
+        timeout_ms: timeout_ms.value,
+        retries: retries.value,
     }
 }
 
-/// A non-empty string literal value of `key = "…"`.
-fn string(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option<LitStr>> {
-    let text: LitStr = meta.value()?.parse()?;
-    if text.value().trim().is_empty() {
-        errors.push(text.span(), "expected a non-empty string");
-        return Ok(None);
+/// Parses the arguments of `#[offload]` on an `impl` block: only `crate = path`, which its
+/// methods inherit.
+pub fn parse_impl(args: TokenStream, errors: &mut Errors) -> Option<Path> {
+    let mut krate = Slot::default();
+    let parser = syn::meta::parser(|meta| {
+        let span = meta.path.span();
+        if meta.path.is_ident("crate") {
+            krate.set("crate", span, path(&meta, errors)?, errors);
+        } else if meta.path.is_ident("thread") || meta.path.is_ident("process") {
+            errors.push(
+                span,
+                "on an `impl` block write plain #[offload], and give each method to offload its \
+                 own #[offload(thread)] or #[offload(process)]",
+            );
+            value(&meta)?;
+        } else {
+            errors.push(
+                span,
+                "#[offload] on an `impl` block takes only `crate = path`; the options of each \
+                 method go in that method's #[offload(...)]",
+            );
+            value(&meta)?;
+        }
+        Ok(())
+    });
+    if let Err(error) = parser.parse2(args) {
+        errors.add(error);
     }
-    Ok(Some(text))
+    krate.value
 }
 
-fn skip_value(meta: &ParseNestedMeta) -> syn::Result<()> {
+/// An option that may be given once.
+struct Slot<T> {
+    value: Option<T>,
+    span: Option<Span>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot { value: None, span: None }
+    }
+}
+
+impl<T> Slot<T> {
+    fn set(&mut self, key: &str, span: Span, value: Option<T>, errors: &mut Errors) {
+        if self.span.is_some() {
+            errors.push(span, format!("`{key}` is given twice"));
+        } else {
+            self.span = Some(span);
+            self.value = value;
+        }
+    }
+}
+
+/// The `= value` after a key, if there is one; a parenthesized list is consumed and returned as
+/// a verbatim expression so that the caller can point at it.
+pub fn value(meta: &ParseNestedMeta) -> syn::Result<Option<Expr>> {
     if meta.input.peek(Token![=]) {
-        meta.value()?.parse::<syn::Expr>()?;
-    } else if meta.input.peek(syn::token::Paren) {
-        let _content;
-        syn::parenthesized!(_content in meta.input);
+        return Ok(Some(meta.value()?.parse()?));
     }
-    Ok(())
+    if meta.input.peek(syn::token::Paren) {
+        let content;
+        let parens = syn::parenthesized!(content in meta.input);
+        let _: TokenStream = content.parse()?;
+        return Ok(Some(Expr::Verbatim(quote::quote_spanned!(parens.span.join()=> ()))));
+    }
+    Ok(None)
+}
+
+/// The value of a `key = value` option, or an error saying how to write it.
+fn required(meta: &ParseNestedMeta, example: &str, errors: &mut Errors) -> syn::Result<Option<Expr>> {
+    let value = value(meta)?;
+    if value.is_none() {
+        errors.push(meta.path.span(), format!("expected a value: `{example}`"));
+    }
+    Ok(value)
+}
+
+/// A non-empty string literal.
+fn string(meta: &ParseNestedMeta, example: &str, errors: &mut Errors) -> syn::Result<Option<LitStr>> {
+    Ok(match required(meta, example, errors)? {
+        Some(Expr::Lit(ExprLit { lit: Lit::Str(text), .. })) if text.value().trim().is_empty() => {
+            errors.push(text.span(), format!("expected a non-empty string: `{example}`"));
+            None
+        }
+        Some(Expr::Lit(ExprLit { lit: Lit::Str(text), .. })) => Some(text),
+        Some(other) => {
+            errors.at(other, format!("expected a string literal: `{example}`"));
+            None
+        }
+        None => None,
+    })
+}
+
+/// `crate = path`, or the string form `crate = "path"` that serde and tokio use.
+pub fn path(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option<Path>> {
+    Ok(match required(meta, "crate = my_crate::offload", errors)? {
+        Some(Expr::Path(path)) if path.qself.is_none() => Some(path.path),
+        Some(Expr::Lit(ExprLit { lit: Lit::Str(text), .. })) => match text.parse::<Path>() {
+            Ok(path) => Some(path),
+            Err(_) => {
+                errors.push(text.span(), "expected a path to the offload crate: `crate = my_crate::offload`");
+                None
+            }
+        },
+        Some(other) => {
+            errors.at(other, "expected a path to the offload crate: `crate = my_crate::offload`");
+            None
+        }
+        None => None,
+    })
+}
+
+/// `timeout = "5s"`, in milliseconds.
+fn timeout(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option<u64>> {
+    const UNITS: &str = "expected a duration with its unit: \"250ms\", \"5s\" or \"2m\"";
+    Ok(match required(meta, "timeout = \"5s\"", errors)? {
+        Some(Expr::Lit(ExprLit { lit: Lit::Str(text), .. })) => match parse_duration(&text.value()) {
+            Some(0) => {
+                errors.push(text.span(), "a timeout of zero would fail every call; give a positive duration");
+                None
+            }
+            Some(ms) => Some(ms),
+            None => {
+                errors.push(text.span(), UNITS);
+                None
+            }
+        },
+        Some(Expr::Lit(ExprLit { lit: Lit::Int(number), .. })) => {
+            let digits = number.base10_digits();
+            errors.push(
+                number.span(),
+                format!("give the unit as well, in a string: `timeout = \"{digits}s\"` or `timeout = \"{digits}ms\"`"),
+            );
+            None
+        }
+        Some(other) => {
+            errors.at(other, UNITS);
+            None
+        }
+        None => None,
+    })
+}
+
+/// `retries = N`.
+fn count(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option<u32>> {
+    const EXPECTED: &str = "expected a whole number of retries: `retries = 2`";
+    Ok(match required(meta, "retries = 2", errors)? {
+        Some(Expr::Lit(ExprLit { lit: Lit::Int(number), .. })) => match number.base10_parse::<u32>() {
+            Ok(count) => Some(count),
+            Err(_) => {
+                errors.at(number, EXPECTED);
+                None
+            }
+        },
+        Some(other) => {
+            errors.at(other, EXPECTED);
+            None
+        }
+        None => None,
+    })
+}
+
+/// The error for an unknown key: the valid options, and the likely intended one.
+fn unknown(path: &Path, key: &str) -> String {
+    const KEYS: &[&str] = &["thread", "process", "pool", "timeout", "retries", "name", "crate"];
+    let shown = if key.is_empty() { quote::quote!(#path).to_string().replace(' ', "") } else { key.to_owned() };
+    let hint = match key {
+        "workers" | "max_workers" | "threads" | "max_threads" | "size" => {
+            return format!(
+                "unknown option `{shown}`: a pool's size belongs to the pool, not to one function. \
+                 Name the pool with `pool = \"…\"` and size it at run time with \
+                 `ProcessPool::configure(…).workers(n)` or `ThreadPool::configure(…).max_threads(n)`, \
+                 or with OFFLOAD_WORKERS_<POOL> / OFFLOAD_THREADS_<POOL>"
+            );
+        }
+        "blocking" | "io" => " (did you mean `thread`?)".to_owned(),
+        "cpu" | "worker" | "subprocess" => " (did you mean `process`?)".to_owned(),
+        "executor" => " (did you mean `pool`?)".to_owned(),
+        _ => KEYS
+            .iter()
+            .find(|valid| edit_distance(key, valid) <= 2)
+            .map(|valid| format!(" (did you mean `{valid}`?)"))
+            .unwrap_or_default(),
+    };
+    format!("unknown option `{shown}`{hint}; expected {OPTIONS}")
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// `"250ms"`, `"5s"` or `"2m"` in milliseconds.
@@ -170,7 +328,7 @@ mod tests {
 
     fn errors_of(args: TokenStream) -> Vec<String> {
         let mut errors = Errors::default();
-        parse(args, &mut errors);
+        parse(args, Span::call_site(), &mut errors);
         errors.messages()
     }
 
@@ -185,12 +343,40 @@ mod tests {
     }
 
     #[test]
+    fn options_are_read() {
+        let mut errors = Errors::default();
+        let options = parse(
+            quote!(process, pool = "heavy", name = "n", timeout = "2s", retries = 3, crate = ::x::y),
+            Span::call_site(),
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{:?}", errors.messages());
+        assert_eq!(options.mode, Mode::Process);
+        assert_eq!(options.pool.unwrap().value(), "heavy");
+        assert_eq!(options.name.unwrap().value(), "n");
+        assert_eq!(options.timeout_ms, Some(2_000));
+        assert_eq!(options.retries, Some(3));
+        assert!(options.krate.is_some());
+        let options = parse(quote!(thread, crate = "re::offload"), Span::call_site(), &mut errors);
+        assert!(errors.is_empty() && options.krate.is_some());
+    }
+
+    #[test]
     fn every_mistake_is_reported_at_once() {
-        let errors = errors_of(quote!(process, pool = "a", pool = "b", colour = 3, timeout = "soon"));
-        assert_eq!(errors.len(), 3, "{errors:?}");
+        let errors = errors_of(quote!(process, pool = "a", pool = "b", colour = 3, timeout = 5, retries = "x"));
+        assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].contains("`pool` is given twice"));
         assert!(errors[1].contains("unknown option `colour`"));
-        assert!(errors[2].contains("expected a duration"));
+        assert!(errors[2].contains("timeout = \"5s\""));
+        assert!(errors[3].contains("whole number"));
+    }
+
+    #[test]
+    fn unknown_options_suggest_the_intended_one() {
+        assert!(errors_of(quote!(process, timout = "5s"))[0].contains("did you mean `timeout`"));
+        assert!(errors_of(quote!(treads))[0].contains("did you mean `thread`"));
+        assert!(errors_of(quote!(process, workers = 4))[0].contains("ProcessPool::configure"));
+        assert!(errors_of(quote!(process, a::b))[0].contains("unknown option `a::b`"));
     }
 
     #[test]
@@ -199,5 +385,7 @@ mod tests {
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors_of(quote!()).pop().unwrap().contains("missing mode"));
         assert!(errors_of(quote!(thread, process))[0].contains("not both"));
+        assert!(errors_of(quote!(thread = 1))[0].contains("takes no value"));
+        assert!(errors_of(quote!(thread(x)))[0].contains("takes no value"));
     }
 }

@@ -1,19 +1,18 @@
 //! Rejecting functions that cannot be offloaded, each with the reason and the fix, spanned at
 //! the token that causes it.
 
+use proc_macro2::Span;
+use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
-use syn::{FnArg, ItemFn, Type};
+use syn::{FnArg, ItemFn, ReturnType, Type, TypeReference};
 
 use crate::args::Mode;
-use crate::Errors;
+use crate::expand::Owner;
+use crate::{show, Errors};
 
-pub fn function(item: &ItemFn, mode: Mode, errors: &mut Errors) {
+pub fn function(item: &ItemFn, mode: Mode, owner: &Owner, errors: &mut Errors) {
     let sig = &item.sig;
-    let other = match mode {
-        Mode::Thread => "a thread",
-        Mode::Process => "a worker process",
-    };
     if let Some(token) = &sig.asyncness {
         errors.push(
             token.span(),
@@ -22,7 +21,12 @@ pub fn function(item: &ItemFn, mode: Mode, errors: &mut Errors) {
         );
     }
     if let Some(token) = &sig.constness {
-        errors.push(token.span(), "a `const fn` cannot be offloaded: remove `const`, or call it directly");
+        errors.push(
+            token.span(),
+            "a `const fn` cannot be offloaded: the offloaded function becomes an `async fn`, which \
+             cannot be `const`. Remove `const`, or keep the `const fn` and offload a plain fn that \
+             calls it",
+        );
     }
     if let Some(token) = &sig.unsafety {
         errors.push(
@@ -32,102 +36,305 @@ pub fn function(item: &ItemFn, mode: Mode, errors: &mut Errors) {
         );
     }
     if let Some(abi) = &sig.abi {
-        errors.push(abi.span(), "an `extern` fn cannot be offloaded: remove the ABI, or offload a Rust fn that calls it");
+        errors.at(
+            abi,
+            "an `extern` fn cannot be offloaded: the offloaded function becomes an `async fn`, \
+             which has no foreign ABI. Keep the `extern` fn and offload a plain fn that calls it",
+        );
     }
     if let Some(dots) = &sig.variadic {
-        errors.push(dots.span(), "a variadic fn cannot be offloaded");
+        errors.at(dots, "a variadic fn cannot be offloaded");
     }
-    for input in &sig.inputs {
-        match input {
-            FnArg::Receiver(receiver) if receiver.reference.is_some() => errors.push(
-                receiver.span(),
-                format!(
-                    "`{}` borrows from the caller, but the body runs on {other} that may outlive \
-                     the borrow: take `self` by value, or make it an associated fn taking owned \
-                     arguments",
-                    quote::quote!(#receiver)
-                ),
-            ),
-            FnArg::Receiver(receiver) if mode == Mode::Process => errors.push(
-                receiver.span(),
-                "process mode cannot take `self` yet: the worker must find the function by a \
-                 path it can name. Make it a free fn taking the value as an argument",
-            ),
-            FnArg::Receiver(_) => {}
-            FnArg::Typed(arg) => borrowed(&arg.ty, mode, other, errors),
-        }
+    if sig.ident == "main" && matches!(owner, Owner::Module) {
+        errors.push(
+            sig.ident.span(),
+            "`main` cannot be offloaded; to make `main` serve worker processes, write \
+             #[offload::main] above #[tokio::main]",
+        );
     }
-    if let syn::ReturnType::Type(_, ty) = &sig.output {
-        borrowed(ty, mode, other, errors);
-    }
-    if mode == Mode::Process {
-        if let Some(param) = sig.generics.params.first() {
+    if let Owner::Module = owner {
+        if let Some(span) = names_self(item) {
             errors.push(
-                param.span(),
-                "a generic fn cannot run in a worker process: the worker looks functions up by \
-                 name and needs one concrete signature. Write a non-generic fn for each type you \
-                 need, or use #[offload(thread)]",
+                span,
+                "an offloaded method needs #[offload] on its `impl` block as well: the generated \
+                 code must name the type it belongs to. Write `#[offload] impl Type { … }` above \
+                 the block",
             );
         }
-        for input in &sig.inputs {
-            if let FnArg::Typed(arg) = input {
-                let mut finder = ImplTrait(None);
-                finder.visit_type(&arg.ty);
-                if let Some(span) = finder.0 {
-                    errors.push(
-                        span,
-                        "an `impl Trait` argument cannot be sent to a worker process: the worker \
-                         must know the concrete type to decode it. Name the concrete type, or use \
-                         #[offload(thread)]",
+    }
+
+    let elsewhere = match mode {
+        Mode::Thread => "on another thread",
+        Mode::Process => "in a worker process",
+    };
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => {
+                if let Some(found) = borrow(&receiver.ty, mode) {
+                    let shown = receiver.to_token_stream().to_string().replace("& ", "&");
+                    let fix = match mode {
+                        Mode::Thread => "take `self` by value (clone it first to keep a copy), or \
+                                         hold the shared state in an `Arc` field",
+                        Mode::Process => "take `self` by value: the worker receives a copy, and \
+                                          changes to it do not come back",
+                    };
+                    errors.at(
+                        found,
+                        format!("`{shown}` borrows the value the method is called on, but the body runs {elsewhere}, which may outlive the borrow; {fix}"),
                     );
+                }
+            }
+            FnArg::Typed(arg) => {
+                if let Some(found) = borrow(&arg.ty, mode) {
+                    errors.at(&found, borrowed_argument(&found, mode));
                 }
             }
         }
     }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        if let Type::Never(never) = &**ty {
+            errors.at(
+                never,
+                "a function that never returns cannot be offloaded: its caller would wait forever",
+            );
+        } else if let Some(found) = borrow(ty, mode) {
+            errors.at(&found, borrowed_result(&found, mode));
+        }
+    }
+    if mode == Mode::Process {
+        process(item, owner, errors);
+    }
 }
 
-/// Rejects references: the body runs after the caller's borrow could end. In thread mode a
-/// `&'static` reference is fine; in process mode nothing borrowed can be decoded.
-fn borrowed(ty: &Type, mode: Mode, other: &str, errors: &mut Errors) {
-    let mut finder = Borrow { mode, found: None };
-    finder.visit_type(ty);
-    if let Some(span) = finder.found {
-        let fix = match mode {
-            Mode::Thread => "take an owned value (`String` for `&str`, `Vec<T>` for `&[T]`, `Arc<T>` to share), or a `&'static` reference",
-            Mode::Process => "take an owned value (`String` for `&str`, `Vec<T>` for `&[T]`)",
-        };
-        errors.push(
-            span,
-            format!("a borrowed value cannot be offloaded: the body runs on {other} that may outlive the borrow; {fix}"),
+/// What only process mode rejects: whatever a worker, looking the function up by name, could
+/// not decode into one concrete type.
+fn process(item: &ItemFn, owner: &Owner, errors: &mut Errors) {
+    let sig = &item.sig;
+    if let Some(param) = sig.generics.params.first() {
+        errors.at(
+            param,
+            "a generic fn cannot run in a worker process: the worker looks functions up by name \
+             and needs one concrete signature. Write a non-generic fn for each type you need, or \
+             use #[offload(thread)]",
         );
     }
-}
-
-struct Borrow {
-    mode: Mode,
-    found: Option<proc_macro2::Span>,
-}
-
-impl Visit<'_> for Borrow {
-    fn visit_type_reference(&mut self, reference: &syn::TypeReference) {
-        let is_static = reference.lifetime.as_ref().is_some_and(|l| l.ident == "static");
-        if self.found.is_none() && !(is_static && self.mode == Mode::Thread) {
-            self.found = Some(reference.span());
-        }
-        syn::visit::visit_type_reference(self, reference);
-    }
-
-    fn visit_lifetime(&mut self, lifetime: &syn::Lifetime) {
-        if self.found.is_none() && (lifetime.ident != "static" || self.mode == Mode::Process) {
-            self.found = Some(lifetime.span());
+    if let Owner::Impl(block) = owner {
+        if let Some(param) = block.generics.params.first() {
+            errors.at(
+                param,
+                format!(
+                    "`{}` cannot run in a worker process while this `impl` block is generic: the \
+                     worker needs one concrete type. Move the method to an `impl` block for a \
+                     concrete type, or use #[offload(thread)]",
+                    sig.ident
+                ),
+            );
         }
     }
+    for input in &sig.inputs {
+        if let FnArg::Typed(arg) = input {
+            if let Some(found) = impl_trait(&arg.ty) {
+                errors.at(
+                    found,
+                    "an `impl Trait` argument cannot be sent to a worker process: the worker must \
+                     know the concrete type to decode it. Name the concrete type, or use \
+                     #[offload(thread)]",
+                );
+            }
+        }
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        if let Some(found) = impl_trait(ty) {
+            errors.at(
+                found,
+                "an `impl Trait` result cannot come back from a worker process: the caller must \
+                 know the concrete type to decode it. Name the concrete type, or use \
+                 #[offload(thread)]",
+            );
+        }
+    }
 }
 
-struct ImplTrait(Option<proc_macro2::Span>);
+fn borrowed_argument(found: &Borrowed, mode: Mode) -> String {
+    let reference = match found {
+        Borrowed::Reference(reference) => reference,
+        Borrowed::Lifetime(lifetime) => {
+            return match mode {
+                Mode::Thread => format!(
+                    "`{lifetime}` lets the argument borrow from the caller, but the body runs on \
+                     another thread, which may outlive the borrow; use an owned type, or `'static`"
+                ),
+                Mode::Process => format!(
+                    "`{lifetime}` lets the argument borrow from the caller, but a worker process \
+                     decodes its own copy of each argument; use an owned type"
+                ),
+            };
+        }
+    };
+    let shown = show(reference);
+    let owned = owned(&reference.elem);
+    match mode {
+        Mode::Thread => format!(
+            "`{shown}` borrows from the caller, but the body runs on another thread, which may \
+             outlive the borrow; take `{owned}` instead (or `Arc<{}>` to share one value)",
+            show(&reference.elem)
+        ),
+        Mode::Process => format!(
+            "`{shown}` cannot be sent to a worker process: the worker decodes its own copy of each \
+             argument, into memory it owns; take `{owned}` instead"
+        ),
+    }
+}
 
-impl Visit<'_> for ImplTrait {
-    fn visit_type_impl_trait(&mut self, ty: &syn::TypeImplTrait) {
-        self.0.get_or_insert(ty.span());
+fn borrowed_result(found: &Borrowed, mode: Mode) -> String {
+    let (shown, owned) = match found {
+        Borrowed::Reference(reference) => (show(reference), owned(&reference.elem)),
+        Borrowed::Lifetime(lifetime) => (lifetime.to_string(), "an owned type".to_owned()),
+    };
+    match mode {
+        Mode::Thread => format!(
+            "the result cannot borrow through `{shown}`: the body runs on another thread, and \
+             its arguments are gone when it returns; return `{owned}` instead, or a `&'static` \
+             reference"
+        ),
+        Mode::Process => format!(
+            "`{shown}` cannot come back from a worker process: the caller decodes its own copy of \
+             the result, into memory it owns; return `{owned}` instead"
+        ),
+    }
+}
+
+/// The owned type to suggest for `&elem`.
+fn owned(elem: &Type) -> String {
+    match elem {
+        Type::Slice(slice) => format!("Vec<{}>", show(&slice.elem)),
+        Type::TraitObject(_) => format!("Box<{}>", show(elem)),
+        Type::Path(path) if path.qself.is_none() => {
+            let last = path.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+            match last.as_str() {
+                "str" => "String".to_owned(),
+                "Path" => "PathBuf".to_owned(),
+                "OsStr" => "OsString".to_owned(),
+                "CStr" => "CString".to_owned(),
+                _ => show(elem),
+            }
+        }
+        _ => show(elem),
+    }
+}
+
+/// A borrow the body could outlive.
+enum Borrowed<'a> {
+    Reference(&'a TypeReference),
+    Lifetime(&'a syn::Lifetime),
+}
+
+impl ToTokens for Borrowed<'_> {
+    fn to_tokens(&self, tokens: &mut proc_macro2::TokenStream) {
+        match self {
+            Borrowed::Reference(reference) => reference.to_tokens(tokens),
+            Borrowed::Lifetime(lifetime) => lifetime.to_tokens(tokens),
+        }
+    }
+}
+
+/// The first borrow in `ty` that the body could outlive: any reference or non-`'static`
+/// lifetime. In thread mode a `&'static` reference is fine; in process mode no reference is,
+/// since a worker cannot decode into memory that lives forever.
+fn borrow(ty: &Type, mode: Mode) -> Option<Borrowed<'_>> {
+    struct Find<'ast> {
+        mode: Mode,
+        found: Option<Borrowed<'ast>>,
+    }
+    impl<'ast> Visit<'ast> for Find<'ast> {
+        fn visit_type_reference(&mut self, reference: &'ast TypeReference) {
+            let is_static = reference.lifetime.as_ref().is_some_and(|l| l.ident == "static");
+            if self.found.is_none() && (self.mode == Mode::Process || !is_static) {
+                self.found = Some(Borrowed::Reference(reference));
+            }
+            self.visit_type(&reference.elem);
+        }
+
+        fn visit_lifetime(&mut self, lifetime: &'ast syn::Lifetime) {
+            if self.found.is_none() && lifetime.ident != "static" {
+                self.found = Some(Borrowed::Lifetime(lifetime));
+            }
+        }
+    }
+    let mut finder = Find { mode, found: None };
+    finder.visit_type(ty);
+    finder.found
+}
+
+pub fn impl_trait(ty: &Type) -> Option<&syn::TypeImplTrait> {
+    struct Find<'ast>(Option<&'ast syn::TypeImplTrait>);
+    impl<'ast> Visit<'ast> for Find<'ast> {
+        fn visit_type_impl_trait(&mut self, ty: &'ast syn::TypeImplTrait) {
+            self.0.get_or_insert(ty);
+        }
+    }
+    let mut finder = Find(None);
+    finder.visit_type(ty);
+    finder.0
+}
+
+/// Where a function's signature shows it is a method: a receiver, or `Self` in a type.
+fn names_self(item: &ItemFn) -> Option<Span> {
+    struct Find(Option<Span>);
+    impl Visit<'_> for Find {
+        fn visit_receiver(&mut self, receiver: &syn::Receiver) {
+            self.0.get_or_insert(receiver.self_token.span);
+        }
+
+        fn visit_path(&mut self, path: &syn::Path) {
+            match path.segments.first() {
+                Some(first) if first.ident == "Self" => {
+                    self.0.get_or_insert(first.ident.span());
+                }
+                _ => syn::visit::visit_path(self, path),
+            }
+        }
+    }
+    let mut finder = Find(None);
+    finder.visit_signature(&item.sig);
+    finder.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syn::parse_quote;
+
+    fn errors_of(mode: Mode, item: ItemFn) -> Vec<String> {
+        let mut errors = Errors::default();
+        function(&item, mode, &Owner::Module, &mut errors);
+        errors.messages()
+    }
+
+    #[test]
+    fn borrowed_arguments_suggest_the_owned_type() {
+        let errors = errors_of(Mode::Thread, parse_quote!(fn f(a: &str, b: &[u8], c: &'static str) {}));
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("take `String` instead"), "{errors:?}");
+        assert!(errors[1].contains("take `Vec<u8>` instead"), "{errors:?}");
+        let errors = errors_of(Mode::Process, parse_quote!(fn f(a: &'static std::path::Path, b: Cow<'static, str>) {}));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("take `PathBuf` instead"), "{errors:?}");
+        let errors = errors_of(Mode::Thread, parse_quote!(fn f(a: Cow<'a, str>) {}));
+        assert!(errors[0].contains("`'a` lets the argument borrow"), "{errors:?}");
+    }
+
+    #[test]
+    fn methods_need_their_impl_block() {
+        assert!(errors_of(Mode::Thread, parse_quote!(fn f(self) {}))[0].contains("#[offload] impl"));
+        assert!(errors_of(Mode::Thread, parse_quote!(fn new() -> Self {}))[0].contains("#[offload] impl"));
+        assert!(errors_of(Mode::Thread, parse_quote!(fn new() -> u8 {})).is_empty());
+    }
+
+    #[test]
+    fn process_mode_needs_concrete_owned_types() {
+        let errors = errors_of(Mode::Process, parse_quote!(fn f<T>(a: impl Copy, b: T) -> impl Copy {}));
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors_of(Mode::Thread, parse_quote!(fn f<T>(a: impl Copy, b: T) -> impl Copy {})).is_empty());
     }
 }

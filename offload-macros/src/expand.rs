@@ -1,129 +1,239 @@
-//! Generating the async wrapper and the blocking companion of an `#[offload]` function.
+//! Generating the async wrapper and the blocking companion of an `#[offload]` function, for a
+//! free function or for each offloaded method of an `#[offload]` impl block.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Ident, Literal, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{parse_quote, Attribute, FnArg, ItemFn, Pat, Path, ReturnType, Type};
+use syn::visit_mut::VisitMut;
+use syn::{
+    parse_quote, parse_quote_spanned, Attribute, FnArg, GenericParam, ImplItem, Item, ItemFn, ItemImpl, Meta, Pat, Path, ReturnType,
+    Token, Type, TypeParamBound,
+};
 
 use crate::args::{self, Mode, Options};
-use crate::{check, Errors};
+use crate::{check, show, Errors};
+
+/// Where an offloaded function is defined.
+pub enum Owner<'a> {
+    /// At module level, or in an `impl` block that has no `#[offload]` of its own (which the
+    /// expansion cannot see).
+    Module,
+    /// In an `impl` block marked `#[offload]`, whose self type the expansion can name.
+    Impl(&'a ItemImpl),
+}
 
 pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
-    let options = args::parse(args, &mut errors);
-    let item: ItemFn = match syn::parse2(item.clone()) {
-        Ok(item) => item,
-        Err(_) => {
+    match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Fn(item)) => {
+            let options = args::parse(args, Span::call_site(), &mut errors);
+            let output = function(&options, item, &Owner::Module, &mut errors);
+            quote!(#output #errors)
+        }
+        Ok(Item::Impl(block)) => impl_block(args, block),
+        _ if syn::parse2::<syn::TraitItemFn>(item.clone()).is_ok_and(|f| f.default.is_none()) => {
             errors.push(
                 Span::call_site(),
-                "#[offload] goes on a `fn` item: put it on the blocking function you want to run \
-                 off the event loop",
+                "a trait's methods cannot be offloaded: the trait fixes their signatures, and an \
+                 offloaded method becomes an `async fn` returning `Result<_, offload::Error>`. \
+                 Offload an inherent fn and call it from the trait's implementations",
             );
-            return quote!(#item #errors);
+            quote!(#item #errors)
         }
-    };
-    let Some(options) = options else {
-        return quote!(#item #errors);
-    };
-    check::function(&item, options.mode, &mut errors);
-    let output = expand(&options, item, !errors.is_empty());
-    quote!(#output #errors)
+        _ => {
+            errors.push(
+                Span::call_site(),
+                "#[offload(...)] goes on a `fn` with a body, the blocking function to run off the \
+                 event loop (or, as plain #[offload], on an `impl` block whose methods it marks)",
+            );
+            quote!(#item #errors)
+        }
+    }
 }
 
 // Input:
-//     #[doc] #[other] pub fn add(a: u64, b: u64) -> u64 { a + b }
+//     #[offload]
+//     impl Matrix {
+//         #[offload(process)] pub fn det(self) -> f64 { … }
+//         pub fn rows(&self) -> usize { … }
+//     }
 // Output:
-//     #[doc] pub async fn add(a: u64, b: u64) -> Result<u64, offload::Error> {
-//         static __OFFLOAD_FN: Remote = Remote::new(concat!(module_path!(), "::add"), fingerprint(..));
-//         inventory::submit! { Registration::new(&__OFFLOAD_FN, |args, out| invoke(args, out, |(a, b)| add_blocking(a, b))) }
+//     impl Matrix {
+//         pub async fn det(self) -> Result<f64, offload::Error> { /* as for a free fn, calling Matrix::det_blocking */ }
+//         pub fn det_blocking(self) -> f64 { … }
+//         pub fn rows(&self) -> usize { … }
+//     }
+//
+// A method's expansion must name the type it belongs to (a process-mode registration is a
+// static, which cannot say `Self`), and only the attribute on the block can see it.
+fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
+    let mut errors = Errors::default();
+    let krate = args::parse_impl(args, &mut errors);
+    let items = std::mem::take(&mut block.items);
+    if let Some((_, path, _)) = &block.trait_ {
+        errors.at(
+            path,
+            "#[offload] goes on an inherent `impl` block: a trait fixes its methods' signatures, \
+             and an offloaded method becomes an `async fn` returning `Result<_, offload::Error>`. \
+             Offload a method of `impl Type { … }` and call it from the trait's method",
+        );
+        block.items = items
+            .into_iter()
+            .map(|mut item| {
+                without_offload(&mut item);
+                item
+            })
+            .collect();
+        return quote!(#block #errors);
+    }
+    let mut expanded = Vec::new();
+    for mut item in items {
+        let Some(attr) = without_offload(&mut item) else {
+            expanded.push(item);
+            continue;
+        };
+        let ImplItem::Fn(method) = item else {
+            errors.at(&attr, "#[offload(...)] goes on a method with a body");
+            expanded.push(item);
+            continue;
+        };
+        let span = attr.span();
+        let args = match attr.meta {
+            Meta::List(list) => list.tokens,
+            _ => TokenStream::new(),
+        };
+        let mut method_errors = Errors::default();
+        let mut options = args::parse(args, span, &mut method_errors);
+        options.krate = options.krate.or_else(|| krate.clone());
+        if let Some(token) = method.defaultness {
+            method_errors.push(token.span, "a `default fn` cannot be offloaded");
+        }
+        let item = ItemFn { attrs: method.attrs, vis: method.vis, sig: method.sig, block: Box::new(method.block) };
+        expanded.push(ImplItem::Verbatim(function(&options, item, &Owner::Impl(&block), &mut method_errors)));
+        errors.add_all(method_errors);
+    }
+    block.items = expanded;
+    quote!(#block #errors)
+}
+
+/// Removes the `#[offload(...)]` attribute of an item in an `impl` block and returns it.
+fn without_offload(item: &mut ImplItem) -> Option<Attribute> {
+    let attrs = match item {
+        ImplItem::Fn(item) => &mut item.attrs,
+        ImplItem::Const(item) => &mut item.attrs,
+        ImplItem::Type(item) => &mut item.attrs,
+        ImplItem::Macro(item) => &mut item.attrs,
+        _ => return None,
+    };
+    let index = attrs.iter().position(|attr| attr.path().segments.last().is_some_and(|s| s.ident == "offload"))?;
+    Some(attrs.remove(index))
+}
+
+// Input:
+//     /// Docs.
+//     #[other]
+//     pub fn add(a: u64, b: u64) -> u64 { a + b }
+// Output:
+//     /// Docs.
+//     pub async fn add(a: u64, b: u64) -> Result<u64, offload::Error> {
+//         static __OFFLOAD_FN: Remote = Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64"));
+//         inventory::submit! {
+//             Registration::new(&__OFFLOAD_FN, |args, out| invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b)))
+//         }
+//         assert_transferable::<u64>(); // once for each type of argument and result
 //         call_in_process(&__OFFLOAD_FN, (a, b)).await
 //     }
-//     #[other] pub fn add_blocking(a: u64, b: u64) -> u64 { a + b }
+//     /// The body of `add`, …
+//     #[other]
+//     pub fn add_blocking(a: u64, b: u64) -> u64 { a + b }
 //
-// Thread mode is the same with `Local` and `call_in_thread(&__OFFLOAD_FN, move || add_blocking(a, b))`.
-// With `failed` set the wrapper's body is a stub, so one mistake does not cascade into its callers.
-fn expand(options: &Options, item: ItemFn, failed: bool) -> TokenStream {
-    let krate: Path = options.krate.clone().unwrap_or_else(|| parse_quote!(::offload));
-    let private = quote!(#krate::__private);
+// Thread mode has a `Local` and no registration: `call_in_thread(&__OFFLOAD_FN, move || add_blocking(a, b)).await`.
+// After an error the wrapper's body is a stub: callers still see the right signature, so one
+// mistake does not cascade into every call site.
+fn function(options: &Options, item: ItemFn, owner: &Owner, errors: &mut Errors) -> TokenStream {
+    check::function(&item, options.mode, owner, errors);
     let ItemFn { attrs, vis, sig, block } = item;
-    let (wrapper_attrs, companion_attrs) = split(attrs);
+    if !errors.is_empty() && sig.ident == "main" {
+        // An async `main` would only add rustc's own error to ours.
+        return quote!(#(#attrs)* #vis #sig #block);
+    }
+    let krate: Path = options.krate.clone().unwrap_or_else(|| parse_quote!(::offload));
+    let (mut wrapper_attrs, companion_attrs) = split(attrs);
     let ident = &sig.ident;
-    let companion = format_ident!("{}_blocking", ident);
+    let companion = Ident::new(&format!("{ident}_blocking"), ident.span());
 
+    let value: Type = match &sig.output {
+        ReturnType::Default => parse_quote!(()),
+        // Already an error; `Result<!, _>` would add rustc's "`!` is experimental" to it.
+        ReturnType::Type(_, ty) if matches!(**ty, Type::Never(_)) => parse_quote!(::core::convert::Infallible),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
     let mut wrapper = sig.clone();
-    wrapper.asyncness = Some(Default::default());
+    wrapper.asyncness = Some(Token![async](sig.fn_token.span));
     wrapper.constness = None;
     wrapper.unsafety = None;
     wrapper.abi = None;
-    let value: Type = match &sig.output {
-        ReturnType::Default => parse_quote!(()),
-        ReturnType::Type(_, ty) => (**ty).clone(),
-    };
     wrapper.output = parse_quote!(-> ::core::result::Result<#value, #krate::Error>);
+
+    // The wrapper forwards its arguments by name; patterns stay in the companion.
+    let mut receiver = None;
     let mut forwarded = Vec::new();
     let mut types = Vec::new();
     for (index, input) in wrapper.inputs.iter_mut().enumerate() {
-        if let FnArg::Typed(arg) = input {
-            let name = match &*arg.pat {
-                Pat::Ident(pat) if pat.subpat.is_none() => pat.ident.clone(),
-                _ => format_ident!("__offload_arg{}", index),
-            };
-            arg.pat = Box::new(parse_quote!(#name));
-            arg.attrs.clear();
-            forwarded.push(name);
-            types.push((*arg.ty).clone());
-        }
-    }
-    let has_self = sig.receiver().is_some();
-    let call_companion = if has_self {
-        quote!(Self::#companion(self, #(#forwarded),*))
-    } else {
-        quote!(#companion(#(#forwarded),*))
-    };
-
-    let name = match &options.name {
-        Some(name) => name.to_token_stream(),
-        None => {
-            let suffix = format!("::{ident}");
-            quote!(::core::concat!(::core::module_path!(), #suffix))
-        }
-    };
-    let mut settings = TokenStream::new();
-    if let Some(pool) = &options.pool {
-        settings.extend(quote!(.pool(#pool)));
-    }
-    if let Some(ms) = options.timeout_ms {
-        settings.extend(quote!(.timeout_ms(#ms)));
-    }
-    if let Some(retries) = options.retries {
-        settings.extend(quote!(.retries(#retries)));
-    }
-
-    let body = if failed {
-        quote!(::core::unimplemented!())
-    } else {
-        match options.mode {
-            Mode::Thread => quote! {
-                static __OFFLOAD_FN: #private::Local = #private::Local::new(#name)#settings;
-                #private::call_in_thread(&__OFFLOAD_FN, move || #call_companion).await
-            },
-            Mode::Process => {
-                let fingerprint = fingerprint(&types, &value);
-                let checks = types.iter().chain(Some(&value)).map(|ty| {
-                    quote_spanned!(ty.span()=> #private::assert_transferable::<#ty>();)
-                });
-                quote! {
-                    static __OFFLOAD_FN: #private::Remote =
-                        #private::Remote::new(#name, #private::fingerprint(#fingerprint))#settings;
-                    #private::inventory::submit! {
-                        #private::Registration::new(&__OFFLOAD_FN, |args, out| {
-                            #(#checks)*
-                            #private::invoke(args, out, |(#(#forwarded,)*): (#(#types,)*)| #call_companion)
-                        })
-                    }
-                    #private::call_in_process(&__OFFLOAD_FN, (#(#forwarded,)*)).await
+        match input {
+            FnArg::Receiver(this) => {
+                if this.reference.is_none() {
+                    this.mutability = None;
                 }
+                this.attrs.clear();
+                receiver = Some(this.clone());
             }
+            FnArg::Typed(arg) => {
+                let name = match &*arg.pat {
+                    Pat::Ident(pat) if pat.subpat.is_none() => pat.ident.clone(),
+                    _ => format_ident!("__offload_arg{}", index),
+                };
+                arg.pat = Box::new(parse_quote!(#name));
+                arg.attrs.clear();
+                forwarded.push(name);
+                types.push((*arg.ty).clone());
+            }
+        }
+    }
+    if options.mode == Mode::Thread {
+        require_send(&mut wrapper);
+    }
+
+    let turbofish = turbofish(&sig.generics);
+    let mut args: Vec<TokenStream> = forwarded.iter().map(ToTokens::to_token_stream).collect();
+    if receiver.is_some() {
+        args.insert(0, quote!(self));
+    }
+    let companion_path = match owner {
+        Owner::Module => {
+            // Spanned at the attribute: in an `impl` block without #[offload], rustc's "not
+            // found in this scope" then points there, not into the user's signature.
+            let companion = Ident::new(&companion.to_string(), Span::call_site());
+            quote!(#companion #turbofish)
+        }
+        Owner::Impl(_) => quote!(Self::#companion #turbofish),
+    };
+    let call = Call { path: companion_path, args, close: None };
+
+    let body = if !errors.is_empty() {
+        wrapper_attrs.push(parse_quote!(#[allow(unused_variables)]));
+        stub(&sig.output, &call)
+    } else {
+        let function = Function {
+            private: quote!(#krate::__private),
+            name: registry_name(options, owner, ident),
+            settings: settings(options),
+            sig: &sig,
+            call,
+        };
+        match options.mode {
+            Mode::Thread => function.thread(),
+            Mode::Process => function.process(owner, receiver.as_ref(), &forwarded, &types, &value),
         }
     };
 
@@ -145,17 +255,220 @@ fn expand(options: &Options, item: ItemFn, failed: bool) -> TokenStream {
     }
 }
 
-/// Splits the user's attributes: docs go on the async wrapper, attributes about the body go on
-/// the companion, and those that describe the item as a whole go on both.
+/// The call of the companion: `add_blocking(a, b)` or `Self::add_blocking(self, a)`.
+struct Call {
+    path: TokenStream,
+    args: Vec<TokenStream>,
+    /// The span of the parentheses, which ends the call's span.
+    close: Option<Span>,
+}
+
+impl ToTokens for Call {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        let args = &self.args;
+        let mut group = Group::new(Delimiter::Parenthesis, quote!(#(#args),*));
+        if let Some(span) = self.close {
+            group.set_span(span);
+        }
+        self.path.to_tokens(tokens);
+        group.to_tokens(tokens);
+    }
+}
+
+/// What the body of a wrapper is made of.
+struct Function<'a> {
+    private: TokenStream,
+    name: TokenStream,
+    settings: TokenStream,
+    sig: &'a syn::Signature,
+    call: Call,
+}
+
+impl Function<'_> {
+    fn thread(self) -> TokenStream {
+        let Function { private, name, settings, sig, call } = self;
+        // Spanned so that a type that is not `Send` is reported at the parameters or at the
+        // result type, not at the attribute: the closure spans the parameters, and the call of
+        // `call_in_thread`, which demands a `Send` result, spans the result type.
+        let mut closure = quote!(move ||);
+        let mut body = Group::new(Delimiter::Brace, call.to_token_stream());
+        if let Some((first, last)) = bounds(&sig.inputs) {
+            closure = quote_spanned!(first=> move ||);
+            body.set_span(last);
+        }
+        let mut call_in_thread = quote!(#private::call_in_thread);
+        let mut args = Group::new(Delimiter::Parenthesis, quote!(&__OFFLOAD_FN, #closure #body));
+        let mut wait = quote!(.await);
+        if let ReturnType::Type(_, ty) = &sig.output {
+            // One span for the call and its `.await`, which both demand it: rustc then reports
+            // the demand once.
+            let span = first_span(ty);
+            call_in_thread = spanned(call_in_thread, span);
+            args.set_span(span);
+            wait = spanned(wait, span);
+        }
+        quote! {
+            static __OFFLOAD_FN: #private::Local = #private::Local::new(#name)#settings;
+            #call_in_thread #args #wait
+        }
+    }
+
+    fn process(
+        self,
+        owner: &Owner,
+        receiver: Option<&syn::Receiver>,
+        forwarded: &[Ident],
+        types: &[Type],
+        value: &Type,
+    ) -> TokenStream {
+        let Function { private, name, settings, sig, call } = self;
+        // A check for each type that crosses, spanned at it, so that a type without serde's
+        // traits is reported where the user wrote it, before rustc's own errors about the
+        // generic calls below.
+        let mut crossing: Vec<(Type, Span)> = Vec::new();
+        if let Some(receiver) = receiver {
+            crossing.push(((*receiver.ty).clone(), receiver.self_token.span));
+        }
+        crossing.extend(types.iter().map(|ty| (ty.clone(), first_span(ty))));
+        if !matches!(sig.output, ReturnType::Default) {
+            crossing.push((value.clone(), first_span(value)));
+        }
+        let mut checked = Vec::new();
+        let mut checks = Vec::new();
+        for (ty, span) in crossing {
+            let text = show(&ty);
+            if !checked.contains(&text) {
+                checked.push(text);
+                checks.push(quote_spanned!(span=> #private::assert_transferable::<#ty>();));
+            }
+        }
+        // One span for the whole call, at the function's name: rustc reports a type that
+        // `call_in_process` cannot send once, instead of once for the call and once for `.await`.
+        let sent = tuple(&call.args);
+        let call_in_process = spanned(quote!(#private::call_in_process(&__OFFLOAD_FN, #sent).await), sig.ident.span());
+
+        // The registration is a static, which cannot say `Self`: it names the impl's type.
+        let mut names: Vec<Ident> = forwarded.to_vec();
+        let mut types: Vec<Type> = types.to_vec();
+        let mut value = value.clone();
+        let path = match owner {
+            Owner::Module => call.path,
+            Owner::Impl(block) => {
+                let mut concrete = ConcreteSelf(&block.self_ty);
+                if let Some(receiver) = receiver {
+                    types.insert(0, (*receiver.ty).clone());
+                    names.insert(0, format_ident!("__offload_self"));
+                }
+                for ty in &mut types {
+                    concrete.visit_type_mut(ty);
+                }
+                concrete.visit_type_mut(&mut value);
+                let companion = Ident::new(&format!("{}_blocking", sig.ident), sig.ident.span());
+                match &*block.self_ty {
+                    Type::Path(path) if path.qself.is_none() && path.path.segments.iter().all(|s| s.arguments.is_none()) => {
+                        quote!(#path::#companion)
+                    }
+                    self_ty => quote!(<#self_ty>::#companion),
+                }
+            }
+        };
+        let fingerprint = fingerprint(&types, &value);
+        let pattern = tuple(&names);
+        let tuple_type = tuple(&types);
+        quote! {
+            static __OFFLOAD_FN: #private::Remote =
+                #private::Remote::new(#name, #private::fingerprint(#fingerprint))#settings;
+            #private::inventory::submit! {
+                #private::Registration::new(&__OFFLOAD_FN, |args, out| #private::invoke(args, out, |#pattern: #tuple_type| #path(#(#names),*)))
+            }
+            #(#checks)*
+            #call_in_process
+        }
+    }
+}
+
+/// The body of a wrapper whose function has an error: it never runs, since the crate does not
+/// compile, but it has to type-check without adding errors of its own.
+fn stub(output: &ReturnType, call: &Call) -> TokenStream {
+    let returns_impl_trait = match output {
+        ReturnType::Type(_, ty) => check::impl_trait(ty).is_some(),
+        ReturnType::Default => false,
+    };
+    if returns_impl_trait {
+        // `unimplemented!()` gives an opaque result type nothing to be.
+        quote!(::core::result::Result::Ok(#call))
+    } else {
+        quote!(::core::unimplemented!())
+    }
+}
+
+fn registry_name(options: &Options, owner: &Owner, ident: &Ident) -> TokenStream {
+    if let Some(name) = &options.name {
+        return name.to_token_stream();
+    }
+    let suffix = match owner {
+        Owner::Module => format!("::{ident}"),
+        Owner::Impl(block) => format!("::{}::{ident}", type_name(&block.self_ty)),
+    };
+    quote!(::core::concat!(::core::module_path!(), #suffix))
+}
+
+/// `.pool("io").timeout_ms(5000)`: the builder calls that apply the options.
+fn settings(options: &Options) -> TokenStream {
+    let mut settings = TokenStream::new();
+    if let Some(pool) = &options.pool {
+        settings.extend(quote!(.pool(#pool)));
+    }
+    if let Some(ms) = options.timeout_ms {
+        let ms = Literal::u64_unsuffixed(ms);
+        settings.extend(quote!(.timeout_ms(#ms)));
+    }
+    if let Some(retries) = options.retries {
+        let retries = Literal::u32_unsuffixed(retries);
+        settings.extend(quote!(.retries(#retries)));
+    }
+    settings
+}
+
+/// The spans of the first and the last token of `tokens`.
+fn bounds(tokens: &impl ToTokens) -> Option<(Span, Span)> {
+    let mut tokens = tokens.to_token_stream().into_iter();
+    let first = tokens.next()?.span();
+    Some((first, tokens.last().map_or(first, |last| last.span())))
+}
+
+fn first_span(tokens: &impl ToTokens) -> Span {
+    bounds(tokens).map_or_else(Span::call_site, |(first, _)| first)
+}
+
+/// `tokens` with every token, at any depth, spanned at `span`.
+fn spanned(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut inner = Group::new(group.delimiter(), spanned(group.stream(), span));
+                inner.set_span(span);
+                token = TokenTree::Group(inner);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
+}
+
+/// Splits the user's attributes: doc comments go on the async wrapper, attributes about the body
+/// go on the companion, and those that describe the item as a whole go on both.
 fn split(attrs: Vec<Attribute>) -> (Vec<Attribute>, Vec<Attribute>) {
-    const BOTH: &[&str] = &["cfg", "cfg_attr", "allow", "warn", "deny", "forbid", "expect", "deprecated", "must_use"];
+    const BOTH: &[&str] = &["cfg", "cfg_attr", "allow", "warn", "deny", "forbid", "deprecated"];
     let mut wrapper = Vec::new();
     let mut companion = Vec::new();
     for attr in attrs {
         let path = attr.path();
-        if path.is_ident("doc") {
+        if path.is_ident("doc") && matches!(attr.meta, Meta::NameValue(_)) {
             wrapper.push(attr);
-        } else if BOTH.iter().any(|name| path.is_ident(name)) {
+        } else if path.is_ident("doc") || BOTH.iter().any(|name| path.is_ident(name)) {
             wrapper.push(attr.clone());
             companion.push(attr);
         } else {
@@ -165,8 +478,103 @@ fn split(attrs: Vec<Attribute>) -> (Vec<Attribute>, Vec<Attribute>) {
     (wrapper, companion)
 }
 
+/// Adds `Send + 'static` to every type parameter and `impl Trait` argument of a thread-mode
+/// wrapper: the body moves its arguments to another thread and its result back. The bounds are
+/// spanned at the parameter, where rustc's "required by this bound" then points.
+fn require_send(wrapper: &mut syn::Signature) {
+    fn send_static(span: Span) -> [TypeParamBound; 2] {
+        [parse_quote_spanned!(span=> ::core::marker::Send), parse_quote_spanned!(span=> 'static)]
+    }
+    for param in &mut wrapper.generics.params {
+        if let GenericParam::Type(param) = param {
+            add_bounds(&mut param.bounds, &send_static(param.ident.span()));
+            if param.colon_token.is_none() {
+                param.colon_token = Some(Default::default());
+            }
+        }
+    }
+    struct ImplTrait;
+    impl VisitMut for ImplTrait {
+        fn visit_type_impl_trait_mut(&mut self, ty: &mut syn::TypeImplTrait) {
+            add_bounds(&mut ty.bounds, &send_static(ty.impl_token.span));
+        }
+    }
+    for input in &mut wrapper.inputs {
+        if let FnArg::Typed(arg) = input {
+            ImplTrait.visit_type_mut(&mut arg.ty);
+        }
+    }
+}
+
+fn add_bounds(bounds: &mut syn::punctuated::Punctuated<TypeParamBound, Token![+]>, extra: &[TypeParamBound]) {
+    let has = |bounds: &syn::punctuated::Punctuated<TypeParamBound, Token![+]>, wanted: &TypeParamBound| {
+        bounds.iter().any(|bound| match (bound, wanted) {
+            (TypeParamBound::Lifetime(a), TypeParamBound::Lifetime(b)) => a.ident == b.ident,
+            (TypeParamBound::Trait(a), TypeParamBound::Trait(b)) => {
+                a.path.segments.last().map(|s| &s.ident) == b.path.segments.last().map(|s| &s.ident)
+            }
+            _ => false,
+        })
+    };
+    for bound in extra {
+        if !has(bounds, bound) {
+            bounds.push(bound.clone());
+        }
+    }
+}
+
+/// `::<T, N>` naming the function's type and const parameters, so that the call compiles even
+/// where inference cannot find them; `impl Trait` arguments stay implicit.
+fn turbofish(generics: &syn::Generics) -> TokenStream {
+    let params: Vec<&Ident> = generics
+        .params
+        .iter()
+        .filter_map(|param| match param {
+            GenericParam::Type(param) => Some(&param.ident),
+            GenericParam::Const(param) => Some(&param.ident),
+            GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    if params.is_empty() {
+        TokenStream::new()
+    } else {
+        quote!(::<#(#params),*>)
+    }
+}
+
+/// `(a, b)`, or `(a,)` for one.
+fn tuple<T: ToTokens>(items: impl IntoIterator<Item = T>) -> TokenStream {
+    let items: Vec<T> = items.into_iter().collect();
+    match items.as_slice() {
+        [item] => quote!((#item,)),
+        items => quote!((#(#items),*)),
+    }
+}
+
+/// Replaces `Self` with the impl's self type.
+struct ConcreteSelf<'a>(&'a Type);
+
+impl VisitMut for ConcreteSelf<'_> {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        match ty {
+            Type::Path(path) if path.qself.is_none() && path.path.is_ident("Self") => *ty = self.0.clone(),
+            _ => syn::visit_mut::visit_type_mut(self, ty),
+        }
+    }
+}
+
+/// The name of a self type in registry names: `Matrix` for `Matrix` or `Grid<u8>`.
+fn type_name(ty: &Type) -> String {
+    match ty {
+        Type::Path(path) if path.qself.is_none() => {
+            path.path.segments.last().map_or_else(|| show(ty), |segment| segment.ident.to_string())
+        }
+        _ => show(ty),
+    }
+}
+
 /// The text hashed into a function's fingerprint: its argument and return types as written.
 fn fingerprint(types: &[Type], value: &Type) -> String {
-    let args: Vec<String> = types.iter().map(|ty| ty.to_token_stream().to_string()).collect();
-    format!("({}) -> {}", args.join(", "), value.to_token_stream())
+    let args: Vec<String> = types.iter().map(show).collect();
+    format!("({}) -> {}", args.join(", "), show(value))
 }

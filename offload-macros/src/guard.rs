@@ -5,7 +5,7 @@ use quote::quote;
 use syn::parse::Parser;
 use syn::{parse_quote, ItemFn, Path};
 
-use crate::Errors;
+use crate::{args, show, Errors};
 
 // Input:
 //     #[offload::main] #[tokio::main] async fn main() -> R { body }
@@ -24,11 +24,17 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut krate: Path = parse_quote!(::offload);
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("crate") {
-            krate = meta.value()?.parse()?;
-            Ok(())
+            if let Some(path) = args::path(&meta, &mut errors)? {
+                krate = path;
+            }
         } else {
-            Err(meta.error("unknown option; #[offload::main] takes only `crate = path`"))
+            errors.at(
+                &meta.path,
+                format!("unknown option `{}`: #[offload::main] takes only `crate = path`", show(&meta.path)),
+            );
+            args::value(&meta)?;
         }
+        Ok(())
     });
     if let Err(error) = parser.parse2(args) {
         errors.add(error);
@@ -53,7 +59,10 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
             item.sig.asyncness.as_ref().map_or_else(Span::call_site, |a| a.span),
             "an `async fn main` needs a runtime: put #[offload::main] above #[tokio::main]",
         );
-        return quote!(#item #errors);
+        // Not async, so that rustc does not add its own error about an async `main`.
+        let ItemFn { attrs, vis, sig, .. } = item;
+        let (ident, output) = (&sig.ident, &sig.output);
+        return quote!(#(#attrs)* #vis fn #ident() #output { ::core::unimplemented!() } #errors);
     }
     let (docs, attrs): (Vec<_>, Vec<_>) = item.attrs.drain(..).partition(|a| a.path().is_ident("doc"));
     let ident = &item.sig.ident;

@@ -5,6 +5,8 @@ mod args;
 mod check;
 mod expand;
 mod guard;
+#[cfg(test)]
+mod snapshots;
 
 use std::fmt::Display;
 
@@ -33,10 +35,21 @@ impl Errors {
         self.add(syn::Error::new(span, message));
     }
 
+    /// An error underlining all of `tokens`.
+    fn at(&mut self, tokens: impl ToTokens, message: impl Display) {
+        self.add(syn::Error::new_spanned(tokens, message));
+    }
+
     fn add(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(errors) => errors.combine(error),
             None => self.0 = Some(error),
+        }
+    }
+
+    fn add_all(&mut self, errors: Errors) {
+        if let Some(error) = errors.0 {
+            self.add(error);
         }
     }
 
@@ -56,4 +69,23 @@ impl ToTokens for Errors {
             tokens.extend(errors.to_compile_error());
         }
     }
+}
+
+/// A type or other tokens as a person would write them, for messages and fingerprints.
+fn show(tokens: &impl ToTokens) -> String {
+    const TIGHT: &[(&str, &str)] = &[
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        ("& ", "&"),
+        (" ,", ","),
+        ("[ ", "["),
+        (" ]", "]"),
+        ("( ", "("),
+        (" )", ")"),
+    ];
+    let text = tokens.to_token_stream().to_string();
+    TIGHT.iter().fold(text, |text, (from, to)| text.replace(from, to))
 }

@@ -38,7 +38,20 @@ impl Registration {
 
 /// Compiles only for types that can cross a process boundary; the expansion calls it once per
 /// argument and result type, spanned at that type, so the error points at the user's code.
-pub fn assert_transferable<T: Serialize + DeserializeOwned>() {}
+pub fn assert_transferable<T: Transferable>() {}
+
+/// A type that can cross a process boundary. It exists for its error message: without
+/// `do_not_recommend`, rustc would report the missing serde trait and never this one.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be sent to or from a worker process",
+    label = "not `Serialize` and `Deserialize`",
+    note = "process mode encodes every argument and result with serde: derive or implement \
+            `serde::Serialize` and `serde::Deserialize` for `{Self}`, or use an owned type that has them"
+)]
+pub trait Transferable: Serialize + DeserializeOwned {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned> Transferable for T {}
 
 /// How running one registered function in a worker ended.
 #[derive(Debug)]

@@ -1,0 +1,27 @@
+use offload::offload;
+async fn square(x: u64) -> ::core::result::Result<u64, ::offload::Error> {
+    static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
+        ::core::concat!(::core::module_path!(), "::square"),
+        ::offload::__private::fingerprint("(u64) -> u64"),
+    );
+    ::offload::__private::inventory::submit! {
+        ::offload::__private::Registration::new(& __OFFLOAD_FN, | args, out |
+        ::offload::__private::invoke(args, out, | (x,) : (u64,) | square_blocking(x)))
+    }
+    ::offload::__private::assert_transferable::<u64>();
+    ::offload::__private::call_in_process(&__OFFLOAD_FN, (x,)).await
+}
+/// The body of `square`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+fn square_blocking(x: u64) -> u64 {
+    x * x
+}
+/// The guard moves an async `main` inside a plain one that serves workers first.
+fn main() -> Result<(), offload::Error> {
+    ::offload::serve_if_worker();
+    #[tokio::main]
+    async fn main() -> Result<(), offload::Error> {
+        println!("{}", square(7). await ?);
+        Ok(())
+    }
+    main()
+}

@@ -1,0 +1,86 @@
+use offload::offload;
+/// CPU-heavy: runs in a worker process.
+pub async fn add(a: u64, b: u64) -> ::core::result::Result<u64, ::offload::Error> {
+    static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
+        ::core::concat!(::core::module_path!(), "::add"),
+        ::offload::__private::fingerprint("(u64, u64) -> u64"),
+    );
+    ::offload::__private::inventory::submit! {
+        ::offload::__private::Registration::new(& __OFFLOAD_FN, | args, out |
+        ::offload::__private::invoke(args, out, | (a, b) : (u64, u64) | add_blocking(a,
+        b)))
+    }
+    ::offload::__private::assert_transferable::<u64>();
+    ::offload::__private::call_in_process(&__OFFLOAD_FN, (a, b)).await
+}
+/// The body of `add`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+pub fn add_blocking(a: u64, b: u64) -> u64 {
+    a + b
+}
+/// Every option: a named pool, a stable registry name, a timeout and retries.
+pub async fn mean(
+    values: Vec<f64>,
+) -> ::core::result::Result<Result<f64, String>, ::offload::Error> {
+    static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
+            "stats::mean",
+            ::offload::__private::fingerprint("(Vec<f64>) -> Result<f64, String>"),
+        )
+        .pool("heavy")
+        .timeout_ms(250)
+        .retries(2);
+    ::offload::__private::inventory::submit! {
+        ::offload::__private::Registration::new(& __OFFLOAD_FN, | args, out |
+        ::offload::__private::invoke(args, out, | (values,) : (Vec < f64 >,) |
+        mean_blocking(values)))
+    }
+    ::offload::__private::assert_transferable::<Vec<f64>>();
+    ::offload::__private::assert_transferable::<Result<f64, String>>();
+    ::offload::__private::call_in_process(&__OFFLOAD_FN, (values,)).await
+}
+/// The body of `mean`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+pub fn mean_blocking(values: Vec<f64>) -> Result<f64, String> {
+    if values.is_empty() {
+        return Err("no values".to_owned());
+    }
+    Ok(values.iter().sum::<f64>() / values.len() as f64)
+}
+/// Returning nothing.
+async fn log(line: String) -> ::core::result::Result<(), ::offload::Error> {
+    static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
+        ::core::concat!(::core::module_path!(), "::log"),
+        ::offload::__private::fingerprint("(String) -> ()"),
+    );
+    ::offload::__private::inventory::submit! {
+        ::offload::__private::Registration::new(& __OFFLOAD_FN, | args, out |
+        ::offload::__private::invoke(args, out, | (line,) : (String,) |
+        log_blocking(line)))
+    }
+    ::offload::__private::assert_transferable::<String>();
+    ::offload::__private::call_in_process(&__OFFLOAD_FN, (line,)).await
+}
+/// The body of `log`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+fn log_blocking(line: String) {
+    println!("{line}");
+}
+mod reexported {
+    /// A crate that re-exports offload points the expansion at its path.
+    pub async fn square(
+        x: u64,
+    ) -> ::core::result::Result<u64, my_framework::offload::Error> {
+        static __OFFLOAD_FN: my_framework::offload::__private::Remote = my_framework::offload::__private::Remote::new(
+            ::core::concat!(::core::module_path!(), "::square"),
+            my_framework::offload::__private::fingerprint("(u64) -> u64"),
+        );
+        my_framework::offload::__private::inventory::submit! {
+            my_framework::offload::__private::Registration::new(& __OFFLOAD_FN, | args,
+            out | my_framework::offload::__private::invoke(args, out, | (x,) : (u64,) |
+            square_blocking(x)))
+        }
+        my_framework::offload::__private::assert_transferable::<u64>();
+        my_framework::offload::__private::call_in_process(&__OFFLOAD_FN, (x,)).await
+    }
+    /// The body of `square`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+    pub fn square_blocking(x: u64) -> u64 {
+        x * x
+    }
+}

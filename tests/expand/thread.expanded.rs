@@ -1,0 +1,73 @@
+use offload::offload;
+/// Reads a whole file: blocking I/O, on tokio's blocking pool.
+pub async fn read(
+    path: std::path::PathBuf,
+) -> ::core::result::Result<std::io::Result<String>, ::offload::Error> {
+    static __OFFLOAD_FN: ::offload::__private::Local = ::offload::__private::Local::new(
+        ::core::concat!(::core::module_path!(), "::read"),
+    );
+    ::offload::__private::call_in_thread(&__OFFLOAD_FN, move || { read_blocking(path) })
+        .await
+}
+/// The body of `read`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+pub fn read_blocking(path: std::path::PathBuf) -> std::io::Result<String> {
+    std::fs::read_to_string(path)
+}
+/// On the named pool `io`, giving up after 5 seconds.
+pub(crate) async fn fetch(
+    url: String,
+) -> ::core::result::Result<Option<Vec<u8>>, ::offload::Error> {
+    static __OFFLOAD_FN: ::offload::__private::Local = ::offload::__private::Local::new(
+            ::core::concat!(::core::module_path!(), "::fetch"),
+        )
+        .pool("io")
+        .timeout_ms(5000);
+    ::offload::__private::call_in_thread(&__OFFLOAD_FN, move || { fetch_blocking(url) })
+        .await
+}
+/// The body of `fetch`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+pub(crate) fn fetch_blocking(url: String) -> Option<Vec<u8>> {
+    download(&url)
+}
+/// Generic and `impl Trait` arguments get the `Send + 'static` bounds the other thread needs.
+async fn render<T: std::fmt::Display + ::core::marker::Send + 'static>(
+    value: T,
+    out: impl std::io::Write + ::core::marker::Send + 'static,
+) -> ::core::result::Result<usize, ::offload::Error> {
+    static __OFFLOAD_FN: ::offload::__private::Local = ::offload::__private::Local::new(
+        ::core::concat!(::core::module_path!(), "::render"),
+    );
+    ::offload::__private::call_in_thread(
+            &__OFFLOAD_FN,
+            move || { render_blocking::<T>(value, out) },
+        )
+        .await
+}
+/// The body of `render`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+fn render_blocking<T: std::fmt::Display>(
+    value: T,
+    mut out: impl std::io::Write,
+) -> usize {
+    write!(out, "{value}").map_or(0, |()| 1)
+}
+/// Patterns stay in the body; the wrapper names the arguments it forwards.
+#[deprecated = "use `render`"]
+async fn sum(
+    __offload_arg0: (u64, u64),
+    __offload_arg1: bool,
+) -> ::core::result::Result<u64, ::offload::Error> {
+    static __OFFLOAD_FN: ::offload::__private::Local = ::offload::__private::Local::new(
+        ::core::concat!(::core::module_path!(), "::sum"),
+    );
+    ::offload::__private::call_in_thread(
+            &__OFFLOAD_FN,
+            move || { sum_blocking(__offload_arg0, __offload_arg1) },
+        )
+        .await
+}
+/// The body of `sum`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+#[must_use]
+#[deprecated = "use `render`"]
+fn sum_blocking((a, b): (u64, u64), _: bool) -> u64 {
+    a + b
+}

@@ -1,0 +1,28 @@
+use offload::offload;
+
+#[offload(process, timeout = "5 seconds")]
+fn a(x: u64) -> u64 {
+    x
+}
+
+#[offload(process, timeout = "0ms")]
+fn b(x: u64) -> u64 {
+    x
+}
+
+#[offload(process, retries = -1)]
+fn c(x: u64) -> u64 {
+    x
+}
+
+#[offload(thread = true)]
+fn d(x: u64) -> u64 {
+    x
+}
+
+#[offload(process, pool)]
+fn e(x: u64) -> u64 {
+    x
+}
+
+fn main() {}

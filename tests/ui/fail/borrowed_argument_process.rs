@@ -1,0 +1,8 @@
+use offload::offload;
+
+#[offload(process)]
+fn checksum(path: &std::path::Path, names: &'static str) -> u64 {
+    path.as_os_str().len() as u64 + names.len() as u64
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use offload::offload;
+
+#[offload(thread)]
+fn count_words(text: &str, separators: &[char]) -> usize {
+    text.split(separators).count()
+}
+
+#[offload(thread)]
+fn first(items: std::borrow::Cow<'_, str>) -> usize {
+    items.len()
+}
+
+fn main() {}

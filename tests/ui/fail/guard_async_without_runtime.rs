@@ -1,0 +1,2 @@
+#[offload::main]
+async fn main() {}

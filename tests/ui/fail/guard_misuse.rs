@@ -1,0 +1,2 @@
+#[offload::main(threads = 2)]
+fn main() {}

@@ -1,0 +1,4 @@
+#[offload::main]
+struct App;
+
+fn main() {}

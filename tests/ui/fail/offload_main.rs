@@ -1,0 +1,4 @@
+use offload::offload;
+
+#[offload(process)]
+fn main() {}
