@@ -535,3 +535,97 @@ fn resident_bytes() -> u64 {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
     statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * page
 }
+
+// A call that holds a worker sends queued calls ahead of its own in one write. These tests
+// queue calls behind a parked one on a one-worker pool, so that the next lease takes them along.
+
+#[offload(process, pool = "batch-crash")]
+fn batch_crash(dir: PathBuf, release: PathBuf, action: u8) -> u32 {
+    match action {
+        0 => park(&dir, Some(&release)),
+        1 => std::process::exit(5),
+        _ => std::process::id(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_in_a_batch_fails_only_the_call_that_was_running() {
+    ProcessPool::configure("batch-crash").workers(1).apply().unwrap();
+    let dir = scratch("batch-crash");
+    let release = dir.join("release");
+    let parked = tokio::spawn(batch_crash(dir.clone(), release.clone(), 0));
+    pid_in(&dir).await;
+    let calls: Vec<_> =
+        [2, 1, 2, 2].map(|action| tokio::spawn(queued(batch_crash(dir.clone(), release.clone(), action)))).into();
+    std::fs::write(&release, b"").unwrap();
+    assert!(parked.await.unwrap().is_ok());
+    let results: Vec<_> = futures_results(calls).await;
+    assert!(results[0].is_ok() && results[2].is_ok() && results[3].is_ok(), "{results:?}");
+    assert!(matches!(results[1], Err(Error::WorkerDied { exit: Exit::Code(5), .. })), "{results:?}");
+}
+
+#[offload(process, pool = "batch-cancel")]
+fn batch_cancel(dir: PathBuf, release: PathBuf, park_here: bool) -> u32 {
+    if park_here {
+        return park(&dir, Some(&release));
+    }
+    std::process::id()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_call_sent_ahead_kills_only_its_worker_and_the_rest_complete() {
+    ProcessPool::configure("batch-cancel").workers(1).apply().unwrap();
+    let dir = scratch("batch-cancel");
+    let (first, second) = (dir.join("first"), dir.join("second"));
+    let parked = tokio::spawn(batch_cancel(dir.clone(), first.clone(), true));
+    let before = pid_in(&dir).await;
+    std::fs::remove_file(dir.join(before.to_string())).unwrap();
+    // The next lease goes to `driver`, which takes `victim` and `other` along, ahead of itself.
+    let driver = tokio::spawn(queued(batch_cancel(dir.clone(), second.clone(), false)));
+    let victim = tokio::spawn(queued(batch_cancel(dir.clone(), second.clone(), true)));
+    let other = tokio::spawn(queued(batch_cancel(dir.clone(), second.clone(), false)));
+    std::fs::write(&first, b"").unwrap();
+    assert_eq!(parked.await.unwrap(), Ok(before));
+    pid_in(&dir).await;
+    victim.abort();
+    gone(before).await;
+    let (driver, other) = (driver.await.unwrap().unwrap(), other.await.unwrap().unwrap());
+    assert_eq!(driver, other);
+    assert_ne!(driver, before, "the rest ran on a fresh worker");
+}
+
+#[offload(process, pool = "batch-orphan")]
+fn batch_orphan(dir: PathBuf, release: PathBuf, park_here: bool) -> u32 {
+    if park_here {
+        return park(&dir, Some(&release));
+    }
+    std::process::id()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_taken_along_complete_when_the_call_that_took_them_is_cancelled() {
+    ProcessPool::configure("batch-orphan").workers(1).apply().unwrap();
+    let dir = scratch("batch-orphan");
+    let (first, second) = (dir.join("first"), dir.join("second"));
+    let parked = tokio::spawn(batch_orphan(dir.clone(), first.clone(), true));
+    let worker = pid_in(&dir).await;
+    std::fs::remove_file(dir.join(worker.to_string())).unwrap();
+    let driver = tokio::spawn(queued(batch_orphan(dir.clone(), second.clone(), false)));
+    let slow = tokio::spawn(queued(batch_orphan(dir.clone(), second.clone(), true)));
+    let quick = tokio::spawn(queued(batch_orphan(dir.clone(), second.clone(), false)));
+    std::fs::write(&first, b"").unwrap();
+    assert_eq!(parked.await.unwrap(), Ok(worker));
+    pid_in(&dir).await;
+    driver.abort();
+    std::fs::write(&second, b"").unwrap();
+    assert_eq!(slow.await.unwrap(), Ok(worker));
+    assert_eq!(quick.await.unwrap(), Ok(worker));
+}
+
+async fn futures_results<T>(calls: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap());
+    }
+    results
+}

@@ -2,20 +2,23 @@
 //! shutdown.
 //!
 //! A call is first admitted (at most `workers + max_queue` calls hold an encoded request at
-//! once; the rest wait, in order, before encoding anything), then holds a [`Lease`] on one
-//! worker for its whole exchange, so a worker runs one call at a time and the queue is the
-//! semaphores' fair wait lists. Dropping a lease mid-call (a timeout, a cancelled future) kills
-//! its worker, unless the pool lets cancelled calls finish; the next call to need a worker starts
-//! a fresh one.
+//! once; the rest wait, in order, before encoding anything). Then it takes a free slot, a
+//! [`Lease`] on one worker, or joins the queue. A lease ends by passing its slot, worker
+//! included, to the first call still queued, so queued calls go to workers in arrival order. A
+//! call that holds a lease takes queued calls along, sending them ahead of its own in one write
+//! (see `process.rs`); a worker still runs one call at a time. Dropping a lease mid-call (a
+//! timeout, a cancelled future) kills its worker, unless the pool lets cancelled calls finish;
+//! the next call to need a worker starts a fresh one.
 
 use std::path::PathBuf;
+use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use std::os::unix::io::RawFd;
 
 use tokio::io::unix::AsyncFd;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
 
 use crate::channel::{Fault, Worker};
 use crate::config::{self, Pools};
@@ -42,20 +45,48 @@ pub struct ProcessPool {
     config: PoolConfig,
     workers: usize,
     admission: Semaphore,
-    slots: Semaphore,
     state: Mutex<State>,
     broken: OnceLock<Error>,
 }
 
 #[derive(Default)]
 struct State {
+    /// Slots no lease holds.
+    free: usize,
+    /// Calls waiting for a slot, in arrival order.
+    queue: VecDeque<Waiting>,
     idle: Vec<Worker>,
-    /// Pids of the workers running a call, for [`ProcessPool::shutdown_now`] to kill.
+    /// Pids of the workers that leases hold, for [`ProcessPool::shutdown_now`] to kill.
     busy: Vec<u32>,
     /// Set by either shutdown: no new call is admitted.
     refusing: bool,
     /// Set by [`ProcessPool::shutdown_now`]: a worker that dies now was killed by it.
     killing: bool,
+    /// Set once a shutdown is complete: no call gets a slot any more.
+    closed: bool,
+}
+
+/// A call waiting in the queue, with its encoded frame.
+pub(crate) struct Waiting {
+    pub frame: Vec<u8>,
+    /// Whether a lease holder may send this call ahead of its own (calls with a timeout wait
+    /// for a worker of their own, so that their time runs only while they run).
+    pub combine: bool,
+    pub reply: oneshot::Sender<Turn>,
+}
+
+/// How a queued call's wait ends.
+pub(crate) enum Turn {
+    /// A slot of its own, with the caller's frame handed back.
+    Lease(Lease, Vec<u8>),
+    /// Another caller's lease ran the call: the reply's kind and payload.
+    Answered(Kind, Vec<u8>),
+    /// The call was running when its worker died.
+    Died { pid: u32, exit: Exit, frame: Vec<u8> },
+    /// The call was sent behind one that failed and never started: queue it again.
+    Again(Vec<u8>),
+    /// The call failed for another reason.
+    Failed(Error),
 }
 
 /// What happens to a running process-mode call whose future is dropped (a `select!` that took
@@ -79,6 +110,7 @@ struct PoolConfig {
     max_frame: usize,
     max_calls_per_worker: Option<u64>,
     max_worker_memory: Option<u64>,
+    max_batch: usize,
     on_cancel: OnCancel,
     program: Option<PathBuf>,
 }
@@ -92,6 +124,7 @@ impl Default for PoolConfig {
             max_frame: 1 << 30,
             max_calls_per_worker: None,
             max_worker_memory: None,
+            max_batch: 16,
             on_cancel: OnCancel::Kill,
             program: None,
         }
@@ -144,6 +177,15 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// How many queued calls a worker is sent in one write when calls queue up (default 16).
+    /// It runs them one after the other; a call that finds every worker busy would wait anyway,
+    /// and batching saves system calls. `1` sends one call at a time, so a queued call always
+    /// goes to the first worker to finish, whatever the others run.
+    pub fn max_batch(mut self, calls: usize) -> Self {
+        self.config.max_batch = calls.max(1);
+        self
+    }
+
     /// What happens to a running call whose future is dropped; see [`OnCancel`].
     pub fn on_cancel(mut self, policy: OnCancel) -> Self {
         self.config.on_cancel = policy;
@@ -187,8 +229,7 @@ impl ProcessPool {
                 name: name.to_owned(),
                 workers,
                 admission: Semaphore::new(workers.saturating_add(config.max_queue)),
-                slots: Semaphore::new(workers),
-                state: Mutex::default(),
+                state: Mutex::new(State { free: workers, ..State::default() }),
                 broken: OnceLock::new(),
                 config,
             })
@@ -233,12 +274,15 @@ impl ProcessPool {
     /// Stops the pool at once: queued and running calls fail with [`Error::Shutdown`], running
     /// workers are killed, idle ones exit; all are reaped.
     pub async fn shutdown_now(&self) {
-        let busy = {
+        let (busy, queued) = {
             let mut state = self.lock();
             state.refusing = true;
             state.killing = true;
-            std::mem::take(&mut state.busy)
+            state.closed = true;
+            (std::mem::take(&mut state.busy), std::mem::take(&mut state.queue))
         };
+        // Dropping a queued call's sender ends its wait with `Error::Shutdown`.
+        drop(queued);
         for pid in busy {
             // SAFETY: kill has no memory-safety preconditions; the pid is a worker this pool
             // started and has not reaped (reaping happens only after its lease ends).
@@ -249,8 +293,11 @@ impl ProcessPool {
 
     async fn close(&self) {
         self.admission.close();
-        self.slots.close();
-        let idle = std::mem::take(&mut self.lock().idle);
+        let idle = {
+            let mut state = self.lock();
+            state.closed = true;
+            std::mem::take(&mut state.idle)
+        };
         for worker in idle {
             worker.stop().await;
         }
@@ -277,21 +324,110 @@ impl ProcessPool {
         self.admission.acquire().await.map_err(|_| Error::Shutdown)
     }
 
-    /// Waits for a free slot (in arrival order) and hands back a worker for it, started now if
-    /// no idle one is left.
+    /// Takes a free slot, or waits in the queue until a lease passes one on or runs the call.
+    pub(crate) async fn turn(&'static self, frame: Vec<u8>, combine: bool) -> Result<Turn, Error> {
+        let receiver = {
+            let mut state = self.lock();
+            if state.closed {
+                return Err(Error::Shutdown);
+            }
+            if state.free > 0 {
+                state.free -= 1;
+                return Ok(Turn::Lease(Lease::slot(self), frame));
+            }
+            let (reply, receiver) = oneshot::channel();
+            state.queue.push_back(Waiting { frame, combine, reply });
+            receiver
+        };
+        // The sender goes away unanswered only when a forceful shutdown empties the queue.
+        receiver.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// A lease with a started worker, for work that is not one call (a map driver, `start`).
     pub(crate) async fn lease(&'static self) -> Result<Lease, Error> {
-        let permit = self.slots.acquire().await.map_err(|_| Error::Shutdown)?;
+        let Turn::Lease(mut lease, _) = self.turn(Vec::new(), false).await? else {
+            unreachable!("a queued entry that may not be combined is only ever passed a slot")
+        };
+        lease.ensure_worker().await?;
+        Ok(lease)
+    }
+
+    /// Up to `count` queued calls from the head of the queue that may be sent ahead of another.
+    pub(crate) fn adopt(&self, count: usize) -> VecDeque<Waiting> {
+        let mut state = self.lock();
+        let mut taken = VecDeque::new();
+        while taken.len() < count {
+            match state.queue.front() {
+                Some(entry) if entry.reply.is_closed() => drop(state.queue.pop_front()),
+                Some(entry) if entry.combine => taken.extend(state.queue.pop_front()),
+                _ => break,
+            }
+        }
+        taken
+    }
+
+    pub(crate) fn max_batch(&self) -> usize {
+        self.config.max_batch
+    }
+
+    pub(crate) fn on_cancel(&self) -> OnCancel {
+        self.config.on_cancel
+    }
+
+    /// A worker for a lease that has none: an idle one, or one started now.
+    async fn worker(&self) -> Result<Worker, Error> {
         let idle = self.lock().idle.pop();
         let worker = match idle {
             Some(worker) => worker,
             None => Box::pin(self.launch()).await?,
         };
-        let mut state = self.lock();
-        if self.slots.is_closed() {
-            return Err(Error::Shutdown);
+        self.lock().busy.push(worker.pid());
+        Ok(worker)
+    }
+
+    /// Passes a slot that a lease gives up, with its worker if it is fit to go on, to the first
+    /// call still queued; with none queued, the slot is free and the worker idle.
+    fn release(&'static self, worker: Option<Worker>) {
+        let mut worker = worker.and_then(|worker| self.keep(worker));
+        loop {
+            let entry = {
+                let mut state = self.lock();
+                let Some(entry) = state.queue.pop_front() else {
+                    state.free += 1;
+                    if let Some(worker) = worker.take() {
+                        state.busy.retain(|pid| *pid != worker.pid());
+                        state.idle.push(worker);
+                    }
+                    return;
+                };
+                entry
+            };
+            let mut lease = Lease::slot(self);
+            lease.worker = worker.take();
+            match entry.reply.send(Turn::Lease(lease, entry.frame)) {
+                Ok(()) => return,
+                // That caller is gone: take the slot back and try the next one.
+                Err(Turn::Lease(mut lease, _)) => {
+                    worker = lease.worker.take();
+                    lease.holds_slot = false;
+                }
+                Err(_) => unreachable!("only a lease was sent"),
+            }
         }
-        state.busy.push(worker.pid());
-        Ok(Lease { pool: self, permit: Some(permit), io: None, worker: Some(worker), phase: Phase::Ready, kill: false })
+    }
+
+    /// The worker back from a lease, unless it is due for replacement or the pool is closed.
+    fn keep(&self, worker: Worker) -> Option<Worker> {
+        let worn_out = self.config.max_calls_per_worker.is_some_and(|max| worker.calls() >= max)
+            || self.config.max_worker_memory.is_some_and(|max| worker.resident_bytes().is_some_and(|rss| rss > max));
+        if !worn_out && !self.lock().closed {
+            return Some(worker);
+        }
+        self.forget(worker.pid());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(worker.stop());
+        }
+        None
     }
 
     async fn launch(&self) -> Result<Worker, Error> {
@@ -340,22 +476,6 @@ impl ProcessPool {
         error
     }
 
-    /// Takes back a worker whose call completed, unless it is due for replacement.
-    fn give_back(&self, worker: Worker) {
-        let mut state = self.lock();
-        state.busy.retain(|pid| *pid != worker.pid());
-        let worn_out = self.config.max_calls_per_worker.is_some_and(|max| worker.calls() >= max)
-            || self.config.max_worker_memory.is_some_and(|max| worker.resident_bytes().is_some_and(|rss| rss > max));
-        if !worn_out && !self.slots.is_closed() {
-            state.idle.push(worker);
-            return;
-        }
-        drop(state);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(worker.stop());
-        }
-    }
-
     fn forget(&self, pid: u32) {
         self.lock().busy.retain(|p| *p != pid);
     }
@@ -368,27 +488,34 @@ enum Phase {
     Awaiting,
 }
 
-/// One worker, held by one call (or by one driver of [`crate::map`]).
+/// A slot, and the worker in it once there is one, held by one call (or one map driver).
 pub(crate) struct Lease {
     pool: &'static ProcessPool,
-    permit: Option<SemaphorePermit<'static>>,
     /// The worker's socket registered with the runtime of the task holding the lease.
     io: Option<AsyncFd<RawFd>>,
     worker: Option<Worker>,
     phase: Phase,
     kill: bool,
+    /// Cleared when the slot was passed on some other way; the drop then leaves it alone.
+    holds_slot: bool,
 }
 
 impl Lease {
-    /// Sends one call and reads its reply, which is then in [`Lease::reply`].
-    pub(crate) async fn call(&mut self, frame: &mut [u8]) -> Result<Kind, Fault> {
-        self.send(frame).await?;
-        self.receive().await
+    fn slot(pool: &'static ProcessPool) -> Lease {
+        Lease { pool, io: None, worker: None, phase: Phase::Ready, kill: false, holds_slot: true }
+    }
+
+    /// Makes sure the slot has a worker, starting one if need be.
+    pub(crate) async fn ensure_worker(&mut self) -> Result<(), Error> {
+        if self.worker.is_none() {
+            self.worker = Some(self.pool.worker().await?);
+        }
+        Ok(())
     }
 
     /// Sends calls, one frame or several back to back, to be answered in order.
     pub(crate) async fn send(&mut self, frames: &mut [u8]) -> Result<(), Fault> {
-        let worker = self.worker.as_mut().expect("a lease holds a worker until it ends");
+        let worker = self.worker.as_mut().expect("a worker was ensured before sending");
         if self.io.is_none() {
             self.io = Some(worker.register()?);
         }
@@ -400,7 +527,7 @@ impl Lease {
 
     /// Reads the reply to the oldest unanswered call; its payload is then in [`Lease::reply`].
     pub(crate) async fn receive(&mut self) -> Result<Kind, Fault> {
-        let worker = self.worker.as_mut().expect("a lease holds a worker until it ends");
+        let worker = self.worker.as_mut().expect("a worker was ensured before sending");
         let io = self.io.as_ref().expect("a call was sent");
         let kind = worker.receive(io, self.pool.config.max_frame).await?;
         if worker.outstanding() == 0 {
@@ -410,7 +537,7 @@ impl Lease {
     }
 
     pub(crate) fn reply(&self) -> &[u8] {
-        self.worker.as_ref().expect("a lease holds a worker until it ends").reply()
+        self.worker.as_ref().expect("a reply was received").reply()
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -422,12 +549,18 @@ impl Lease {
         self.kill = true;
     }
 
-    /// Gives up the worker after it died, and says how it ended.
+    /// Gives up a worker that died, passing the slot on, and says how the worker ended.
     pub(crate) async fn exit(mut self) -> Exit {
         self.io = None;
-        let Some(worker) = self.worker.take() else { return Exit::Unknown };
-        self.pool.forget(worker.pid());
-        worker.exit().await
+        let worker = self.worker.take();
+        if let Some(worker) = &worker {
+            self.pool.forget(worker.pid());
+        }
+        drop(self);
+        match worker {
+            Some(worker) => worker.exit().await,
+            None => Exit::Unknown,
+        }
     }
 }
 
@@ -435,16 +568,22 @@ impl Drop for Lease {
     fn drop(&mut self) {
         // Deregister before the worker, and its socket, can go anywhere.
         self.io = None;
-        let Some(worker) = self.worker.take() else { return };
+        if !self.holds_slot {
+            return;
+        }
         let pool = self.pool;
+        let Some(worker) = self.worker.take() else {
+            pool.release(None);
+            return;
+        };
         match self.phase {
-            Phase::Ready => pool.give_back(worker),
+            Phase::Ready => pool.release(Some(worker)),
             Phase::Awaiting if !self.kill && pool.config.on_cancel == OnCancel::Finish => {
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                     pool.forget(worker.pid());
+                    pool.release(None);
                     return;
                 };
-                let permit = self.permit.take();
                 runtime.spawn(async move {
                     let mut worker = worker;
                     let mut finished = Ok(());
@@ -457,10 +596,12 @@ impl Drop for Lease {
                         Err(fault) => finished = Err(fault),
                     }
                     match finished {
-                        Ok(()) => pool.give_back(worker),
-                        Err(_) => pool.forget(worker.pid()),
+                        Ok(()) => pool.release(Some(worker)),
+                        Err(_) => {
+                            pool.forget(worker.pid());
+                            pool.release(None);
+                        }
                     }
-                    drop(permit);
                 });
             }
             // Mid-call, with no way to finish: the worker's state is unknown, so it is killed
@@ -468,6 +609,7 @@ impl Drop for Lease {
             Phase::Sending | Phase::Awaiting => {
                 pool.forget(worker.pid());
                 drop(worker);
+                pool.release(None);
             }
         }
     }
