@@ -55,7 +55,11 @@ struct Point {
 
 #[offload(process)]
 fn mirror(point: Point) -> Point {
-    Point { x: -point.x, y: -point.y, label: point.label.chars().rev().collect() }
+    Point {
+        x: -point.x,
+        y: -point.y,
+        label: point.label.chars().rev().collect(),
+    }
 }
 
 #[offload(process)]
@@ -119,9 +123,22 @@ async fn values_of_every_common_shape_round_trip() {
     assert_eq!(halve(None).await, Ok(None));
     assert_eq!(area(Shape::Square(3.0)).await, Ok(9.0));
     assert_eq!(area(Shape::Empty).await, Ok(0.0));
-    assert!((area(Shape::Circle { radius: 1.0 }).await.unwrap() - std::f64::consts::PI).abs() < 1e-12);
-    let point = Point { x: 1, y: -2, label: "abc".into() };
-    assert_eq!(mirror(point).await, Ok(Point { x: -1, y: 2, label: "cba".into() }));
+    assert!(
+        (area(Shape::Circle { radius: 1.0 }).await.unwrap() - std::f64::consts::PI).abs() < 1e-12
+    );
+    let point = Point {
+        x: 1,
+        y: -2,
+        label: "abc".into(),
+    };
+    assert_eq!(
+        mirror(point).await,
+        Ok(Point {
+            x: -1,
+            y: 2,
+            label: "cba".into()
+        })
+    );
     assert_eq!(nothing().await, Ok(()));
 }
 
@@ -129,7 +146,10 @@ async fn values_of_every_common_shape_round_trip() {
 async fn a_function_returning_result_keeps_its_own_error_apart() {
     assert_eq!(parse("17".into()).await, Ok(Ok(17)));
     let refused = parse("x".into()).await.expect("offload itself succeeded");
-    assert_eq!(refused, Err("\"x\": invalid digit found in string".to_owned()));
+    assert_eq!(
+        refused,
+        Err("\"x\": invalid digit found in string".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -145,7 +165,7 @@ async fn two_hundred_concurrent_calls_all_complete() {
     for i in 0..200u64 {
         calls.spawn(async move { (i, add(i, i * 1000).await) });
     }
-    let mut seen = vec![false; 200];
+    let mut seen = [false; 200];
     while let Some(done) = calls.join_next().await {
         let (i, result) = done.unwrap();
         assert_eq!(result, Ok(i * 1001));
@@ -157,10 +177,24 @@ async fn two_hundred_concurrent_calls_all_complete() {
 #[tokio::test]
 async fn a_panic_comes_back_with_message_and_location() {
     let error = explode("kaboom".into()).await.unwrap_err();
-    let Error::Panicked { function, message, location, .. } = &error else { panic!("{error:?}") };
+    let Error::Panicked {
+        function,
+        message,
+        location,
+        ..
+    } = &error
+    else {
+        panic!("{error:?}")
+    };
     assert_eq!(*function, "process::explode");
     assert_eq!(message, "kaboom");
-    assert!(location.as_deref().unwrap().starts_with("tests/process.rs:"), "{location:?}");
+    assert!(
+        location
+            .as_deref()
+            .unwrap()
+            .starts_with("tests/process.rs:"),
+        "{location:?}"
+    );
     assert!(error.to_string().contains("kaboom"));
 }
 
@@ -168,22 +202,46 @@ async fn a_panic_comes_back_with_message_and_location() {
 async fn a_worker_survives_a_panic_and_keeps_serving() {
     ProcessPool::configure("steady").workers(1).apply().unwrap();
     let before = steady_pid().await.unwrap();
-    assert!(matches!(steady_explode().await, Err(Error::Panicked { .. })));
+    assert!(matches!(
+        steady_explode().await,
+        Err(Error::Panicked { .. })
+    ));
     assert_eq!(steady_pid().await, Ok(before));
 }
 
 #[tokio::test]
 async fn a_worker_that_dies_fails_only_its_own_call() {
     let error = abort().await.unwrap_err();
-    assert!(matches!(error, Error::WorkerDied { exit: Exit::Signal(6), .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            Error::WorkerDied {
+                exit: Exit::Signal(6),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     let error = exit_with(3).await.unwrap_err();
-    assert!(matches!(error, Error::WorkerDied { exit: Exit::Code(3), .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            Error::WorkerDied {
+                exit: Exit::Code(3),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert_eq!(add(1, 1).await, Ok(2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_from_outside_fails_its_call_and_queued_calls_complete() {
-    ProcessPool::configure("fragile").workers(1).apply().unwrap();
+    ProcessPool::configure("fragile")
+        .workers(1)
+        .apply()
+        .unwrap();
     let dir = std::env::temp_dir().join(format!("offload-fragile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let parked = tokio::spawn(fragile_park(dir.clone()));
@@ -207,11 +265,16 @@ async fn a_worker_killed_from_outside_fails_its_call_and_queued_calls_complete()
 async fn wait_for_pid_file(dir: &Path) -> i32 {
     let started = Instant::now();
     loop {
-        let found = std::fs::read_dir(dir).unwrap().find_map(|e| e.ok()?.file_name().to_str()?.parse().ok());
+        let found = std::fs::read_dir(dir)
+            .unwrap()
+            .find_map(|e| e.ok()?.file_name().to_str()?.parse().ok());
         if let Some(pid) = found {
             return pid;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "the parked call never started");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the parked call never started"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -35,7 +35,10 @@ fn segfault() -> u32 {
 
 #[offload(process, pool = "crash")]
 fn out_of_memory() -> usize {
-    let limit = libc::rlimit { rlim_cur: 256 << 20, rlim_max: 256 << 20 };
+    let limit = libc::rlimit {
+        rlim_cur: 256 << 20,
+        rlim_max: 256 << 20,
+    };
     // SAFETY: setrlimit only reads `limit`.
     unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) };
     let hog = vec![1u8; 1 << 30];
@@ -152,7 +155,9 @@ struct Unencodable;
 
 impl Serialize for Unencodable {
     fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("Unencodable refuses to be encoded"))
+        Err(serde::ser::Error::custom(
+            "Unencodable refuses to be encoded",
+        ))
     }
 }
 
@@ -174,7 +179,9 @@ impl Serialize for Undecodable {
 
 impl<'de> Deserialize<'de> for Undecodable {
     fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom("Undecodable refuses to be decoded"))
+        Err(serde::de::Error::custom(
+            "Undecodable refuses to be decoded",
+        ))
     }
 }
 
@@ -194,7 +201,10 @@ fn hygiene() -> (Vec<String>, Option<String>, String) {
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
-    let channel = std::fs::read_link("/proc/self/fd/3").unwrap().display().to_string();
+    let channel = std::fs::read_link("/proc/self/fd/3")
+        .unwrap()
+        .display()
+        .to_string();
     (descriptors, std::env::var("OFFLOAD_WORKER").ok(), channel)
 }
 
@@ -212,19 +222,33 @@ async fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
         if let Some(value) = check() {
             return value;
         }
-        assert!(started.elapsed() < LIVENESS, "condition not met within {LIVENESS:?}");
+        assert!(
+            started.elapsed() < LIVENESS,
+            "condition not met within {LIVENESS:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
 async fn pid_in(dir: &Path) -> u32 {
-    wait_for(|| std::fs::read_dir(dir).ok()?.find_map(|e| e.ok()?.file_name().to_str()?.parse().ok())).await
+    wait_for(|| {
+        std::fs::read_dir(dir)
+            .ok()?
+            .find_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+    })
+    .await
 }
 
 /// Whether `pid` is a live process (a zombie has exited).
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 async fn gone(pid: u32) {
@@ -235,31 +259,66 @@ async fn gone(pid: u32) {
 async fn segfault_and_out_of_memory_fail_only_their_call() {
     ProcessPool::configure("crash").workers(1).apply().unwrap();
     let error = segfault().await.unwrap_err();
-    assert!(matches!(error, Error::WorkerDied { exit: Exit::Signal(11), .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            Error::WorkerDied {
+                exit: Exit::Signal(11),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert!(error.to_string().contains("SIGSEGV"), "{error}");
     let error = out_of_memory().await.unwrap_err();
-    assert!(matches!(error, Error::WorkerDied { exit: Exit::Signal(6), .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            Error::WorkerDied {
+                exit: Exit::Signal(6),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert!(crash_pid().await.is_ok());
 }
 
 #[tokio::test]
 async fn retries_rerun_a_call_whose_worker_died_on_a_fresh_worker() {
     let marker = scratch("retry").join("crashed-once");
-    let pid = crash_once(marker.clone()).await.expect("the retry succeeds");
+    let pid = crash_once(marker.clone())
+        .await
+        .expect("the retry succeeds");
     assert!(marker.exists(), "the first attempt ran");
     assert!(alive(pid));
     let error = crash_always().await.unwrap_err();
-    assert!(matches!(error, Error::WorkerDied { exit: Exit::Code(9), .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            Error::WorkerDied {
+                exit: Exit::Code(9),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_timeout_kills_only_that_worker_and_returns_promptly() {
-    ProcessPool::configure("timeouts").workers(1).apply().unwrap();
+    ProcessPool::configure("timeouts")
+        .workers(1)
+        .apply()
+        .unwrap();
     let dir = scratch("timeouts");
     let started = Instant::now();
     let error = stall(dir.clone()).await.unwrap_err();
     assert!(started.elapsed() < LIVENESS);
-    assert!(matches!(error, Error::Timeout { after, .. } if after == Duration::from_millis(300)), "{error:?}");
+    assert!(
+        matches!(error, Error::Timeout { after, .. } if after == Duration::from_millis(300)),
+        "{error:?}"
+    );
     gone(pid_in(&dir).await).await;
     assert!(timeouts_pid().await.is_ok(), "the pool replaced the worker");
 }
@@ -287,14 +346,21 @@ async fn dropping_calls_removes_queued_ones_and_kills_running_ones() {
     running.abort();
     gone(victim).await;
     let ran = dir.join("ran");
-    let replacement = tokio::time::timeout(LIVENESS, cancel_touch(ran.clone())).await.unwrap().unwrap();
+    let replacement = tokio::time::timeout(LIVENESS, cancel_touch(ran.clone()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_ne!(replacement, victim);
     assert!(ran.exists() && !never.exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_can_let_dropped_calls_finish_and_keep_the_worker() {
-    ProcessPool::configure("finish").workers(1).on_cancel(OnCancel::Finish).apply().unwrap();
+    ProcessPool::configure("finish")
+        .workers(1)
+        .on_cancel(OnCancel::Finish)
+        .apply()
+        .unwrap();
     let dir = scratch("finish");
     let release = dir.join("release");
     let running = tokio::spawn(finish_park(dir.clone(), release.clone()));
@@ -302,36 +368,65 @@ async fn a_pool_can_let_dropped_calls_finish_and_keep_the_worker() {
     running.abort();
     assert!(running.await.unwrap_err().is_cancelled());
     std::fs::write(&release, b"").unwrap();
-    assert_eq!(finish_pid().await, Ok(worker), "the same worker serves the next call");
+    assert_eq!(
+        finish_pid().await,
+        Ok(worker),
+        "the same worker serves the next call"
+    );
 }
 
 #[tokio::test]
 async fn workers_are_recycled_after_n_calls_without_failing_any() {
-    ProcessPool::configure("recycle").workers(1).max_calls_per_worker(3).apply().unwrap();
+    ProcessPool::configure("recycle")
+        .workers(1)
+        .max_calls_per_worker(3)
+        .apply()
+        .unwrap();
     let mut pids = Vec::new();
     for _ in 0..9 {
         pids.push(recycle_pid().await.expect("no call fails while recycling"));
     }
     let distinct: BTreeSet<_> = pids.iter().collect();
     assert_eq!(distinct.len(), 3, "{pids:?}");
-    assert!(pids.chunks(3).all(|run| run.iter().all(|p| *p == run[0])), "{pids:?}");
+    assert!(
+        pids.chunks(3).all(|run| run.iter().all(|p| *p == run[0])),
+        "{pids:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_worker_over_its_memory_limit_is_replaced_after_its_call() {
-    ProcessPool::configure("bloat").workers(1).max_worker_memory(64 << 20).apply().unwrap();
+    ProcessPool::configure("bloat")
+        .workers(1)
+        .max_worker_memory(64 << 20)
+        .apply()
+        .unwrap();
     let small = bloat(1).await.unwrap();
-    assert_eq!(bloat(1).await, Ok(small), "under the limit the worker stays");
+    assert_eq!(
+        bloat(1).await,
+        Ok(small),
+        "under the limit the worker stays"
+    );
     let large = bloat(128).await.unwrap();
-    assert_eq!(large, small, "the call that crossed the limit still succeeds");
+    assert_eq!(
+        large, small,
+        "the call that crossed the limit still succeeds"
+    );
     let after = bloat(1).await.unwrap();
-    assert_ne!(after, large, "the worker that crossed the limit was replaced");
+    assert_ne!(
+        after, large,
+        "the worker that crossed the limit was replaced"
+    );
     gone(large).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_makes_callers_wait_instead_of_refusing_them() {
-    ProcessPool::configure("narrow").workers(1).max_queue(2).apply().unwrap();
+    ProcessPool::configure("narrow")
+        .workers(1)
+        .max_queue(2)
+        .apply()
+        .unwrap();
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..64u64 {
         calls.spawn(narrow_echo(i));
@@ -346,35 +441,54 @@ async fn a_full_queue_makes_callers_wait_instead_of_refusing_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_running_and_queued_calls() {
-    ProcessPool::configure("graceful").workers(1).apply().unwrap();
+    ProcessPool::configure("graceful")
+        .workers(1)
+        .apply()
+        .unwrap();
     let pool = ProcessPool::get("graceful").unwrap();
     let dir = scratch("graceful");
     let release = dir.join("release");
     let first = tokio::spawn(graceful_work(dir.clone(), release.clone(), 0));
     let worker = pid_in(&dir).await;
-    let queued: Vec<_> =
-        (1..=4).map(|v| tokio::spawn(queued(graceful_work(dir.clone(), release.clone(), v)))).collect();
+    let queued: Vec<_> = (1..=4)
+        .map(|v| tokio::spawn(queued(graceful_work(dir.clone(), release.clone(), v))))
+        .collect();
     let shutdown = tokio::spawn(pool.shutdown());
-    wait_for(|| graceful_work(dir.clone(), release.clone(), 9).now_or_never_is_shutdown().then_some(())).await;
+    wait_for(|| {
+        graceful_work(dir.clone(), release.clone(), 9)
+            .now_or_never_is_shutdown()
+            .then_some(())
+    })
+    .await;
     std::fs::write(&release, b"").unwrap();
     assert_eq!(first.await.unwrap(), Ok(0));
     for (call, value) in queued.into_iter().zip(1..) {
         assert_eq!(call.await.unwrap(), Ok(value));
     }
-    tokio::time::timeout(LIVENESS, shutdown).await.unwrap().unwrap();
+    tokio::time::timeout(LIVENESS, shutdown)
+        .await
+        .unwrap()
+        .unwrap();
     gone(worker).await;
     assert_eq!(graceful_work(dir, release, 5).await, Err(Error::Shutdown));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forceful_shutdown_fails_pending_calls_and_kills_workers() {
-    ProcessPool::configure("forceful").workers(1).apply().unwrap();
+    ProcessPool::configure("forceful")
+        .workers(1)
+        .apply()
+        .unwrap();
     let pool = ProcessPool::get("forceful").unwrap();
     let dir = scratch("forceful");
     let running = tokio::spawn(forceful_park(dir.clone()));
     let worker = pid_in(&dir).await;
-    let queued: Vec<_> = (0..3).map(|_| tokio::spawn(queued(forceful_park(dir.clone())))).collect();
-    tokio::time::timeout(LIVENESS, pool.shutdown_now()).await.unwrap();
+    let queued: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(queued(forceful_park(dir.clone()))))
+        .collect();
+    tokio::time::timeout(LIVENESS, pool.shutdown_now())
+        .await
+        .unwrap();
     assert_eq!(running.await.unwrap(), Err(Error::Shutdown));
     for call in queued {
         assert_eq!(call.await.unwrap(), Err(Error::Shutdown));
@@ -384,7 +498,10 @@ async fn forceful_shutdown_fails_pending_calls_and_kills_workers() {
 
 #[tokio::test]
 async fn bad_bytes_from_a_worker_fail_the_call_and_replace_the_worker() {
-    ProcessPool::configure("garbage").workers(1).apply().unwrap();
+    ProcessPool::configure("garbage")
+        .workers(1)
+        .apply()
+        .unwrap();
     let before = garbage_pid().await.unwrap();
     let header = |len: u32, kind: u8, id: u64| {
         let mut frame = len.to_le_bytes().to_vec();
@@ -395,14 +512,30 @@ async fn bad_bytes_from_a_worker_fail_the_call_and_replace_the_worker() {
     let oversized = header(u32::MAX, 3, 2);
     let unknown_kind = header(9, 200, 3);
     let wrong_id = header(9, 3, 999);
-    for (bytes, expect) in [(oversized, "exceeds the limit"), (unknown_kind, "unknown frame kind"), (wrong_id, "arrived for call")] {
+    for (bytes, expect) in [
+        (oversized, "exceeds the limit"),
+        (unknown_kind, "unknown frame kind"),
+        (wrong_id, "arrived for call"),
+    ] {
         let error = write_on_channel(bytes, false).await.unwrap_err();
-        assert!(matches!(&error, Error::Protocol { detail } if detail.contains(expect)), "{error:?}");
+        assert!(
+            matches!(&error, Error::Protocol { detail } if detail.contains(expect)),
+            "{error:?}"
+        );
     }
     let mut truncated = header(109, 3, 5);
     truncated.extend_from_slice(&[0; 10]);
     let error = write_on_channel(truncated, true).await.unwrap_err();
-    assert!(matches!(error, Error::WorkerDied { exit: Exit::Code(0), .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            Error::WorkerDied {
+                exit: Exit::Code(0),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     let after = garbage_pid().await.unwrap();
     assert_ne!(before, after);
 }
@@ -410,11 +543,38 @@ async fn bad_bytes_from_a_worker_fail_the_call_and_replace_the_worker() {
 #[tokio::test]
 async fn values_that_do_not_encode_or_decode_fail_with_the_stage_named() {
     let error = make_unencodable().await.unwrap_err();
-    assert!(matches!(error, Error::Codec { stage: CodecStage::EncodeResult, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            Error::Codec {
+                stage: CodecStage::EncodeResult,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     let error = take_undecodable(Undecodable).await.unwrap_err();
-    assert!(matches!(error, Error::Codec { stage: CodecStage::DecodeArguments, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            Error::Codec {
+                stage: CodecStage::DecodeArguments,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     let error = take_undecodable_with(Unencodable).await;
-    assert!(matches!(error, Err(Error::Codec { stage: CodecStage::EncodeArguments, .. })), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            Err(Error::Codec {
+                stage: CodecStage::EncodeArguments,
+                ..
+            })
+        ),
+        "{error:?}"
+    );
 }
 
 #[offload(process)]
@@ -435,14 +595,20 @@ async fn workers_inherit_only_their_channel_and_stdio_and_lose_the_marker() {
     // 0-2 stdio, 3 the channel, and 4, which read_dir itself opened to list them.
     assert_eq!(open, BTreeSet::from([0, 1, 2, 3, 4]));
     assert_eq!(marker, None);
-    assert!(channel.starts_with("socket:["), "the channel is an anonymous socket: {channel}");
+    assert!(
+        channel.starts_with("socket:["),
+        "the channel is an anonymous socket: {channel}"
+    );
 }
 
 /// Polls `call` once, so that it is admitted and waits in the queue, and hands it back.
 fn queued<F: std::future::Future>(call: F) -> std::pin::Pin<Box<F>> {
     let mut call = Box::pin(call);
     let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(call.as_mut().poll(&mut context).is_pending(), "the call should be waiting for a worker");
+    assert!(
+        call.as_mut().poll(&mut context).is_pending(),
+        "the call should be waiting for a worker"
+    );
     call
 }
 
@@ -456,7 +622,10 @@ impl<F: std::future::Future<Output = Result<u32, Error>>> NowOrNever for F {
         let waker = std::task::Waker::noop();
         let mut context = std::task::Context::from_waker(waker);
         let mut future = std::pin::pin!(self);
-        matches!(future.as_mut().poll(&mut context), std::task::Poll::Ready(Err(Error::Shutdown)))
+        matches!(
+            future.as_mut().poll(&mut context),
+            std::task::Poll::Ready(Err(Error::Shutdown))
+        )
     }
 }
 
@@ -482,16 +651,34 @@ fn fake_worker(name: &str, script: &str) -> PathBuf {
 #[tokio::test]
 async fn a_worker_that_never_completes_its_handshake_is_an_error_not_a_hang() {
     let program = fake_worker("silent", "exec sleep 60");
-    ProcessPool::configure("silent").workers(1).handshake_timeout(Duration::from_millis(300)).program(program).apply().unwrap();
-    let error = tokio::time::timeout(LIVENESS, silent_pid()).await.expect("liveness").unwrap_err();
+    ProcessPool::configure("silent")
+        .workers(1)
+        .handshake_timeout(Duration::from_millis(300))
+        .program(program)
+        .apply()
+        .unwrap();
+    let error = tokio::time::timeout(LIVENESS, silent_pid())
+        .await
+        .expect("liveness")
+        .unwrap_err();
     assert!(
         matches!(&error, Error::WorkerStart { reason } if reason.contains("did not complete its handshake")),
         "{error:?}"
     );
     let program = fake_worker("quitter", "exit 3");
-    ProcessPool::configure("quitter").workers(1).program(program).apply().unwrap();
-    let error = tokio::time::timeout(LIVENESS, quitter_pid()).await.expect("liveness").unwrap_err();
-    assert!(matches!(&error, Error::WorkerStart { reason } if reason.contains("exit code 3")), "{error:?}");
+    ProcessPool::configure("quitter")
+        .workers(1)
+        .program(program)
+        .apply()
+        .unwrap();
+    let error = tokio::time::timeout(LIVENESS, quitter_pid())
+        .await
+        .expect("liveness")
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::WorkerStart { reason } if reason.contains("exit code 3")),
+        "{error:?}"
+    );
 }
 
 #[offload(process, pool = "million")]
@@ -509,7 +696,10 @@ fn million_echo(value: u32) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_queued_calls_take_no_descriptors_and_bounded_memory() {
     const CALLS: usize = 1_000_000;
-    ProcessPool::configure("million").workers(1).apply().unwrap();
+    ProcessPool::configure("million")
+        .workers(1)
+        .apply()
+        .unwrap();
     let dir = scratch("million");
     let running = tokio::spawn(million_park(dir.clone()));
     pid_in(&dir).await;
@@ -533,7 +723,13 @@ fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
-    statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * page
+    statm
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * page
 }
 
 // A call that holds a worker sends queued calls ahead of its own in one write. These tests
@@ -550,18 +746,34 @@ fn batch_crash(dir: PathBuf, release: PathBuf, action: u8) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_in_a_batch_fails_only_the_call_that_was_running() {
-    ProcessPool::configure("batch-crash").workers(1).apply().unwrap();
+    ProcessPool::configure("batch-crash")
+        .workers(1)
+        .apply()
+        .unwrap();
     let dir = scratch("batch-crash");
     let release = dir.join("release");
     let parked = tokio::spawn(batch_crash(dir.clone(), release.clone(), 0));
     pid_in(&dir).await;
-    let calls: Vec<_> =
-        [2, 1, 2, 2].map(|action| tokio::spawn(queued(batch_crash(dir.clone(), release.clone(), action)))).into();
+    let calls: Vec<_> = [2, 1, 2, 2]
+        .map(|action| tokio::spawn(queued(batch_crash(dir.clone(), release.clone(), action))))
+        .into();
     std::fs::write(&release, b"").unwrap();
     assert!(parked.await.unwrap().is_ok());
     let results: Vec<_> = futures_results(calls).await;
-    assert!(results[0].is_ok() && results[2].is_ok() && results[3].is_ok(), "{results:?}");
-    assert!(matches!(results[1], Err(Error::WorkerDied { exit: Exit::Code(5), .. })), "{results:?}");
+    assert!(
+        results[0].is_ok() && results[2].is_ok() && results[3].is_ok(),
+        "{results:?}"
+    );
+    assert!(
+        matches!(
+            results[1],
+            Err(Error::WorkerDied {
+                exit: Exit::Code(5),
+                ..
+            })
+        ),
+        "{results:?}"
+    );
 }
 
 #[offload(process, pool = "batch-cancel")]
@@ -574,7 +786,10 @@ fn batch_cancel(dir: PathBuf, release: PathBuf, park_here: bool) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_call_sent_ahead_kills_only_its_worker_and_the_rest_complete() {
-    ProcessPool::configure("batch-cancel").workers(1).apply().unwrap();
+    ProcessPool::configure("batch-cancel")
+        .workers(1)
+        .apply()
+        .unwrap();
     let dir = scratch("batch-cancel");
     let (first, second) = (dir.join("first"), dir.join("second"));
     let parked = tokio::spawn(batch_cancel(dir.clone(), first.clone(), true));
@@ -589,7 +804,10 @@ async fn cancelling_a_call_sent_ahead_kills_only_its_worker_and_the_rest_complet
     pid_in(&dir).await;
     victim.abort();
     gone(before).await;
-    let (driver, other) = (driver.await.unwrap().unwrap(), other.await.unwrap().unwrap());
+    let (driver, other) = (
+        driver.await.unwrap().unwrap(),
+        other.await.unwrap().unwrap(),
+    );
     assert_eq!(driver, other);
     assert_ne!(driver, before, "the rest ran on a fresh worker");
 }
@@ -604,7 +822,10 @@ fn batch_orphan(dir: PathBuf, release: PathBuf, park_here: bool) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_taken_along_complete_when_the_call_that_took_them_is_cancelled() {
-    ProcessPool::configure("batch-orphan").workers(1).apply().unwrap();
+    ProcessPool::configure("batch-orphan")
+        .workers(1)
+        .apply()
+        .unwrap();
     let dir = scratch("batch-orphan");
     let (first, second) = (dir.join("first"), dir.join("second"));
     let parked = tokio::spawn(batch_orphan(dir.clone(), first.clone(), true));

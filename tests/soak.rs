@@ -62,7 +62,13 @@ fn open_descriptors() -> usize {
 
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4096
+    statm
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 4096
 }
 
 /// `(live, zombie)` children of this process.
@@ -70,8 +76,15 @@ fn children() -> (usize, usize) {
     let me = std::process::id().to_string();
     let mut counts = (0, 0);
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
         if fields.get(1) == Some(&me.as_str()) {
             if fields[0] == "Z" {
                 counts.1 += 1;
@@ -85,7 +98,10 @@ fn children() -> (usize, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_resolves_once_with_its_injected_outcome() {
-    let calls: u64 = std::env::var("OFFLOAD_SOAK_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(3_000);
+    let calls: u64 = std::env::var("OFFLOAD_SOAK_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_000);
     ProcessPool::configure("soak").workers(2).apply().unwrap();
     ProcessPool::get("soak").unwrap().start().await.unwrap();
     let descriptors = open_descriptors();
@@ -102,13 +118,22 @@ async fn every_call_resolves_once_with_its_injected_outcome() {
             next += 1;
         }
         let (call, fault, result) = in_flight.join_next().await.unwrap().unwrap();
-        assert!(!std::mem::replace(&mut seen[call as usize], true), "call {call} resolved twice");
+        assert!(
+            !std::mem::replace(&mut seen[call as usize], true),
+            "call {call} resolved twice"
+        );
         match (fault, &result) {
             (Fault::None, Ok(value)) => assert_eq!(*value, call * 3),
             (Fault::Panic, Err(Error::Panicked { message, .. })) => {
                 assert_eq!(*message, format!("injected panic in call {call}"));
             }
-            (Fault::Crash, Err(Error::WorkerDied { exit: Exit::Code(17), .. })) => {}
+            (
+                Fault::Crash,
+                Err(Error::WorkerDied {
+                    exit: Exit::Code(17),
+                    ..
+                }),
+            ) => {}
             (Fault::Stall, Err(Error::Timeout { .. })) => {}
             _ => panic!("call {call} with {fault:?} resolved as {result:?}"),
         }

@@ -60,16 +60,29 @@ async fn a_blocked_body_leaves_the_event_loop_free() {
     let call = tokio::spawn(wait_for(receive));
     tokio::task::yield_now().await;
     send.send("released").unwrap();
-    let answer = tokio::time::timeout(Duration::from_secs(10), call).await.expect("liveness");
+    let answer = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("liveness");
     assert_eq!(answer.unwrap(), Ok("released"));
 }
 
 #[tokio::test]
 async fn a_panic_becomes_an_error_and_the_pool_keeps_serving() {
     let error = explode(7).await.unwrap_err();
-    let Error::Panicked { function, message, location, .. } = &error else { panic!("{error:?}") };
+    let Error::Panicked {
+        function,
+        message,
+        location,
+        ..
+    } = &error
+    else {
+        panic!("{error:?}")
+    };
     assert_eq!(*function, "thread::explode");
     assert_eq!(message, "thread body failed on 7");
-    assert!(location.as_deref().unwrap().starts_with("tests/thread.rs:"), "{location:?}");
+    assert!(
+        location.as_deref().unwrap().starts_with("tests/thread.rs:"),
+        "{location:?}"
+    );
     assert_eq!(explode(0).await, Ok(0));
 }

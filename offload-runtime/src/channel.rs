@@ -6,8 +6,8 @@
 //! operation never closes the socket behind the worker's back.
 
 use std::io::{self, Read, Write};
-use std::os::unix::io::{AsRawFd, RawFd};
 use std::ops::Range;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use tokio::io::unix::AsyncFd;
@@ -47,7 +47,16 @@ pub(crate) enum Fault {
 impl Worker {
     pub(crate) fn new(process: Process, stream: UnixStream) -> io::Result<Worker> {
         stream.set_nonblocking(true)?;
-        Ok(Worker { process, stream, inbox: Vec::new(), start: 0, filled: 0, reply: 0..0, sent: 0, answered: 0 })
+        Ok(Worker {
+            process,
+            stream,
+            inbox: Vec::new(),
+            start: 0,
+            filled: 0,
+            reply: 0..0,
+            sent: 0,
+            answered: 0,
+        })
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -65,7 +74,9 @@ impl Worker {
         match header.kind {
             Kind::Hello => check_hello(self.reply()).map_err(Fault::Refused),
             Kind::GuardMissing => Err(Fault::Refused(Error::GuardMissing)),
-            other => Err(Fault::Protocol(format!("expected a handshake, got a {other:?} frame"))),
+            other => Err(Fault::Protocol(format!(
+                "expected a handshake, got a {other:?} frame"
+            ))),
         }
     }
 
@@ -73,13 +84,22 @@ impl Worker {
     pub(crate) fn register(&self) -> Result<AsyncFd<RawFd>, Fault> {
         // SAFETY: every caller holds a borrow of this `Worker`, which owns the socket, for as
         // long as the returned `AsyncFd` lives, so the descriptor stays open and unchanged.
-        unsafe { AsyncFd::register_with_interest(self.stream.as_raw_fd(), Interest::READABLE | Interest::WRITABLE) }
-            .map_err(|_| Fault::Died)
+        unsafe {
+            AsyncFd::register_with_interest(
+                self.stream.as_raw_fd(),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+        }
+        .map_err(|_| Fault::Died)
     }
 
     /// Sends call frames, one or several back to back, whose ids are still blank, stamping each
     /// with the next id. The worker runs them in order.
-    pub(crate) async fn send(&mut self, io: &AsyncFd<RawFd>, frames: &mut [u8]) -> Result<(), Fault> {
+    pub(crate) async fn send(
+        &mut self,
+        io: &AsyncFd<RawFd>,
+        frames: &mut [u8],
+    ) -> Result<(), Fault> {
         let mut at = 0;
         while at < frames.len() {
             self.sent += 1;
@@ -104,17 +124,25 @@ impl Worker {
 
     /// Reads the reply to the oldest call not answered yet; its payload is then in
     /// [`Worker::reply`].
-    pub(crate) async fn receive(&mut self, io: &AsyncFd<RawFd>, limit: usize) -> Result<Kind, Fault> {
+    pub(crate) async fn receive(
+        &mut self,
+        io: &AsyncFd<RawFd>,
+        limit: usize,
+    ) -> Result<Kind, Fault> {
         let header = self.read_frame(io, limit).await?;
         let expected = self.answered + 1;
         if header.id != expected || expected > self.sent {
-            return Err(Fault::Protocol(format!("a reply to call {} arrived for call {expected}", header.id)));
+            return Err(Fault::Protocol(format!(
+                "a reply to call {} arrived for call {expected}",
+                header.id
+            )));
         }
         self.answered = expected;
         match header.kind {
-            Kind::Hello | Kind::Call | Kind::GuardMissing => {
-                Err(Fault::Protocol(format!("unexpected {:?} frame in reply to a call", header.kind)))
-            }
+            Kind::Hello | Kind::Call | Kind::GuardMissing => Err(Fault::Protocol(format!(
+                "unexpected {:?} frame in reply to a call",
+                header.kind
+            ))),
             kind => Ok(kind),
         }
     }
@@ -149,7 +177,9 @@ impl Worker {
 
     /// Closes the channel, which tells an idle worker to exit, and waits until it has.
     pub(crate) async fn stop(self) -> Exit {
-        let Worker { process, stream, .. } = self;
+        let Worker {
+            process, stream, ..
+        } = self;
         drop(stream);
         process.exit().await.unwrap_or(Exit::Unknown)
     }
@@ -169,8 +199,11 @@ impl Worker {
             let unparsed = self.filled - self.start;
             let mut need = HEADER;
             if unparsed >= HEADER {
-                let head: &[u8; HEADER] = self.inbox[self.start..self.start + HEADER].try_into().expect("a header");
-                let header = Header::parse(head, limit).map_err(|e| Fault::Protocol(e.to_string()))?;
+                let head: &[u8; HEADER] = self.inbox[self.start..self.start + HEADER]
+                    .try_into()
+                    .expect("a header");
+                let header =
+                    Header::parse(head, limit).map_err(|e| Fault::Protocol(e.to_string()))?;
                 need = HEADER + header.payload_len;
                 if unparsed >= need {
                     self.reply = self.start + HEADER..self.start + need;
@@ -195,7 +228,11 @@ impl Worker {
 const READ_AHEAD: usize = 64 * 1024;
 
 /// Reads what is there, waiting for it if nothing is.
-async fn read_some(io: &AsyncFd<RawFd>, stream: &UnixStream, buf: &mut [u8]) -> Result<usize, Fault> {
+async fn read_some(
+    io: &AsyncFd<RawFd>,
+    stream: &UnixStream,
+    buf: &mut [u8],
+) -> Result<usize, Fault> {
     loop {
         match (&*stream).read(buf) {
             Ok(0) => return Err(Fault::Died),
@@ -211,10 +248,15 @@ async fn read_some(io: &AsyncFd<RawFd>, stream: &UnixStream, buf: &mut [u8]) -> 
 
 fn check_hello(payload: &[u8]) -> Result<(), Error> {
     let (protocol, _pid, theirs): (u16, u32, Vec<(String, u64)>) = postcard::from_bytes(payload)
-        .map_err(|e| Error::Protocol { detail: format!("unreadable handshake: {e}") })?;
+        .map_err(|e| Error::Protocol {
+            detail: format!("unreadable handshake: {e}"),
+        })?;
     if protocol != wire::PROTOCOL {
         return Err(Error::VersionMismatch {
-            detail: format!("the worker speaks protocol {protocol}, this process {}", wire::PROTOCOL),
+            detail: format!(
+                "the worker speaks protocol {protocol}, this process {}",
+                wire::PROTOCOL
+            ),
         });
     }
     let ours = Table::get().signature();

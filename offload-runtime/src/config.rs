@@ -22,12 +22,18 @@ pub(crate) struct Pools<C, P: 'static> {
 
 impl<C, P> Pools<C, P> {
     pub(crate) const fn new() -> Self {
-        Pools { slots: Mutex::new(None) }
+        Pools {
+            slots: Mutex::new(None),
+        }
     }
 
     /// The pool called `name`, built on first use with `build` from the configuration set in
     /// code, if any, or else `None`.
-    pub(crate) fn get(&self, name: &str, build: impl FnOnce(Option<C>) -> Result<P, Error>) -> Result<&'static P, Error> {
+    pub(crate) fn get(
+        &self,
+        name: &str,
+        build: impl FnOnce(Option<C>) -> Result<P, Error>,
+    ) -> Result<&'static P, Error> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let slots = slots.get_or_insert_with(HashMap::new);
         let config = match slots.remove(name) {
@@ -66,18 +72,30 @@ pub(crate) fn env_var(prefix: &str, name: &str) -> String {
     if name == DEFAULT_POOL {
         return prefix.to_owned();
     }
-    let suffix: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    let suffix: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!("{prefix}_{suffix}")
 }
 
 /// A positive count read from the environment variable `var`, if it is set.
 pub(crate) fn env_count(var: &str) -> Result<Option<usize>, Error> {
-    let Some(value) = std::env::var_os(var) else { return Ok(None) };
+    let Some(value) = std::env::var_os(var) else {
+        return Ok(None);
+    };
     match value.to_str().and_then(|v| v.trim().parse::<usize>().ok()) {
         Some(count) if count > 0 => Ok(Some(count)),
         _ => Err(Error::Config {
-            detail: format!("{var}={value:?} is not a positive whole number; set it to, e.g., {var}=4"),
+            detail: format!(
+                "{var}={value:?} is not a positive whole number; set it to, e.g., {var}=4"
+            ),
         }),
     }
 }
@@ -85,7 +103,9 @@ pub(crate) fn env_count(var: &str) -> Result<Option<usize>, Error> {
 /// The size of a pool: from code, else from the environment, else `fallback`.
 pub(crate) fn size(from_code: Option<usize>, var: &str, fallback: usize) -> Result<usize, Error> {
     match from_code {
-        Some(0) => Err(Error::Config { detail: format!("a pool needs at least one worker ({var})") }),
+        Some(0) => Err(Error::Config {
+            detail: format!("a pool needs at least one worker ({var})"),
+        }),
         Some(count) => Ok(count),
         None => Ok(env_count(var)?.unwrap_or(fallback)),
     }
@@ -102,7 +122,10 @@ mod tests {
     #[test]
     fn env_names_follow_the_pool_name() {
         assert_eq!(env_var("OFFLOAD_WORKERS", DEFAULT_POOL), "OFFLOAD_WORKERS");
-        assert_eq!(env_var("OFFLOAD_THREADS", "io-bound"), "OFFLOAD_THREADS_IO_BOUND");
+        assert_eq!(
+            env_var("OFFLOAD_THREADS", "io-bound"),
+            "OFFLOAD_THREADS_IO_BOUND"
+        );
     }
 
     #[test]

@@ -113,24 +113,39 @@ pub enum CodecStage {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Panicked { function, message, location, .. } => {
+            Error::Panicked {
+                function,
+                message,
+                location,
+                ..
+            } => {
                 write!(f, "`{function}` panicked: {message}")?;
                 if let Some(location) = location {
                     write!(f, " (at {location})")?;
                 }
                 Ok(())
             }
-            Error::WorkerDied { function, pid, exit } => write!(
+            Error::WorkerDied {
+                function,
+                pid,
+                exit,
+            } => write!(
                 f,
                 "the worker process (pid {pid}) running `{function}` died: {exit}; \
                  the pool replaces it, and only this call failed"
             ),
-            Error::Codec { function, stage, detail } => write!(
+            Error::Codec {
+                function,
+                stage,
+                detail,
+            } => write!(
                 f,
                 "{stage} of `{function}` failed: {detail}; make sure the types round-trip \
                  through serde (derive both Serialize and Deserialize)"
             ),
-            Error::WorkerStart { reason } => write!(f, "could not start a worker process: {reason}"),
+            Error::WorkerStart { reason } => {
+                write!(f, "could not start a worker process: {reason}")
+            }
             Error::GuardMissing => f.write_str(
                 "this program's main does not start with the offload worker guard, so a \
                  re-executed copy cannot become a worker: put #[offload::main] above \
@@ -152,9 +167,14 @@ impl fmt::Display for Error {
                 write!(f, "`{function}` did not finish within {after:?}")
             }
             Error::Protocol { detail } => {
-                write!(f, "a worker broke the offload protocol: {detail}; it was replaced")
+                write!(
+                    f,
+                    "a worker broke the offload protocol: {detail}; it was replaced"
+                )
             }
-            Error::Shutdown => f.write_str("the offload pool was shut down before the call finished"),
+            Error::Shutdown => {
+                f.write_str("the offload pool was shut down before the call finished")
+            }
             Error::Config { detail } => write!(f, "invalid offload configuration: {detail}"),
         }
     }

@@ -67,10 +67,19 @@ pub(crate) async fn spawn(program: PathBuf, marker: Marker) -> io::Result<Spawne
         Mutex::new(send)
     });
     let (reply, answer) = oneshot::channel();
-    let request = Request { program, marker, reply };
-    let sent = launcher.lock().unwrap_or_else(|p| p.into_inner()).send(request);
+    let request = Request {
+        program,
+        marker,
+        reply,
+    };
+    let sent = launcher
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send(request);
     sent.map_err(|_| io::Error::other("the offload launcher thread is gone"))?;
-    answer.await.map_err(|_| io::Error::other("the offload launcher thread is gone"))?
+    answer
+        .await
+        .map_err(|_| io::Error::other("the offload launcher thread is gone"))?
 }
 
 fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
@@ -79,7 +88,9 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     let mut command = Command::new(program);
-    command.env(crate::worker::MARKER, marker.encode()).stdin(Stdio::null());
+    command
+        .env(crate::worker::MARKER, marker.encode())
+        .stdin(Stdio::null());
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions.
     unsafe {
         command.pre_exec(move || {
@@ -108,7 +119,13 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
     let child = command.spawn()?;
     drop(theirs);
     let pid = child.id();
-    Ok((Process { child: Some(child), pid }, ours))
+    Ok((
+        Process {
+            child: Some(child),
+            pid,
+        },
+        ours,
+    ))
 }
 
 /// Waits for `child` to exit on a thread of its own, so that no worker is left a zombie, and
@@ -117,21 +134,23 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
 fn reap(mut child: Child, kill: bool) -> oneshot::Receiver<Exit> {
     const GRACE: Duration = Duration::from_secs(2);
     let (send, receive) = oneshot::channel();
-    let reaper = thread::Builder::new().name("offload-reaper".into()).spawn(move || {
-        let started = Instant::now();
-        let mut pause = Duration::from_micros(50);
-        while !kill && started.elapsed() < GRACE {
-            if let Ok(Some(status)) = child.try_wait() {
-                let _ = send.send(Exit::from(status));
-                return;
+    let reaper = thread::Builder::new()
+        .name("offload-reaper".into())
+        .spawn(move || {
+            let started = Instant::now();
+            let mut pause = Duration::from_micros(50);
+            while !kill && started.elapsed() < GRACE {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let _ = send.send(Exit::from(status));
+                    return;
+                }
+                thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
             }
-            thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let exit = child.wait().map_or(Exit::Unknown, Exit::from);
-        let _ = send.send(exit);
-    });
+            let _ = child.kill();
+            let exit = child.wait().map_or(Exit::Unknown, Exit::from);
+            let _ = send.send(exit);
+        });
     if let Err(error) = reaper {
         // Without a thread the status cannot be awaited; the receiver reports it as unknown.
         eprintln!("offload: cannot start a reaper thread: {error}");

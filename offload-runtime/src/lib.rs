@@ -56,8 +56,8 @@ pub mod __private {
     pub use crate::process::{call_in_process, Remote};
     #[cfg(unix)]
     pub use crate::registry::{assert_transferable, fingerprint, invoke, Outcome, Registration};
-    pub use inventory;
     pub use crate::thread::{call_in_thread, Local};
     #[cfg(unix)]
     pub use crate::worker::TestSetup;
+    pub use inventory;
 }

@@ -89,9 +89,19 @@ where
         let mut drivers = JoinSet::new();
         match function.resolve() {
             Ok((pool, index)) => {
-                let shared = Arc::new(Inputs { inputs: Mutex::new((inputs, 0)), again: Mutex::new(Vec::new()) });
+                let shared = Arc::new(Inputs {
+                    inputs: Mutex::new((inputs, 0)),
+                    again: Mutex::new(Vec::new()),
+                });
                 for _ in 0..pool.workers() {
-                    drivers.spawn(drive(function, pool, index, shared.clone(), chunk, send.clone()));
+                    drivers.spawn(drive(
+                        function,
+                        pool,
+                        index,
+                        shared.clone(),
+                        chunk,
+                        send.clone(),
+                    ));
                 }
             }
             Err(error) => {
@@ -105,9 +115,16 @@ where
                 });
             }
         }
-        Running { results, _drivers: drivers }
+        Running {
+            results,
+            _drivers: drivers,
+        }
     };
-    Map { start: Some(Box::new(start)), chunk: 16, running: None }
+    Map {
+        start: Some(Box::new(start)),
+        chunk: 16,
+        running: None,
+    }
 }
 
 async fn drive<I, A, R>(
@@ -146,7 +163,9 @@ async fn drive<I, A, R>(
                 continue;
             }
         };
-        let Some((resolved, was_running)) = run_batch(function, pool, lease, &batch, &deliver).await else {
+        let Some((resolved, was_running)) =
+            run_batch(function, pool, lease, &batch, &deliver).await
+        else {
             return;
         };
         let mut again = shared.again.lock().unwrap_or_else(|p| p.into_inner());
@@ -183,7 +202,11 @@ where
         let position = inputs.1;
         inputs.1 += 1;
         match encode_call(function, pool, index, &input) {
-            Ok(frame) => batch.push(Item { index: position, frame, attempts: 0 }),
+            Ok(frame) => batch.push(Item {
+                index: position,
+                frame,
+                attempts: 0,
+            }),
             Err(error) => refused.push((position, error)),
         }
     }
@@ -203,7 +226,8 @@ async fn run_batch<R, F, Fut>(
 where
     R: DeserializeOwned,
     F: Fn(usize, Result<R, Error>) -> Fut,
-    Fut: std::future::Future<Output = Result<(), mpsc::error::SendError<(usize, Result<R, Error>)>>>,
+    Fut:
+        std::future::Future<Output = Result<(), mpsc::error::SendError<(usize, Result<R, Error>)>>>,
 {
     if function.timeout.is_some() {
         lease.kill_if_dropped();
@@ -222,7 +246,15 @@ where
             Some(after) => match tokio::time::timeout(after, lease.receive()).await {
                 Ok(received) => received,
                 Err(_) => {
-                    deliver(item.index, Err(Error::Timeout { function: function.name, after })).await.ok()?;
+                    deliver(
+                        item.index,
+                        Err(Error::Timeout {
+                            function: function.name,
+                            after,
+                        }),
+                    )
+                    .await
+                    .ok()?;
                     return Some((done + 1, false));
                 }
             },
@@ -241,11 +273,22 @@ where
                 if item.attempts < function.retries {
                     return Some((done, true));
                 }
-                deliver(item.index, Err(Error::WorkerDied { function: function.name, pid, exit })).await.ok()?;
+                deliver(
+                    item.index,
+                    Err(Error::WorkerDied {
+                        function: function.name,
+                        pid,
+                        exit,
+                    }),
+                )
+                .await
+                .ok()?;
                 return Some((done + 1, false));
             }
             Err(Fault::Protocol(detail)) => {
-                deliver(item.index, Err(Error::Protocol { detail })).await.ok()?;
+                deliver(item.index, Err(Error::Protocol { detail }))
+                    .await
+                    .ok()?;
                 return Some((done + 1, false));
             }
             Err(Fault::Refused(error)) => Err(error),

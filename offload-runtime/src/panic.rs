@@ -54,7 +54,11 @@ pub(crate) fn catch<R>(body: impl FnOnce() -> R) -> Result<R, PanicReport> {
             Some((location, backtrace)) => (Some(location), backtrace),
             None => (None, None),
         };
-        PanicReport { message: message_of(&*payload), location, backtrace }
+        PanicReport {
+            message: message_of(&*payload),
+            location,
+            backtrace,
+        }
     })
 }
 

@@ -10,8 +10,8 @@
 //! timeout, a cancelled future) kills its worker, unless the pool lets cancelled calls finish;
 //! the next call to need a worker starts a fresh one.
 
-use std::path::PathBuf;
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -82,7 +82,11 @@ pub(crate) enum Turn {
     /// Another caller's lease ran the call: the reply's kind and payload.
     Answered(Kind, Vec<u8>),
     /// The call was running when its worker died.
-    Died { pid: u32, exit: Exit, frame: Vec<u8> },
+    Died {
+        pid: u32,
+        exit: Exit,
+        frame: Vec<u8>,
+    },
     /// The call was sent behind one that failed and never started: queue it again.
     Again(Vec<u8>),
     /// The call failed for another reason.
@@ -201,7 +205,9 @@ impl ProcessPoolBuilder {
 
     /// Records the settings; an error if the pool already served a call or a count is zero.
     pub fn apply(self) -> Result<(), Error> {
-        let zero = |what: &str| Error::Config { detail: format!("process pool `{}` needs {what}", self.name) };
+        let zero = |what: &str| Error::Config {
+            detail: format!("process pool `{}` needs {what}", self.name),
+        };
         if self.config.workers == Some(0) {
             return Err(zero("at least one worker"));
         }
@@ -215,7 +221,10 @@ impl ProcessPoolBuilder {
 impl ProcessPool {
     /// Starts configuring the pool called `name`; call before the pool's first call.
     pub fn configure(name: &str) -> ProcessPoolBuilder {
-        ProcessPoolBuilder { name: name.to_owned(), config: PoolConfig::default() }
+        ProcessPoolBuilder {
+            name: name.to_owned(),
+            config: PoolConfig::default(),
+        }
     }
 
     /// The pool called `name`, built from its configuration on first use (without starting
@@ -229,7 +238,10 @@ impl ProcessPool {
                 name: name.to_owned(),
                 workers,
                 admission: Semaphore::new(workers.saturating_add(config.max_queue)),
-                state: Mutex::new(State { free: workers, ..State::default() }),
+                state: Mutex::new(State {
+                    free: workers,
+                    ..State::default()
+                }),
                 broken: OnceLock::new(),
                 config,
             })
@@ -264,7 +276,8 @@ impl ProcessPool {
     /// running or queued finish, then every worker exits and is reaped.
     pub async fn shutdown(&self) {
         self.lock().refusing = true;
-        let total = u32::try_from(self.workers.saturating_add(self.config.max_queue)).unwrap_or(u32::MAX);
+        let total =
+            u32::try_from(self.workers.saturating_add(self.config.max_queue)).unwrap_or(u32::MAX);
         if let Ok(all) = self.admission.acquire_many(total).await {
             all.forget();
         }
@@ -279,7 +292,10 @@ impl ProcessPool {
             state.refusing = true;
             state.killing = true;
             state.closed = true;
-            (std::mem::take(&mut state.busy), std::mem::take(&mut state.queue))
+            (
+                std::mem::take(&mut state.busy),
+                std::mem::take(&mut state.queue),
+            )
         };
         // Dropping a queued call's sender ends its wait with `Error::Shutdown`.
         drop(queued);
@@ -336,7 +352,11 @@ impl ProcessPool {
                 return Ok(Turn::Lease(Lease::slot(self), frame));
             }
             let (reply, receiver) = oneshot::channel();
-            state.queue.push_back(Waiting { frame, combine, reply });
+            state.queue.push_back(Waiting {
+                frame,
+                combine,
+                reply,
+            });
             receiver
         };
         // The sender goes away unanswered only when a forceful shutdown empties the queue.
@@ -418,8 +438,14 @@ impl ProcessPool {
 
     /// The worker back from a lease, unless it is due for replacement or the pool is closed.
     fn keep(&self, worker: Worker) -> Option<Worker> {
-        let worn_out = self.config.max_calls_per_worker.is_some_and(|max| worker.calls() >= max)
-            || self.config.max_worker_memory.is_some_and(|max| worker.resident_bytes().is_some_and(|rss| rss > max));
+        let worn_out = self
+            .config
+            .max_calls_per_worker
+            .is_some_and(|max| worker.calls() >= max)
+            || self
+                .config
+                .max_worker_memory
+                .is_some_and(|max| worker.resident_bytes().is_some_and(|rss| rss > max));
         if !worn_out && !self.lock().closed {
             return Some(worker);
         }
@@ -441,9 +467,16 @@ impl ProcessPool {
                 reason: format!("cannot find this program's executable to re-run it: {e}"),
             })?,
         };
-        let marker = Marker { from_ctor, max_frame: self.config.max_frame };
-        let failed = |e: std::io::Error| Error::WorkerStart { reason: format!("cannot run {}: {e}", program.display()) };
-        let (process, stream) = launch::spawn(program.clone(), marker).await.map_err(failed)?;
+        let marker = Marker {
+            from_ctor,
+            max_frame: self.config.max_frame,
+        };
+        let failed = |e: std::io::Error| Error::WorkerStart {
+            reason: format!("cannot run {}: {e}", program.display()),
+        };
+        let (process, stream) = launch::spawn(program.clone(), marker)
+            .await
+            .map_err(failed)?;
         let pid = process.pid;
         let mut worker = Worker::new(process, stream).map_err(failed)?;
         let limit = self.config.handshake_timeout;
@@ -502,7 +535,14 @@ pub(crate) struct Lease {
 
 impl Lease {
     fn slot(pool: &'static ProcessPool) -> Lease {
-        Lease { pool, io: None, worker: None, phase: Phase::Ready, kill: false, holds_slot: true }
+        Lease {
+            pool,
+            io: None,
+            worker: None,
+            phase: Phase::Ready,
+            kill: false,
+            holds_slot: true,
+        }
     }
 
     /// Makes sure the slot has a worker, starting one if need be.
@@ -515,19 +555,27 @@ impl Lease {
 
     /// Sends calls, one frame or several back to back, to be answered in order.
     pub(crate) async fn send(&mut self, frames: &mut [u8]) -> Result<(), Fault> {
-        let worker = self.worker.as_mut().expect("a worker was ensured before sending");
+        let worker = self
+            .worker
+            .as_mut()
+            .expect("a worker was ensured before sending");
         if self.io.is_none() {
             self.io = Some(worker.register()?);
         }
         self.phase = Phase::Sending;
-        worker.send(self.io.as_ref().expect("registered above"), frames).await?;
+        worker
+            .send(self.io.as_ref().expect("registered above"), frames)
+            .await?;
         self.phase = Phase::Awaiting;
         Ok(())
     }
 
     /// Reads the reply to the oldest unanswered call; its payload is then in [`Lease::reply`].
     pub(crate) async fn receive(&mut self) -> Result<Kind, Fault> {
-        let worker = self.worker.as_mut().expect("a worker was ensured before sending");
+        let worker = self
+            .worker
+            .as_mut()
+            .expect("a worker was ensured before sending");
         let io = self.io.as_ref().expect("a call was sent");
         let kind = worker.receive(io, self.pool.config.max_frame).await?;
         if worker.outstanding() == 0 {
@@ -590,7 +638,8 @@ impl Drop for Lease {
                     match worker.register() {
                         Ok(io) => {
                             while finished.is_ok() && worker.outstanding() > 0 {
-                                finished = worker.receive(&io, pool.config.max_frame).await.map(|_| ());
+                                finished =
+                                    worker.receive(&io, pool.config.max_frame).await.map(|_| ());
                             }
                         }
                         Err(fault) => finished = Err(fault),

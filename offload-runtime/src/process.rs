@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::channel::Fault;
 use crate::config::DEFAULT_POOL;
 use crate::error::CodecStage;
-use crate::channel::Fault;
 use std::collections::VecDeque;
 
 use crate::error::Exit;
@@ -31,7 +31,14 @@ impl Remote {
     /// A function registered as `name` with signature hash `fingerprint`, run on the default
     /// pool without a timeout or retries.
     pub const fn new(name: &'static str, fingerprint: u64) -> Self {
-        Remote { name, fingerprint, pool: DEFAULT_POOL, timeout: None, retries: 0, resolved: OnceLock::new() }
+        Remote {
+            name,
+            fingerprint,
+            pool: DEFAULT_POOL,
+            timeout: None,
+            retries: 0,
+            resolved: OnceLock::new(),
+        }
     }
 
     /// Runs on the pool called `pool`.
@@ -56,7 +63,10 @@ impl Remote {
         if let Some(resolved) = self.resolved.get() {
             return Ok(*resolved);
         }
-        let resolved = (ProcessPool::get(self.pool)?, Table::get().index_of(self.name, self.fingerprint)?);
+        let resolved = (
+            ProcessPool::get(self.pool)?,
+            Table::get().index_of(self.name, self.fingerprint)?,
+        );
         Ok(*self.resolved.get_or_init(|| resolved))
     }
 }
@@ -89,7 +99,11 @@ pub(crate) fn encode_call<A: Serialize>(
     index: u32,
     args: &A,
 ) -> Result<Vec<u8>, Error> {
-    let codec = |detail: String| Error::Codec { function: function.name, stage: CodecStage::EncodeArguments, detail };
+    let codec = |detail: String| Error::Codec {
+        function: function.name,
+        stage: CodecStage::EncodeArguments,
+        detail,
+    };
     let mut frame = Vec::new();
     wire::begin(&mut frame, Kind::Call, 0);
     frame.extend_from_slice(&index.to_le_bytes());
@@ -120,12 +134,20 @@ async fn exchange<R: DeserializeOwned>(
             Turn::Answered(kind, payload) => return decode(function.name, kind, &payload),
             Turn::Failed(error) => return Err(error),
             Turn::Again(own) => frame = own,
-            Turn::Died { pid, exit, frame: own } => {
+            Turn::Died {
+                pid,
+                exit,
+                frame: own,
+            } => {
                 if pool.killed_by_shutdown() {
                     return Err(Error::Shutdown);
                 }
                 if retries_left == 0 {
-                    return Err(Error::WorkerDied { function: function.name, pid, exit });
+                    return Err(Error::WorkerDied {
+                        function: function.name,
+                        pid,
+                        exit,
+                    });
                 }
                 retries_left -= 1;
                 frame = own;
@@ -149,9 +171,24 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(function: &'static Remote, pool: &'static ProcessPool, lease: Lease, combine: bool) -> Batch {
-        let taken = if combine { pool.adopt(pool.max_batch() - 1) } else { VecDeque::new() };
-        Batch { function, pool, lease: Some(lease), taken, own_sent: false }
+    fn new(
+        function: &'static Remote,
+        pool: &'static ProcessPool,
+        lease: Lease,
+        combine: bool,
+    ) -> Batch {
+        let taken = if combine {
+            pool.adopt(pool.max_batch() - 1)
+        } else {
+            VecDeque::new()
+        };
+        Batch {
+            function,
+            pool,
+            lease: Some(lease),
+            taken,
+            own_sent: false,
+        }
     }
 
     /// Sends everything, hands the others their replies, and returns the outcome of its own.
@@ -166,7 +203,8 @@ impl Batch {
         if self.function.timeout.is_some() {
             lease.kill_if_dropped();
         }
-        let mut frames = Vec::with_capacity(own.len() + self.taken.iter().map(|e| e.frame.len()).sum::<usize>());
+        let mut frames =
+            Vec::with_capacity(own.len() + self.taken.iter().map(|e| e.frame.len()).sum::<usize>());
         for entry in &self.taken {
             frames.extend_from_slice(&entry.frame);
         }
@@ -187,7 +225,12 @@ impl Batch {
             None => lease.receive().await,
             Some(after) => match tokio::time::timeout(after, lease.receive()).await {
                 Ok(received) => received,
-                Err(_) => return Turn::Failed(Error::Timeout { function: self.function.name, after }),
+                Err(_) => {
+                    return Turn::Failed(Error::Timeout {
+                        function: self.function.name,
+                        after,
+                    })
+                }
             },
         };
         match received {
@@ -215,7 +258,9 @@ impl Batch {
             match received {
                 Some(Ok(kind)) => {
                     let entry = self.taken.pop_front().expect("the front entry");
-                    let _ = entry.reply.send(Turn::Answered(kind, lease.reply().to_vec()));
+                    let _ = entry
+                        .reply
+                        .send(Turn::Answered(kind, lease.reply().to_vec()));
                 }
                 Some(Err(fault)) => return Err((Some(fault), own.take())),
                 None => {
@@ -245,7 +290,9 @@ impl Batch {
         };
         let failure = |frame| match &fault {
             Fault::Died => Turn::Died { pid, exit, frame },
-            Fault::Protocol(detail) => Turn::Failed(Error::Protocol { detail: detail.clone() }),
+            Fault::Protocol(detail) => Turn::Failed(Error::Protocol {
+                detail: detail.clone(),
+            }),
             Fault::Refused(error) => Turn::Failed(error.clone()),
         };
         let mut behind = std::mem::take(&mut self.taken).into_iter();
@@ -300,18 +347,36 @@ impl Batch {
     }
 }
 
-pub(crate) fn decode<R: DeserializeOwned>(function: &'static str, kind: Kind, payload: &[u8]) -> Result<R, Error> {
+pub(crate) fn decode<R: DeserializeOwned>(
+    function: &'static str,
+    kind: Kind,
+    payload: &[u8],
+) -> Result<R, Error> {
     let text = || String::from_utf8_lossy(payload).into_owned();
-    let codec = |stage, detail| Err(Error::Codec { function, stage, detail });
+    let codec = |stage, detail| {
+        Err(Error::Codec {
+            function,
+            stage,
+            detail,
+        })
+    };
     match kind {
-        Kind::Returned => postcard::from_bytes(payload).or_else(|e| codec(CodecStage::DecodeResult, e.to_string())),
+        Kind::Returned => postcard::from_bytes(payload)
+            .or_else(|e| codec(CodecStage::DecodeResult, e.to_string())),
         Kind::DecodeFailed => codec(CodecStage::DecodeArguments, text()),
         Kind::EncodeFailed => codec(CodecStage::EncodeResult, text()),
         Kind::UnknownFunction => Err(Error::NotRegistered { function }),
         Kind::Panicked => {
-            let (message, location, backtrace) = postcard::from_bytes(payload)
-                .map_err(|e| Error::Protocol { detail: format!("unreadable panic report: {e}") })?;
-            Err(Error::Panicked { function, message, location, backtrace })
+            let (message, location, backtrace) =
+                postcard::from_bytes(payload).map_err(|e| Error::Protocol {
+                    detail: format!("unreadable panic report: {e}"),
+                })?;
+            Err(Error::Panicked {
+                function,
+                message,
+                location,
+                backtrace,
+            })
         }
         Kind::Hello | Kind::Call | Kind::GuardMissing => unreachable!("rejected by the exchange"),
     }

@@ -105,23 +105,46 @@ impl Table {
     pub(crate) fn get() -> &'static Table {
         static TABLE: OnceLock<Table> = OnceLock::new();
         TABLE.get_or_init(|| {
-            let mut entries: Vec<&'static Registration> = inventory::iter::<Registration>().collect();
-            entries.sort_by(|a, b| a.name().cmp(b.name()).then(a.fingerprint().cmp(&b.fingerprint())));
-            let mut duplicates: Vec<&'static str> =
-                entries.windows(2).filter(|w| w[0].name() == w[1].name()).map(|w| w[0].name()).collect();
+            let mut entries: Vec<&'static Registration> =
+                inventory::iter::<Registration>().collect();
+            entries.sort_by(|a, b| {
+                a.name()
+                    .cmp(b.name())
+                    .then(a.fingerprint().cmp(&b.fingerprint()))
+            });
+            let mut duplicates: Vec<&'static str> = entries
+                .windows(2)
+                .filter(|w| w[0].name() == w[1].name())
+                .map(|w| w[0].name())
+                .collect();
             duplicates.dedup();
-            let by_name = entries.iter().enumerate().map(|(i, r)| (r.name(), i as u32)).collect();
-            Table { entries, by_name, duplicates }
+            let by_name = entries
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.name(), i as u32))
+                .collect();
+            Table {
+                entries,
+                by_name,
+                duplicates,
+            }
         })
     }
 
     /// `(name, fingerprint)` of every entry: what a worker announces in its handshake.
     pub(crate) fn signature(&self) -> Vec<(&'static str, u64)> {
-        self.entries.iter().map(|r| (r.name(), r.fingerprint())).collect()
+        self.entries
+            .iter()
+            .map(|r| (r.name(), r.fingerprint()))
+            .collect()
     }
 
     /// The index a caller sends for `name`, checked against the caller's fingerprint.
-    pub(crate) fn index_of(&self, name: &'static str, fingerprint: u64) -> Result<u32, crate::Error> {
+    pub(crate) fn index_of(
+        &self,
+        name: &'static str,
+        fingerprint: u64,
+    ) -> Result<u32, crate::Error> {
         if self.duplicates.contains(&name) {
             return Err(crate::Error::VersionMismatch {
                 detail: format!(
@@ -130,7 +153,10 @@ impl Table {
                 ),
             });
         }
-        let index = *self.by_name.get(name).ok_or(crate::Error::NotRegistered { function: name })?;
+        let index = *self
+            .by_name
+            .get(name)
+            .ok_or(crate::Error::NotRegistered { function: name })?;
         let entry = self.entries[index as usize];
         if entry.fingerprint() != fingerprint {
             return Err(crate::Error::VersionMismatch {

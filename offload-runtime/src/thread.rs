@@ -33,7 +33,10 @@ pub struct ThreadPoolBuilder {
 impl ThreadPool {
     /// Starts configuring the pool called `name`; call before the pool's first call.
     pub fn configure(name: &str) -> ThreadPoolBuilder {
-        ThreadPoolBuilder { name: name.to_owned(), max_threads: None }
+        ThreadPoolBuilder {
+            name: name.to_owned(),
+            max_threads: None,
+        }
     }
 
     /// The pool called `name`, built from its configuration on first use.
@@ -41,11 +44,17 @@ impl ThreadPool {
         POOLS.get(name, |config| {
             let max_threads = config.flatten();
             if name == DEFAULT_POOL && max_threads.is_none() {
-                return Ok(ThreadPool { limit: None, max_threads: None });
+                return Ok(ThreadPool {
+                    limit: None,
+                    max_threads: None,
+                });
             }
             let var = config::env_var("OFFLOAD_THREADS", name);
             let max = config::size(max_threads, &var, (config::cores() + 4).min(32))?;
-            Ok(ThreadPool { limit: Some(Semaphore::new(max)), max_threads: Some(max) })
+            Ok(ThreadPool {
+                limit: Some(Semaphore::new(max)),
+                max_threads: Some(max),
+            })
         })
     }
 
@@ -65,7 +74,9 @@ impl ThreadPoolBuilder {
     /// Records the settings; an error if the pool already served a call or `count` is zero.
     pub fn apply(self) -> Result<(), Error> {
         if self.max_threads == Some(0) {
-            return Err(Error::Config { detail: format!("thread pool `{}` needs at least one thread", self.name) });
+            return Err(Error::Config {
+                detail: format!("thread pool `{}` needs at least one thread", self.name),
+            });
         }
         POOLS.configure(&self.name, self.max_threads)
     }
@@ -82,7 +93,12 @@ pub struct Local {
 impl Local {
     /// A function registered as `name`, run on the default pool without a timeout.
     pub const fn new(name: &'static str) -> Self {
-        Local { name, pool: DEFAULT_POOL, timeout: None, resolved: OnceLock::new() }
+        Local {
+            name,
+            pool: DEFAULT_POOL,
+            timeout: None,
+            resolved: OnceLock::new(),
+        }
     }
 
     /// Runs on the pool called `pool`.
@@ -126,7 +142,10 @@ where
         None => task.await,
         Some(after) => tokio::time::timeout(after, task)
             .await
-            .map_err(|_| Error::Timeout { function: function.name, after })?,
+            .map_err(|_| Error::Timeout {
+                function: function.name,
+                after,
+            })?,
     };
     match joined {
         Ok(Ok(value)) => Ok(value),

@@ -83,13 +83,22 @@ impl std::error::Error for WireError {}
 impl Header {
     pub(crate) fn parse(bytes: &[u8; HEADER], limit: usize) -> Result<Header, WireError> {
         let len = u32::from_le_bytes(bytes[..LEN].try_into().expect("4 bytes"));
-        let payload_len = (len as usize).checked_sub(HEADER - LEN).ok_or(WireError::TooShort(len))?;
+        let payload_len = (len as usize)
+            .checked_sub(HEADER - LEN)
+            .ok_or(WireError::TooShort(len))?;
         if payload_len > limit {
-            return Err(WireError::TooLong { len: len.into(), limit });
+            return Err(WireError::TooLong {
+                len: len.into(),
+                limit,
+            });
         }
         let kind = Kind::from_byte(bytes[LEN]).ok_or(WireError::UnknownKind(bytes[LEN]))?;
         let id = u64::from_le_bytes(bytes[LEN + 1..].try_into().expect("8 bytes"));
-        Ok(Header { kind, id, payload_len })
+        Ok(Header {
+            kind,
+            id,
+            payload_len,
+        })
     }
 }
 
@@ -105,7 +114,10 @@ pub(crate) fn begin(buf: &mut Vec<u8>, kind: Kind, id: u64) {
 pub(crate) fn finish(buf: &mut [u8], limit: usize) -> Result<(), WireError> {
     let payload_len = buf.len() - HEADER;
     if payload_len > limit || buf.len() - LEN > u32::MAX as usize {
-        return Err(WireError::TooLong { len: payload_len as u64, limit });
+        return Err(WireError::TooLong {
+            len: payload_len as u64,
+            limit,
+        });
     }
     let len = (buf.len() - LEN) as u32;
     buf[..LEN].copy_from_slice(&len.to_le_bytes());
@@ -132,14 +144,24 @@ mod tests {
     #[test]
     fn a_frame_reads_back_as_written() {
         let buf = frame(Kind::Returned, 42, b"abc");
-        assert_eq!(header_of(&buf, 10), Ok(Header { kind: Kind::Returned, id: 42, payload_len: 3 }));
+        assert_eq!(
+            header_of(&buf, 10),
+            Ok(Header {
+                kind: Kind::Returned,
+                id: 42,
+                payload_len: 3
+            })
+        );
         assert_eq!(&buf[HEADER..], b"abc");
     }
 
     #[test]
     fn lengths_are_checked_before_allocating() {
         let buf = frame(Kind::Returned, 1, &[0; 11]);
-        assert_eq!(header_of(&buf, 10), Err(WireError::TooLong { len: 20, limit: 10 }));
+        assert_eq!(
+            header_of(&buf, 10),
+            Err(WireError::TooLong { len: 20, limit: 10 })
+        );
         let mut short = buf.clone();
         short[..4].copy_from_slice(&3u32.to_le_bytes());
         assert_eq!(header_of(&short, 10), Err(WireError::TooShort(3)));

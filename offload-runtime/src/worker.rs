@@ -38,7 +38,10 @@ impl Marker {
             "main" => false,
             _ => return None,
         };
-        Some(Marker { from_ctor, max_frame: max_frame.parse().ok()? })
+        Some(Marker {
+            from_ctor,
+            max_frame: max_frame.parse().ok()?,
+        })
     }
 
     fn of_this_process() -> Option<Marker> {
@@ -144,10 +147,15 @@ fn run(mut reader: impl Read, mut writer: impl Write, max_frame: usize) -> io::R
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             other => other?,
         }
-        let Header { kind, id, payload_len } =
-            Header::parse(&header, max_frame).map_err(io::Error::other)?;
+        let Header {
+            kind,
+            id,
+            payload_len,
+        } = Header::parse(&header, max_frame).map_err(io::Error::other)?;
         if kind != Kind::Call || payload_len < 4 {
-            return Err(io::Error::other(format!("unexpected {kind:?} frame of {payload_len} bytes")));
+            return Err(io::Error::other(format!(
+                "unexpected {kind:?} frame of {payload_len} bytes"
+            )));
         }
         input.resize(payload_len, 0);
         reader.read_exact(&mut input)?;
@@ -175,7 +183,10 @@ fn answer(table: &Table, index: u32, id: u64, args: &[u8], output: &mut Vec<u8>,
         Outcome::Panicked(report) => {
             let report = *report.0;
             let payload = (report.message, report.location, report.backtrace);
-            (Kind::Panicked, postcard::to_stdvec(&payload).unwrap_or_default())
+            (
+                Kind::Panicked,
+                postcard::to_stdvec(&payload).unwrap_or_default(),
+            )
         }
     };
     *output = wire::frame(reply.0, id, &reply.1);
@@ -199,7 +210,9 @@ fn exit_with_parent() {
 }
 
 fn close_inherited_descriptors() {
-    let Ok(entries) = std::fs::read_dir("/dev/fd") else { return };
+    let Ok(entries) = std::fs::read_dir("/dev/fd") else {
+        return;
+    };
     let stray: Vec<i32> = entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .filter(|&fd| fd > CHANNEL_FD)
@@ -248,7 +261,8 @@ mod tests {
         let mut frames = Vec::new();
         let mut rest = output;
         while !rest.is_empty() {
-            let header = Header::parse(rest[..HEADER].try_into().unwrap(), usize::MAX).expect("well-formed reply");
+            let header = Header::parse(rest[..HEADER].try_into().unwrap(), usize::MAX)
+                .expect("well-formed reply");
             let end = HEADER + header.payload_len;
             frames.push((header.kind, header.id, rest[HEADER..end].to_vec()));
             rest = &rest[end..];
@@ -276,7 +290,10 @@ mod tests {
         input.extend(call(4, echo, &[200]));
         let mut output = Vec::new();
         run(&input[..], &mut output, 1 << 20).unwrap();
-        let kinds: Vec<(Kind, u64)> = replies(&output).iter().map(|(k, id, _)| (*k, *id)).collect();
+        let kinds: Vec<(Kind, u64)> = replies(&output)
+            .iter()
+            .map(|(k, id, _)| (*k, *id))
+            .collect();
         assert_eq!(
             kinds,
             [
@@ -287,7 +304,10 @@ mod tests {
                 (Kind::DecodeFailed, 4)
             ]
         );
-        assert_eq!(replies(&output)[1].2, postcard::to_stdvec(&vec![1u8, 2, 3]).unwrap());
+        assert_eq!(
+            replies(&output)[1].2,
+            postcard::to_stdvec(&vec![1u8, 2, 3]).unwrap()
+        );
     }
 
     #[test]
@@ -313,7 +333,11 @@ mod tests {
             let mut input = Vec::new();
             for _ in 0..random.below(4) {
                 let args_len = random.below(40) as usize;
-                let index = if random.below(2) == 0 { echo } else { random.next() as u32 };
+                let index = if random.below(2) == 0 {
+                    echo
+                } else {
+                    random.next() as u32
+                };
                 let mut frame = call(random.next(), index, &random.bytes(args_len));
                 match random.below(4) {
                     0 => frame.truncate(random.below(frame.len() as u64 + 1) as usize),
@@ -351,7 +375,16 @@ mod tests {
 
     #[test]
     fn markers_round_trip() {
-        for marker in [Marker { from_ctor: true, max_frame: 7 }, Marker { from_ctor: false, max_frame: 0 }] {
+        for marker in [
+            Marker {
+                from_ctor: true,
+                max_frame: 7,
+            },
+            Marker {
+                from_ctor: false,
+                max_frame: 0,
+            },
+        ] {
             assert_eq!(Marker::decode(&marker.encode()), Some(marker));
         }
         assert_eq!(Marker::decode("main"), None);

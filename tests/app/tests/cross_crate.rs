@@ -23,11 +23,19 @@ fn only_here() -> u8 {
 
 #[tokio::test]
 async fn a_worker_built_from_different_sources_is_refused_at_its_handshake() {
-    offload::ProcessPool::configure("foreign").workers(1).program(env!("CARGO_BIN_EXE_with_guard")).apply().unwrap();
+    offload::ProcessPool::configure("foreign")
+        .workers(1)
+        .program(env!("CARGO_BIN_EXE_with_guard"))
+        .apply()
+        .unwrap();
     let error = only_here().await.unwrap_err();
     assert!(
         matches!(&error, offload::Error::VersionMismatch { detail } if detail.contains("only_here")),
         "{error:?}"
     );
-    assert_eq!(only_here().await.unwrap_err(), error, "later calls fail fast with the same error");
+    assert_eq!(
+        only_here().await.unwrap_err(),
+        error,
+        "later calls fail fast with the same error"
+    );
 }

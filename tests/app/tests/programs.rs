@@ -18,7 +18,10 @@ fn program(name: &str) -> Command {
         _ => unreachable!(),
     };
     let mut command = Command::new(path);
-    command.stdout(Stdio::piped()).stderr(Stdio::piped()).env_remove("OFFLOAD_WORKER");
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("OFFLOAD_WORKER");
     command
 }
 
@@ -63,7 +66,10 @@ fn worker_output_reaches_the_terminal_unchanged_and_never_the_protocol() {
         c
     });
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert_eq!(text(&output.stdout), format!("{line}\nsaid {} bytes\n", line.len()));
+    assert_eq!(
+        text(&output.stdout),
+        format!("{line}\nsaid {} bytes\n", line.len())
+    );
     assert!(text(&output.stderr).contains(&format!("{line} (stderr)\n")));
 }
 
@@ -72,8 +78,15 @@ fn a_forgotten_guard_is_a_clear_error_not_a_fork_bomb() {
     let (output, took) = finish(program("no_guard"));
     let stdout = text(&output.stdout);
     assert!(output.status.success());
-    assert_eq!(stdout.matches("main started").count(), 1, "main ran more than once: {stdout}");
-    assert!(stdout.contains("error: ") && stdout.contains("#[offload::main]"), "{stdout}");
+    assert_eq!(
+        stdout.matches("main started").count(),
+        1,
+        "main ran more than once: {stdout}"
+    );
+    assert!(
+        stdout.contains("error: ") && stdout.contains("#[offload::main]"),
+        "{stdout}"
+    );
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
@@ -96,13 +109,19 @@ fn a_copy_started_as_worker_without_the_guard_refuses_to_start_workers() {
     drop(theirs);
     let mut said = Vec::new();
     ours.set_read_timeout(Some(LIVENESS)).unwrap();
-    ours.read_to_end(&mut said).expect("the copy closes its channel when it exits");
+    ours.read_to_end(&mut said)
+        .expect("the copy closes its channel when it exits");
     let status = child.wait().unwrap();
     // One frame: length 9, kind 8 (guard missing), id 0.
     assert_eq!(said, [9, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(status.code(), Some(2));
     let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
     assert_eq!(stdout, "main started\n", "the copy went on after refusing");
 }
 
@@ -114,7 +133,10 @@ fn workers_exit_when_their_parent_is_killed() {
     command.arg("park").arg(&dir).env("OFFLOAD_WORKERS", "2");
     let mut parent = command.spawn().unwrap();
     let workers = wait_for(|| {
-        let pids: Vec<i32> = std::fs::read_dir(&dir).ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+        let pids: Vec<i32> = std::fs::read_dir(&dir)
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
         (pids.len() == 2).then_some(pids)
     });
     parent.kill().unwrap();
@@ -132,7 +154,10 @@ fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
         if let Some(value) = check() {
             return value;
         }
-        assert!(started.elapsed() < LIVENESS, "condition not met within {LIVENESS:?}");
+        assert!(
+            started.elapsed() < LIVENESS,
+            "condition not met within {LIVENESS:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -140,7 +165,12 @@ fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
 /// Whether `pid` is a live process (a zombie has exited).
 fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }

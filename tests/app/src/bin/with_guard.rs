@@ -6,8 +6,14 @@
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["square", n] => println!("square = {}", offload_test_app::square(n.parse().unwrap()).await.unwrap()),
-        ["say", text] => println!("said {} bytes", offload_test_app::say(text.to_owned()).await.unwrap()),
+        ["square", n] => println!(
+            "square = {}",
+            offload_test_app::square(n.parse().unwrap()).await.unwrap()
+        ),
+        ["say", text] => println!(
+            "said {} bytes",
+            offload_test_app::say(text.to_owned()).await.unwrap()
+        ),
         ["park", dir] => {
             let dir = std::path::PathBuf::from(dir);
             let (a, b) = tokio::join!(
