@@ -20,6 +20,8 @@ mod registry;
 mod wire;
 
 #[cfg(unix)]
+mod bytes;
+#[cfg(unix)]
 mod channel;
 #[cfg(unix)]
 mod launch;
@@ -50,6 +52,8 @@ pub fn serve_if_worker() {}
 /// Not public API: the items the `#[offload]` expansion calls.
 #[doc(hidden)]
 pub mod __private {
+    #[cfg(unix)]
+    pub use crate::bytes::Bytes;
     #[cfg(unix)]
     pub use crate::map::map_in_process;
     #[cfg(unix)]
