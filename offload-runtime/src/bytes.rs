@@ -59,9 +59,15 @@ mod tests {
     fn bytes_encode_as_a_length_and_the_raw_bytes() {
         let encoded = postcard::to_stdvec(&Bytes(vec![1, 2, 200])).unwrap();
         assert_eq!(encoded, [3, 1, 2, 200]);
-        assert_eq!(postcard::from_bytes::<Bytes>(&encoded).unwrap(), Bytes(vec![1, 2, 200]));
+        assert_eq!(
+            postcard::from_bytes::<Bytes>(&encoded).unwrap(),
+            Bytes(vec![1, 2, 200])
+        );
         // postcard writes a u8 sequence the same way, so either side may use either type.
         assert_eq!(postcard::to_stdvec(&vec![1u8, 2, 200]).unwrap(), encoded);
-        assert_eq!(postcard::from_bytes::<Vec<u8>>(&encoded).unwrap(), [1, 2, 200]);
+        assert_eq!(
+            postcard::from_bytes::<Vec<u8>>(&encoded).unwrap(),
+            [1, 2, 200]
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! The caller's end of one worker's channel: the handshake, sending a call, reading its reply.
 //!
-//! The socket is registered with the awaiting task's runtime only for the length of one
-//! operation (`AsyncFd` over the raw descriptor, which it does not own), so one pool serves
-//! every runtime in the process, such as the one each `#[tokio::test]` builds, and a cancelled
-//! operation never closes the socket behind the worker's back.
+//! The socket is registered with the runtime of the task using the worker (`AsyncFd` over the
+//! raw descriptor, which it does not own), and registered again when a task of another runtime
+//! uses it next, so one pool serves every runtime in the process, such as the one each
+//! `#[tokio::test]` builds, and a cancelled operation never closes the socket behind the
+//! worker's back.
 
 use std::io::{self, Read, Write};
 use std::ops::Range;
@@ -12,6 +13,7 @@ use std::os::unix::net::UnixStream;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::runtime::{self, Handle};
 
 use crate::error::Exit;
 use crate::launch::Process;
@@ -21,6 +23,9 @@ use crate::Error;
 
 /// A started worker and the caller's end of its channel.
 pub(crate) struct Worker {
+    /// The socket's registration and the runtime it belongs to; declared before `stream`, so
+    /// that it is dropped, and the descriptor deregistered, before the socket closes.
+    registered: Option<(runtime::Id, AsyncFd<RawFd>)>,
     process: Process,
     stream: UnixStream,
     /// Bytes read from the worker: `inbox[start..filled]` are not parsed yet, and
@@ -48,6 +53,7 @@ impl Worker {
     pub(crate) fn new(process: Process, stream: UnixStream) -> io::Result<Worker> {
         stream.set_nonblocking(true)?;
         Ok(Worker {
+            registered: None,
             process,
             stream,
             inbox: Vec::new(),
@@ -69,8 +75,10 @@ impl Worker {
 
     /// Reads the worker's announcement and checks that it runs the same registry as we do.
     pub(crate) async fn handshake(&mut self) -> Result<(), Fault> {
-        let io = self.register()?;
-        let header = self.read_frame(&io, 1 << 20).await?;
+        let io = self.registration()?;
+        let header = self.read_frame(&io, 1 << 20).await;
+        self.keep(io);
+        let header = header?;
         match header.kind {
             Kind::Hello => check_hello(self.reply()).map_err(Fault::Refused),
             Kind::GuardMissing => Err(Fault::Refused(Error::GuardMissing)),
@@ -80,10 +88,19 @@ impl Worker {
         }
     }
 
-    /// Registers the socket with the current runtime for the operations of one call.
-    pub(crate) fn register(&self) -> Result<AsyncFd<RawFd>, Fault> {
-        // SAFETY: every caller holds a borrow of this `Worker`, which owns the socket, for as
-        // long as the returned `AsyncFd` lives, so the descriptor stays open and unchanged.
+    /// The socket's registration with the current runtime: the one kept from the last
+    /// operation if that ran on the same runtime, else a new one. Hand it back with
+    /// [`Worker::keep`]; dropped instead (an operation cancelled half-way), it deregisters.
+    fn registration(&mut self) -> Result<AsyncFd<RawFd>, Fault> {
+        let runtime = Handle::try_current().map_err(|_| Fault::Died)?.id();
+        if let Some((id, io)) = self.registered.take() {
+            if id == runtime {
+                return Ok(io);
+            }
+        }
+        // SAFETY: the registration lives in this `Worker`, which owns the socket, or in an
+        // operation borrowing it, and is dropped before the socket closes (field order), so the
+        // descriptor stays open and unchanged for as long as it is registered.
         unsafe {
             AsyncFd::register_with_interest(
                 self.stream.as_raw_fd(),
@@ -93,13 +110,22 @@ impl Worker {
         .map_err(|_| Fault::Died)
     }
 
+    fn keep(&mut self, io: AsyncFd<RawFd>) {
+        if let Ok(runtime) = Handle::try_current() {
+            self.registered = Some((runtime.id(), io));
+        }
+    }
+
     /// Sends call frames, one or several back to back, whose ids are still blank, stamping each
     /// with the next id. The worker runs them in order.
-    pub(crate) async fn send(
-        &mut self,
-        io: &AsyncFd<RawFd>,
-        frames: &mut [u8],
-    ) -> Result<(), Fault> {
+    pub(crate) async fn send(&mut self, frames: &mut [u8]) -> Result<(), Fault> {
+        let io = self.registration()?;
+        let sent = self.write_all(&io, frames).await;
+        self.keep(io);
+        sent
+    }
+
+    async fn write_all(&mut self, io: &AsyncFd<RawFd>, frames: &mut [u8]) -> Result<(), Fault> {
         let mut at = 0;
         while at < frames.len() {
             self.sent += 1;
@@ -124,12 +150,11 @@ impl Worker {
 
     /// Reads the reply to the oldest call not answered yet; its payload is then in
     /// [`Worker::reply`].
-    pub(crate) async fn receive(
-        &mut self,
-        io: &AsyncFd<RawFd>,
-        limit: usize,
-    ) -> Result<Kind, Fault> {
-        let header = self.read_frame(io, limit).await?;
+    pub(crate) async fn receive(&mut self, limit: usize) -> Result<Kind, Fault> {
+        let io = self.registration()?;
+        let header = self.read_frame(&io, limit).await;
+        self.keep(io);
+        let header = header?;
         let expected = self.answered + 1;
         if header.id != expected || expected > self.sent {
             return Err(Fault::Protocol(format!(
@@ -178,8 +203,12 @@ impl Worker {
     /// Closes the channel, which tells an idle worker to exit, and waits until it has.
     pub(crate) async fn stop(self) -> Exit {
         let Worker {
-            process, stream, ..
+            registered,
+            process,
+            stream,
+            ..
         } = self;
+        drop(registered);
         drop(stream);
         process.exit().await.unwrap_or(Exit::Unknown)
     }

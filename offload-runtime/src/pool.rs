@@ -15,9 +15,6 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use std::os::unix::io::RawFd;
-
-use tokio::io::unix::AsyncFd;
 use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
 
 use crate::channel::{Fault, Worker};
@@ -524,8 +521,6 @@ enum Phase {
 /// A slot, and the worker in it once there is one, held by one call (or one map driver).
 pub(crate) struct Lease {
     pool: &'static ProcessPool,
-    /// The worker's socket registered with the runtime of the task holding the lease.
-    io: Option<AsyncFd<RawFd>>,
     worker: Option<Worker>,
     phase: Phase,
     kill: bool,
@@ -537,7 +532,6 @@ impl Lease {
     fn slot(pool: &'static ProcessPool) -> Lease {
         Lease {
             pool,
-            io: None,
             worker: None,
             phase: Phase::Ready,
             kill: false,
@@ -559,13 +553,8 @@ impl Lease {
             .worker
             .as_mut()
             .expect("a worker was ensured before sending");
-        if self.io.is_none() {
-            self.io = Some(worker.register()?);
-        }
         self.phase = Phase::Sending;
-        worker
-            .send(self.io.as_ref().expect("registered above"), frames)
-            .await?;
+        worker.send(frames).await?;
         self.phase = Phase::Awaiting;
         Ok(())
     }
@@ -576,8 +565,7 @@ impl Lease {
             .worker
             .as_mut()
             .expect("a worker was ensured before sending");
-        let io = self.io.as_ref().expect("a call was sent");
-        let kind = worker.receive(io, self.pool.config.max_frame).await?;
+        let kind = worker.receive(self.pool.config.max_frame).await?;
         if worker.outstanding() == 0 {
             self.phase = Phase::Ready;
         }
@@ -599,7 +587,6 @@ impl Lease {
 
     /// Gives up a worker that died, passing the slot on, and says how the worker ended.
     pub(crate) async fn exit(mut self) -> Exit {
-        self.io = None;
         let worker = self.worker.take();
         if let Some(worker) = &worker {
             self.pool.forget(worker.pid());
@@ -614,8 +601,6 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        // Deregister before the worker, and its socket, can go anywhere.
-        self.io = None;
         if !self.holds_slot {
             return;
         }
@@ -635,14 +620,8 @@ impl Drop for Lease {
                 runtime.spawn(async move {
                     let mut worker = worker;
                     let mut finished = Ok(());
-                    match worker.register() {
-                        Ok(io) => {
-                            while finished.is_ok() && worker.outstanding() > 0 {
-                                finished =
-                                    worker.receive(&io, pool.config.max_frame).await.map(|_| ());
-                            }
-                        }
-                        Err(fault) => finished = Err(fault),
+                    while finished.is_ok() && worker.outstanding() > 0 {
+                        finished = worker.receive(pool.config.max_frame).await.map(|_| ());
                     }
                     match finished {
                         Ok(()) => pool.release(Some(worker)),
