@@ -1,5 +1,7 @@
-//! Process mode, caller side: encode the arguments, lease a worker, exchange frames, decode.
+//! Process mode, caller side: encode the arguments, wait for a worker, exchange frames (with
+//! the calls taken along, see [`Batch`]), decode.
 
+use std::collections::VecDeque;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -8,10 +10,7 @@ use serde::Serialize;
 
 use crate::channel::Fault;
 use crate::config::DEFAULT_POOL;
-use crate::error::CodecStage;
-use std::collections::VecDeque;
-
-use crate::error::Exit;
+use crate::error::{CodecStage, Exit};
 use crate::pool::{Lease, OnCancel, ProcessPool, Turn, Waiting};
 use crate::registry::Table;
 use crate::wire::{self, Kind};
