@@ -39,22 +39,42 @@ pub fn parse(args: TokenStream, attr: Span, errors: &mut Errors) -> Options {
     let mut retries = Slot::default();
 
     let parser = syn::meta::parser(|meta| {
-        let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
+        let key = meta
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         let span = meta.path.span();
         match key.as_str() {
             "thread" | "process" => {
-                let this = if key == "thread" { Mode::Thread } else { Mode::Process };
+                let this = if key == "thread" {
+                    Mode::Thread
+                } else {
+                    Mode::Process
+                };
                 match mode {
-                    Some(seen) if seen == this => errors.push(span, format!("`{key}` is given twice")),
-                    Some(_) => errors.push(span, "choose one mode, `thread` or `process`, not both"),
+                    Some(seen) if seen == this => {
+                        errors.push(span, format!("`{key}` is given twice"))
+                    }
+                    Some(_) => {
+                        errors.push(span, "choose one mode, `thread` or `process`, not both")
+                    }
                     None => mode = Some(this),
                 }
                 if let Some(value) = value(&meta)? {
-                    errors.at(value, format!("`{key}` takes no value: write `#[offload({key})]`"));
+                    errors.at(
+                        value,
+                        format!("`{key}` takes no value: write `#[offload({key})]`"),
+                    );
                 }
             }
             "pool" => pool.set(&key, span, string(&meta, "pool = \"io\"", errors)?, errors),
-            "name" => name.set(&key, span, string(&meta, "name = \"stable_name\"", errors)?, errors),
+            "name" => name.set(
+                &key,
+                span,
+                string(&meta, "name = \"stable_name\"", errors)?,
+                errors,
+            ),
             "crate" => krate.set(&key, span, path(&meta, errors)?, errors),
             "timeout" => timeout_ms.set(&key, span, timeout(&meta, errors)?, errors),
             "retries" => retries.set(&key, span, count(&meta, errors)?, errors),
@@ -142,7 +162,10 @@ struct Slot<T> {
 
 impl<T> Default for Slot<T> {
     fn default() -> Self {
-        Slot { value: None, span: None }
+        Slot {
+            value: None,
+            span: None,
+        }
     }
 }
 
@@ -167,13 +190,19 @@ pub fn value(meta: &ParseNestedMeta) -> syn::Result<Option<Expr>> {
         let content;
         let parens = syn::parenthesized!(content in meta.input);
         let _: TokenStream = content.parse()?;
-        return Ok(Some(Expr::Verbatim(quote::quote_spanned!(parens.span.join()=> ()))));
+        return Ok(Some(Expr::Verbatim(
+            quote::quote_spanned!(parens.span.join()=> ()),
+        )));
     }
     Ok(None)
 }
 
 /// The value of a `key = value` option, or an error saying how to write it.
-fn required(meta: &ParseNestedMeta, example: &str, errors: &mut Errors) -> syn::Result<Option<Expr>> {
+fn required(
+    meta: &ParseNestedMeta,
+    example: &str,
+    errors: &mut Errors,
+) -> syn::Result<Option<Expr>> {
     let value = value(meta)?;
     if value.is_none() {
         errors.push(meta.path.span(), format!("expected a value: `{example}`"));
@@ -182,13 +211,26 @@ fn required(meta: &ParseNestedMeta, example: &str, errors: &mut Errors) -> syn::
 }
 
 /// A non-empty string literal.
-fn string(meta: &ParseNestedMeta, example: &str, errors: &mut Errors) -> syn::Result<Option<LitStr>> {
+fn string(
+    meta: &ParseNestedMeta,
+    example: &str,
+    errors: &mut Errors,
+) -> syn::Result<Option<LitStr>> {
     Ok(match required(meta, example, errors)? {
-        Some(Expr::Lit(ExprLit { lit: Lit::Str(text), .. })) if text.value().trim().is_empty() => {
-            errors.push(text.span(), format!("expected a non-empty string: `{example}`"));
+        Some(Expr::Lit(ExprLit {
+            lit: Lit::Str(text),
+            ..
+        })) if text.value().trim().is_empty() => {
+            errors.push(
+                text.span(),
+                format!("expected a non-empty string: `{example}`"),
+            );
             None
         }
-        Some(Expr::Lit(ExprLit { lit: Lit::Str(text), .. })) => Some(text),
+        Some(Expr::Lit(ExprLit {
+            lit: Lit::Str(text),
+            ..
+        })) => Some(text),
         Some(other) => {
             errors.at(other, format!("expected a string literal: `{example}`"));
             None
@@ -201,15 +243,24 @@ fn string(meta: &ParseNestedMeta, example: &str, errors: &mut Errors) -> syn::Re
 pub fn path(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option<Path>> {
     Ok(match required(meta, "crate = my_crate::offload", errors)? {
         Some(Expr::Path(path)) if path.qself.is_none() => Some(path.path),
-        Some(Expr::Lit(ExprLit { lit: Lit::Str(text), .. })) => match text.parse::<Path>() {
+        Some(Expr::Lit(ExprLit {
+            lit: Lit::Str(text),
+            ..
+        })) => match text.parse::<Path>() {
             Ok(path) => Some(path),
             Err(_) => {
-                errors.push(text.span(), "expected a path to the offload crate: `crate = my_crate::offload`");
+                errors.push(
+                    text.span(),
+                    "expected a path to the offload crate: `crate = my_crate::offload`",
+                );
                 None
             }
         },
         Some(other) => {
-            errors.at(other, "expected a path to the offload crate: `crate = my_crate::offload`");
+            errors.at(
+                other,
+                "expected a path to the offload crate: `crate = my_crate::offload`",
+            );
             None
         }
         None => None,
@@ -220,9 +271,15 @@ pub fn path(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option<P
 fn timeout(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option<u64>> {
     const UNITS: &str = "expected a duration with its unit: \"250ms\", \"5s\" or \"2m\"";
     Ok(match required(meta, "timeout = \"5s\"", errors)? {
-        Some(Expr::Lit(ExprLit { lit: Lit::Str(text), .. })) => match parse_duration(&text.value()) {
+        Some(Expr::Lit(ExprLit {
+            lit: Lit::Str(text),
+            ..
+        })) => match parse_duration(&text.value()) {
             Some(0) => {
-                errors.push(text.span(), "a timeout of zero would fail every call; give a positive duration");
+                errors.push(
+                    text.span(),
+                    "a timeout of zero would fail every call; give a positive duration",
+                );
                 None
             }
             Some(ms) => Some(ms),
@@ -231,7 +288,10 @@ fn timeout(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option<u6
                 None
             }
         },
-        Some(Expr::Lit(ExprLit { lit: Lit::Int(number), .. })) => {
+        Some(Expr::Lit(ExprLit {
+            lit: Lit::Int(number),
+            ..
+        })) => {
             let digits = number.base10_digits();
             errors.push(
                 number.span(),
@@ -251,7 +311,10 @@ fn timeout(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option<u6
 fn count(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option<u32>> {
     const EXPECTED: &str = "expected a whole number of retries: `retries = 2`";
     Ok(match required(meta, "retries = 2", errors)? {
-        Some(Expr::Lit(ExprLit { lit: Lit::Int(number), .. })) => match number.base10_parse::<u32>() {
+        Some(Expr::Lit(ExprLit {
+            lit: Lit::Int(number),
+            ..
+        })) => match number.base10_parse::<u32>() {
             Ok(count) => Some(count),
             Err(_) => {
                 errors.at(number, EXPECTED);
@@ -268,8 +331,14 @@ fn count(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option<u32>
 
 /// The error for an unknown key: the valid options, and the likely intended one.
 fn unknown(path: &Path, key: &str) -> String {
-    const KEYS: &[&str] = &["thread", "process", "pool", "timeout", "retries", "name", "crate"];
-    let shown = if key.is_empty() { quote::quote!(#path).to_string().replace(' ', "") } else { key.to_owned() };
+    const KEYS: &[&str] = &[
+        "thread", "process", "pool", "timeout", "retries", "name", "crate",
+    ];
+    let shown = if key.is_empty() {
+        quote::quote!(#path).to_string().replace(' ', "")
+    } else {
+        key.to_owned()
+    };
     let hint = match key {
         "workers" | "max_workers" | "threads" | "max_threads" | "size" => {
             return format!(
@@ -298,7 +367,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         let mut diagonal = row[0];
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
-            let next = (diagonal + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            let next = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
             diagonal = row[j + 1];
             row[j + 1] = next;
         }
@@ -346,7 +417,14 @@ mod tests {
     fn options_are_read() {
         let mut errors = Errors::default();
         let options = parse(
-            quote!(process, pool = "heavy", name = "n", timeout = "2s", retries = 3, crate = ::x::y),
+            quote!(
+                process,
+                pool = "heavy",
+                name = "n",
+                timeout = "2s",
+                retries = 3,
+                crate = ::x::y
+            ),
             Span::call_site(),
             &mut errors,
         );
@@ -357,13 +435,24 @@ mod tests {
         assert_eq!(options.timeout_ms, Some(2_000));
         assert_eq!(options.retries, Some(3));
         assert!(options.krate.is_some());
-        let options = parse(quote!(thread, crate = "re::offload"), Span::call_site(), &mut errors);
+        let options = parse(
+            quote!(thread, crate = "re::offload"),
+            Span::call_site(),
+            &mut errors,
+        );
         assert!(errors.is_empty() && options.krate.is_some());
     }
 
     #[test]
     fn every_mistake_is_reported_at_once() {
-        let errors = errors_of(quote!(process, pool = "a", pool = "b", colour = 3, timeout = 5, retries = "x"));
+        let errors = errors_of(quote!(
+            process,
+            pool = "a",
+            pool = "b",
+            colour = 3,
+            timeout = 5,
+            retries = "x"
+        ));
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].contains("`pool` is given twice"));
         assert!(errors[1].contains("unknown option `colour`"));

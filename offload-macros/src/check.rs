@@ -73,10 +73,14 @@ pub fn function(item: &ItemFn, mode: Mode, owner: &Owner, errors: &mut Errors) {
                 if let Some(found) = borrow(&receiver.ty, mode) {
                     let shown = receiver.to_token_stream().to_string().replace("& ", "&");
                     let fix = match mode {
-                        Mode::Thread => "take `self` by value (clone it first to keep a copy), or \
-                                         hold the shared state in an `Arc` field",
-                        Mode::Process => "take `self` by value: the worker receives a copy, and \
-                                          changes to it do not come back",
+                        Mode::Thread => {
+                            "take `self` by value (clone it first to keep a copy), or \
+                                         hold the shared state in an `Arc` field"
+                        }
+                        Mode::Process => {
+                            "take `self` by value: the worker receives a copy, and \
+                                          changes to it do not come back"
+                        }
                     };
                     errors.at(
                         found,
@@ -210,7 +214,12 @@ fn owned(elem: &Type) -> String {
         Type::Slice(slice) => format!("Vec<{}>", show(&slice.elem)),
         Type::TraitObject(_) => format!("Box<{}>", show(elem)),
         Type::Path(path) if path.qself.is_none() => {
-            let last = path.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+            let last = path
+                .path
+                .segments
+                .last()
+                .map(|s| s.ident.to_string())
+                .unwrap_or_default();
             match last.as_str() {
                 "str" => "String".to_owned(),
                 "Path" => "PathBuf".to_owned(),
@@ -248,7 +257,10 @@ fn borrow(ty: &Type, mode: Mode) -> Option<Borrowed<'_>> {
     }
     impl<'ast> Visit<'ast> for Find<'ast> {
         fn visit_type_reference(&mut self, reference: &'ast TypeReference) {
-            let is_static = reference.lifetime.as_ref().is_some_and(|l| l.ident == "static");
+            let is_static = reference
+                .lifetime
+                .as_ref()
+                .is_some_and(|l| l.ident == "static");
             if self.found.is_none() && (self.mode == Mode::Process || !is_static) {
                 self.found = Some(Borrowed::Reference(reference));
             }
@@ -313,28 +325,75 @@ mod tests {
 
     #[test]
     fn borrowed_arguments_suggest_the_owned_type() {
-        let errors = errors_of(Mode::Thread, parse_quote!(fn f(a: &str, b: &[u8], c: &'static str) {}));
+        let errors = errors_of(
+            Mode::Thread,
+            parse_quote!(
+                fn f(a: &str, b: &[u8], c: &'static str) {}
+            ),
+        );
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[0].contains("take `String` instead"), "{errors:?}");
         assert!(errors[1].contains("take `Vec<u8>` instead"), "{errors:?}");
-        let errors = errors_of(Mode::Process, parse_quote!(fn f(a: &'static std::path::Path, b: Cow<'static, str>) {}));
+        let errors = errors_of(
+            Mode::Process,
+            parse_quote!(
+                fn f(a: &'static std::path::Path, b: Cow<'static, str>) {}
+            ),
+        );
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("take `PathBuf` instead"), "{errors:?}");
-        let errors = errors_of(Mode::Thread, parse_quote!(fn f(a: Cow<'a, str>) {}));
-        assert!(errors[0].contains("`'a` lets the argument borrow"), "{errors:?}");
+        let errors = errors_of(
+            Mode::Thread,
+            parse_quote!(
+                fn f(a: Cow<'a, str>) {}
+            ),
+        );
+        assert!(
+            errors[0].contains("`'a` lets the argument borrow"),
+            "{errors:?}"
+        );
     }
 
     #[test]
     fn methods_need_their_impl_block() {
-        assert!(errors_of(Mode::Thread, parse_quote!(fn f(self) {}))[0].contains("#[offload] impl"));
-        assert!(errors_of(Mode::Thread, parse_quote!(fn new() -> Self {}))[0].contains("#[offload] impl"));
-        assert!(errors_of(Mode::Thread, parse_quote!(fn new() -> u8 {})).is_empty());
+        assert!(errors_of(
+            Mode::Thread,
+            parse_quote!(
+                fn f(self) {}
+            )
+        )[0]
+        .contains("#[offload] impl"));
+        assert!(errors_of(
+            Mode::Thread,
+            parse_quote!(
+                fn new() -> Self {}
+            )
+        )[0]
+        .contains("#[offload] impl"));
+        assert!(errors_of(
+            Mode::Thread,
+            parse_quote!(
+                fn new() -> u8 {}
+            )
+        )
+        .is_empty());
     }
 
     #[test]
     fn process_mode_needs_concrete_owned_types() {
-        let errors = errors_of(Mode::Process, parse_quote!(fn f<T>(a: impl Copy, b: T) -> impl Copy {}));
+        let errors = errors_of(
+            Mode::Process,
+            parse_quote!(
+                fn f<T>(a: impl Copy, b: T) -> impl Copy {}
+            ),
+        );
         assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(errors_of(Mode::Thread, parse_quote!(fn f<T>(a: impl Copy, b: T) -> impl Copy {})).is_empty());
+        assert!(errors_of(
+            Mode::Thread,
+            parse_quote!(
+                fn f<T>(a: impl Copy, b: T) -> impl Copy {}
+            )
+        )
+        .is_empty());
     }
 }

@@ -6,8 +6,8 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{
-    parse_quote, parse_quote_spanned, Attribute, FnArg, GenericParam, ImplItem, Item, ItemFn, ItemImpl, Meta, Pat, Path, ReturnType,
-    Token, Type, TypeParamBound,
+    parse_quote, parse_quote_spanned, Attribute, FnArg, GenericParam, ImplItem, Item, ItemFn,
+    ItemImpl, Meta, Pat, Path, ReturnType, Token, Type, TypeParamBound,
 };
 
 use crate::args::{self, Mode, Options};
@@ -27,7 +27,7 @@ pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
     match syn::parse2::<Item>(item.clone()) {
         Ok(Item::Fn(item)) => {
             let options = args::parse(args, Span::call_site(), &mut errors);
-            let output = function(&options, item, &Owner::Module, &mut errors);
+            let (output, _) = function(&options, item, &Owner::Module, &mut errors);
             quote!(#output #errors)
         }
         Ok(Item::Impl(block)) => impl_block(args, block),
@@ -87,6 +87,7 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         return quote!(#block #errors);
     }
     let mut expanded = Vec::new();
+    let mut outside = TokenStream::new();
     for mut item in items {
         let Some(attr) = without_offload(&mut item) else {
             expanded.push(item);
@@ -108,12 +109,20 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         if let Some(token) = method.defaultness {
             method_errors.push(token.span, "a `default fn` cannot be offloaded");
         }
-        let item = ItemFn { attrs: method.attrs, vis: method.vis, sig: method.sig, block: Box::new(method.block) };
-        expanded.push(ImplItem::Verbatim(function(&options, item, &Owner::Impl(&block), &mut method_errors)));
+        let item = ItemFn {
+            attrs: method.attrs,
+            vis: method.vis,
+            sig: method.sig,
+            block: Box::new(method.block),
+        };
+        let (items, registration) =
+            function(&options, item, &Owner::Impl(&block), &mut method_errors);
+        expanded.push(ImplItem::Verbatim(items));
+        outside.extend(registration);
         errors.add_all(method_errors);
     }
     block.items = expanded;
-    quote!(#block #errors)
+    quote!(#block #outside #errors)
 }
 
 /// Removes the `#[offload(...)]` attribute of an item in an `impl` block and returns it.
@@ -125,7 +134,12 @@ fn without_offload(item: &mut ImplItem) -> Option<Attribute> {
         ImplItem::Macro(item) => &mut item.attrs,
         _ => return None,
     };
-    let index = attrs.iter().position(|attr| attr.path().segments.last().is_some_and(|s| s.ident == "offload"))?;
+    let index = attrs.iter().position(|attr| {
+        attr.path()
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "offload")
+    })?;
     Some(attrs.remove(index))
 }
 
@@ -150,14 +164,29 @@ fn without_offload(item: &mut ImplItem) -> Option<Attribute> {
 // Thread mode has a `Local` and no registration: `call_in_thread(&__OFFLOAD_FN, move || add_blocking(a, b)).await`.
 // After an error the wrapper's body is a stub: callers still see the right signature, so one
 // mistake does not cascade into every call site.
-fn function(options: &Options, item: ItemFn, owner: &Owner, errors: &mut Errors) -> TokenStream {
+/// Returns the items that replace the function and, in an `impl` block, the items to put next to
+/// the block.
+fn function(
+    options: &Options,
+    item: ItemFn,
+    owner: &Owner,
+    errors: &mut Errors,
+) -> (TokenStream, TokenStream) {
     check::function(&item, options.mode, owner, errors);
-    let ItemFn { attrs, vis, sig, block } = item;
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = item;
     if !errors.is_empty() && sig.ident == "main" {
         // An async `main` would only add rustc's own error to ours.
-        return quote!(#(#attrs)* #vis #sig #block);
+        return (quote!(#(#attrs)* #vis #sig #block), TokenStream::new());
     }
-    let krate: Path = options.krate.clone().unwrap_or_else(|| parse_quote!(::offload));
+    let krate: Path = options
+        .krate
+        .clone()
+        .unwrap_or_else(|| parse_quote!(::offload));
     let (mut wrapper_attrs, companion_attrs) = split(attrs);
     let ident = &sig.ident;
     let companion = Ident::new(&format!("{ident}_blocking"), ident.span());
@@ -165,7 +194,9 @@ fn function(options: &Options, item: ItemFn, owner: &Owner, errors: &mut Errors)
     let value: Type = match &sig.output {
         ReturnType::Default => parse_quote!(()),
         // Already an error; `Result<!, _>` would add rustc's "`!` is experimental" to it.
-        ReturnType::Type(_, ty) if matches!(**ty, Type::Never(_)) => parse_quote!(::core::convert::Infallible),
+        ReturnType::Type(_, ty) if matches!(**ty, Type::Never(_)) => {
+            parse_quote!(::core::convert::Infallible)
+        }
         ReturnType::Type(_, ty) => (**ty).clone(),
     };
     let mut wrapper = sig.clone();
@@ -189,11 +220,17 @@ fn function(options: &Options, item: ItemFn, owner: &Owner, errors: &mut Errors)
                 receiver = Some(this.clone());
             }
             FnArg::Typed(arg) => {
+                // `_name` is forwarded under a name of ours too: using it would be clippy's
+                // `used_underscore_binding`.
                 let name = match &*arg.pat {
-                    Pat::Ident(pat) if pat.subpat.is_none() => pat.ident.clone(),
+                    Pat::Ident(pat)
+                        if pat.subpat.is_none() && !pat.ident.to_string().starts_with('_') =>
+                    {
+                        pat.ident.clone()
+                    }
                     _ => format_ident!("__offload_arg{}", index),
                 };
-                arg.pat = Box::new(parse_quote!(#name));
+                *arg.pat = parse_quote!(#name);
                 arg.attrs.clear();
                 forwarded.push(name);
                 types.push((*arg.ty).clone());
@@ -201,7 +238,7 @@ fn function(options: &Options, item: ItemFn, owner: &Owner, errors: &mut Errors)
         }
     }
     if options.mode == Mode::Thread {
-        require_send(&mut wrapper);
+        require_send(&mut wrapper, owner);
     }
 
     let turbofish = turbofish(&sig.generics);
@@ -218,8 +255,20 @@ fn function(options: &Options, item: ItemFn, owner: &Owner, errors: &mut Errors)
         }
         Owner::Impl(_) => quote!(Self::#companion #turbofish),
     };
-    let call = Call { path: companion_path, args, close: None };
+    let call = Call {
+        path: companion_path,
+        args,
+        close: None,
+    };
 
+    let deprecated = wrapper_attrs
+        .iter()
+        .any(|attr| attr.path().is_ident("deprecated"));
+    if options.mode == Mode::Process && deprecated && matches!(owner, Owner::Module) {
+        // The registration is an item of its own, which a deprecated wrapper does not cover.
+        wrapper_attrs.push(parse_quote!(#[allow(deprecated)]));
+    }
+    let mut outside = TokenStream::new();
     let body = if !errors.is_empty() {
         wrapper_attrs.push(parse_quote!(#[allow(unused_variables)]));
         stub(&sig.output, &call)
@@ -233,26 +282,53 @@ fn function(options: &Options, item: ItemFn, owner: &Owner, errors: &mut Errors)
         };
         match options.mode {
             Mode::Thread => function.thread(),
-            Mode::Process => function.process(owner, receiver.as_ref(), &forwarded, &types, &value),
+            Mode::Process => {
+                let (body, registration) = function.process(
+                    owner,
+                    receiver.as_ref(),
+                    &forwarded,
+                    &types,
+                    &value,
+                    &wrapper_attrs,
+                );
+                outside = registration;
+                body
+            }
         }
     };
 
-    let doc = format!(
-        " The body of `{ident}`, run on the calling thread and blocking it until done: for \
-         synchronous callers and unit tests."
-    );
+    // The companion's docs are the function's, after a line that says what it is; without docs
+    // it gets none, since clippy's doc lints would then judge docs the user never wrote.
+    let docs: Vec<&Attribute> = wrapper_attrs
+        .iter()
+        .filter(|attr| is_doc_text(attr))
+        .collect();
+    let companion_docs = if docs.is_empty() {
+        TokenStream::new()
+    } else {
+        let intro = format!(
+            " The body of `{ident}`, run on the calling thread and blocking it until done: for \
+             synchronous callers and unit tests."
+        );
+        quote!(#[doc = #intro] #[doc = ""] #(#docs)*)
+    };
+    // Offloading needs owned arguments, even where the body only borrows them.
+    let allow_owned =
+        (!forwarded.is_empty()).then(|| quote!(#[allow(clippy::needless_pass_by_value)]));
     let mut companion_sig = sig;
     companion_sig.ident = companion;
-    quote! {
+    let items = quote! {
         #(#wrapper_attrs)*
         #vis #wrapper {
             #body
         }
 
-        #[doc = #doc]
+        #companion_docs
+        #allow_owned
         #(#companion_attrs)*
         #vis #companion_sig #block
-    }
+    };
+    (items, outside)
 }
 
 /// The call of the companion: `add_blocking(a, b)` or `Self::add_blocking(self, a)`.
@@ -286,7 +362,13 @@ struct Function<'a> {
 
 impl Function<'_> {
     fn thread(self) -> TokenStream {
-        let Function { private, name, settings, sig, call } = self;
+        let Function {
+            private,
+            name,
+            settings,
+            sig,
+            call,
+        } = self;
         // Spanned so that a type that is not `Send` is reported at the parameters or at the
         // result type, not at the attribute: the closure spans the parameters, and the call of
         // `call_in_thread`, which demands a `Send` result, spans the result type.
@@ -297,7 +379,10 @@ impl Function<'_> {
             body.set_span(last);
         }
         let mut call_in_thread = quote!(#private::call_in_thread);
-        let mut args = Group::new(Delimiter::Parenthesis, quote!(&__OFFLOAD_FN, #closure #body));
+        let mut args = Group::new(
+            Delimiter::Parenthesis,
+            quote!(&__OFFLOAD_FN, #closure #body),
+        );
         let mut wait = quote!(.await);
         if let ReturnType::Type(_, ty) = &sig.output {
             // One span for the call and its `.await`, which both demand it: rustc then reports
@@ -320,8 +405,15 @@ impl Function<'_> {
         forwarded: &[Ident],
         types: &[Type],
         value: &Type,
-    ) -> TokenStream {
-        let Function { private, name, settings, sig, call } = self;
+        attrs: &[Attribute],
+    ) -> (TokenStream, TokenStream) {
+        let Function {
+            private,
+            name,
+            settings,
+            sig,
+            call,
+        } = self;
         // A check for each type that crosses, spanned at it, so that a type without serde's
         // traits is reported where the user wrote it, before rustc's own errors about the
         // generic calls below.
@@ -344,8 +436,33 @@ impl Function<'_> {
         }
         // One span for the whole call, at the function's name: rustc reports a type that
         // `call_in_process` cannot send once, instead of once for the call and once for `.await`.
+        // In an `impl` block the function's static and registration go next to the block: a
+        // block cannot hold a static, and clippy's `unsafe_derive_deserialize` would take the
+        // `unsafe` inside `inventory::submit!` for the type's own.
+        let function = match owner {
+            Owner::Module => format_ident!("__OFFLOAD_FN"),
+            Owner::Impl(block) => {
+                let words = format!("{}_{}", show(&block.self_ty), sig.ident);
+                let words: String = words
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() {
+                            c.to_ascii_uppercase()
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                format_ident!("__OFFLOAD_{}", words.trim_matches('_'))
+            }
+        };
+        // One span for the whole call, at the function's name: rustc reports a type that
+        // `call_in_process` cannot send once, instead of once for the call and once for `.await`.
         let sent = tuple(&call.args);
-        let call_in_process = spanned(quote!(#private::call_in_process(&__OFFLOAD_FN, #sent).await), sig.ident.span());
+        let call_in_process = spanned(
+            quote!(#private::call_in_process(&#function, #sent).await),
+            sig.ident.span(),
+        );
 
         // The registration is a static, which cannot say `Self`: it names the impl's type.
         let mut names: Vec<Ident> = forwarded.to_vec();
@@ -365,7 +482,10 @@ impl Function<'_> {
                 concrete.visit_type_mut(&mut value);
                 let companion = Ident::new(&format!("{}_blocking", sig.ident), sig.ident.span());
                 match &*block.self_ty {
-                    Type::Path(path) if path.qself.is_none() && path.path.segments.iter().all(|s| s.arguments.is_none()) => {
+                    Type::Path(path)
+                        if path.qself.is_none()
+                            && path.path.segments.iter().all(|s| s.arguments.is_none()) =>
+                    {
                         quote!(#path::#companion)
                     }
                     self_ty => quote!(<#self_ty>::#companion),
@@ -375,14 +495,35 @@ impl Function<'_> {
         let fingerprint = fingerprint(&types, &value);
         let pattern = tuple(&names);
         let tuple_type = tuple(&types);
-        quote! {
-            static __OFFLOAD_FN: #private::Remote =
+        let statik = quote! {
+            static #function: #private::Remote =
                 #private::Remote::new(#name, #private::fingerprint(#fingerprint))#settings;
+        };
+        let submit = quote! {
             #private::inventory::submit! {
-                #private::Registration::new(&__OFFLOAD_FN, |args, out| #private::invoke(args, out, |#pattern: #tuple_type| #path(#(#names),*)))
+                #private::Registration::new(&#function, |args, out| #private::invoke(args, out, |#pattern: #tuple_type| #path(#(#names),*)))
             }
-            #(#checks)*
-            #call_in_process
+        };
+        match owner {
+            Owner::Module => (
+                quote!(#statik #submit #(#checks)* #call_in_process),
+                TokenStream::new(),
+            ),
+            Owner::Impl(_) => {
+                let cfgs: Vec<&Attribute> = attrs
+                    .iter()
+                    .filter(|attr| attr.path().is_ident("cfg"))
+                    .collect();
+                let submit = if attrs.iter().any(|attr| attr.path().is_ident("deprecated")) {
+                    quote!(#[allow(deprecated)] const _: () = { #submit };)
+                } else {
+                    submit
+                };
+                (
+                    quote!(#(#checks)* #call_in_process),
+                    quote!(#(#cfgs)* #statik #(#cfgs)* #submit),
+                )
+            }
         }
     }
 }
@@ -461,12 +602,20 @@ fn spanned(tokens: TokenStream, span: Span) -> TokenStream {
 /// Splits the user's attributes: doc comments go on the async wrapper, attributes about the body
 /// go on the companion, and those that describe the item as a whole go on both.
 fn split(attrs: Vec<Attribute>) -> (Vec<Attribute>, Vec<Attribute>) {
-    const BOTH: &[&str] = &["cfg", "cfg_attr", "allow", "warn", "deny", "forbid", "deprecated"];
+    const BOTH: &[&str] = &[
+        "cfg",
+        "cfg_attr",
+        "allow",
+        "warn",
+        "deny",
+        "forbid",
+        "deprecated",
+    ];
     let mut wrapper = Vec::new();
     let mut companion = Vec::new();
     for attr in attrs {
         let path = attr.path();
-        if path.is_ident("doc") && matches!(attr.meta, Meta::NameValue(_)) {
+        if is_doc_text(&attr) {
             wrapper.push(attr);
         } else if path.is_ident("doc") || BOTH.iter().any(|name| path.is_ident(name)) {
             wrapper.push(attr.clone());
@@ -478,18 +627,63 @@ fn split(attrs: Vec<Attribute>) -> (Vec<Attribute>, Vec<Attribute>) {
     (wrapper, companion)
 }
 
+/// `/// text` or `#[doc = "text"]`, as opposed to `#[doc(hidden)]`.
+fn is_doc_text(attr: &Attribute) -> bool {
+    attr.path().is_ident("doc") && matches!(attr.meta, Meta::NameValue(_))
+}
+
 /// Adds `Send + 'static` to every type parameter and `impl Trait` argument of a thread-mode
-/// wrapper: the body moves its arguments to another thread and its result back. The bounds are
-/// spanned at the parameter, where rustc's "required by this bound" then points.
-fn require_send(wrapper: &mut syn::Signature) {
+/// wrapper, and to the parameters of its `impl` block that its signature uses: the body moves
+/// its arguments to another thread and its result back. The bounds are spanned at the
+/// parameter, where rustc's "required by this bound" then points.
+fn require_send(wrapper: &mut syn::Signature, owner: &Owner) {
     fn send_static(span: Span) -> [TypeParamBound; 2] {
-        [parse_quote_spanned!(span=> ::core::marker::Send), parse_quote_spanned!(span=> 'static)]
+        [
+            parse_quote_spanned!(span=> ::core::marker::Send),
+            parse_quote_spanned!(span=> 'static),
+        ]
     }
-    for param in &mut wrapper.generics.params {
-        if let GenericParam::Type(param) = param {
-            add_bounds(&mut param.bounds, &send_static(param.ident.span()));
-            if param.colon_token.is_none() {
-                param.colon_token = Some(Default::default());
+    if let Owner::Impl(block) = owner {
+        let used = wrapper.to_token_stream().to_string();
+        let uses_self = wrapper.receiver().is_some() || mentions(&used, "Self");
+        for param in block.generics.type_params() {
+            if uses_self || mentions(&used, &param.ident.to_string()) {
+                let ident = &param.ident;
+                let [send, forever] = send_static(ident.span());
+                wrapper
+                    .generics
+                    .make_where_clause()
+                    .predicates
+                    .push(parse_quote_spanned!(ident.span()=> #ident: #send + #forever));
+            }
+        }
+    }
+    // Where the user bounds a parameter in the `where` clause, the bounds go there too: clippy's
+    // `multiple_bound_locations` objects to bounds in both places.
+    let generics = &mut wrapper.generics;
+    for param in &mut generics.params {
+        let GenericParam::Type(param) = param else {
+            continue;
+        };
+        let bounds = send_static(param.ident.span());
+        let in_where = generics.where_clause.as_mut().and_then(|clause| {
+            clause
+                .predicates
+                .iter_mut()
+                .find_map(|predicate| match predicate {
+                    syn::WherePredicate::Type(predicate)
+                        if is_param(&predicate.bounded_ty, &param.ident) =>
+                    {
+                        Some(predicate)
+                    }
+                    _ => None,
+                })
+        });
+        match in_where {
+            Some(predicate) => add_bounds(&mut predicate.bounds, &bounds),
+            None => {
+                add_bounds(&mut param.bounds, &bounds);
+                param.colon_token.get_or_insert_with(Default::default);
             }
         }
     }
@@ -506,8 +700,22 @@ fn require_send(wrapper: &mut syn::Signature) {
     }
 }
 
-fn add_bounds(bounds: &mut syn::punctuated::Punctuated<TypeParamBound, Token![+]>, extra: &[TypeParamBound]) {
-    let has = |bounds: &syn::punctuated::Punctuated<TypeParamBound, Token![+]>, wanted: &TypeParamBound| {
+fn is_param(ty: &Type, ident: &Ident) -> bool {
+    matches!(ty, Type::Path(path) if path.qself.is_none() && path.path.is_ident(ident))
+}
+
+/// Whether the identifier `ident` occurs in the printed tokens `text`.
+fn mentions(text: &str, ident: &str) -> bool {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .any(|word| word == ident)
+}
+
+fn add_bounds(
+    bounds: &mut syn::punctuated::Punctuated<TypeParamBound, Token![+]>,
+    extra: &[TypeParamBound],
+) {
+    let has = |bounds: &syn::punctuated::Punctuated<TypeParamBound, Token![+]>,
+               wanted: &TypeParamBound| {
         bounds.iter().any(|bound| match (bound, wanted) {
             (TypeParamBound::Lifetime(a), TypeParamBound::Lifetime(b)) => a.ident == b.ident,
             (TypeParamBound::Trait(a), TypeParamBound::Trait(b)) => {
@@ -557,7 +765,9 @@ struct ConcreteSelf<'a>(&'a Type);
 impl VisitMut for ConcreteSelf<'_> {
     fn visit_type_mut(&mut self, ty: &mut Type) {
         match ty {
-            Type::Path(path) if path.qself.is_none() && path.path.is_ident("Self") => *ty = self.0.clone(),
+            Type::Path(path) if path.qself.is_none() && path.path.is_ident("Self") => {
+                *ty = self.0.clone()
+            }
             _ => syn::visit_mut::visit_type_mut(self, ty),
         }
     }
@@ -566,9 +776,11 @@ impl VisitMut for ConcreteSelf<'_> {
 /// The name of a self type in registry names: `Matrix` for `Matrix` or `Grid<u8>`.
 fn type_name(ty: &Type) -> String {
     match ty {
-        Type::Path(path) if path.qself.is_none() => {
-            path.path.segments.last().map_or_else(|| show(ty), |segment| segment.ident.to_string())
-        }
+        Type::Path(path) if path.qself.is_none() => path
+            .path
+            .segments
+            .last()
+            .map_or_else(|| show(ty), |segment| segment.ident.to_string()),
         _ => show(ty),
     }
 }

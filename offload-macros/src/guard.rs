@@ -30,7 +30,10 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
         } else {
             errors.at(
                 &meta.path,
-                format!("unknown option `{}`: #[offload::main] takes only `crate = path`", show(&meta.path)),
+                format!(
+                    "unknown option `{}`: #[offload::main] takes only `crate = path`",
+                    show(&meta.path)
+                ),
             );
             args::value(&meta)?;
         }
@@ -42,29 +45,43 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut item: ItemFn = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(_) => {
-            errors.push(Span::call_site(), "#[offload::main] goes on the program's `fn main`");
+            errors.push(
+                Span::call_site(),
+                "#[offload::main] goes on the program's `fn main`",
+            );
             return quote!(#item #errors);
         }
     };
     let guard = quote!(#krate::serve_if_worker(););
     if item.sig.asyncness.is_none() {
-        item.block.stmts.insert(0, syn::parse2(guard).expect("a statement"));
+        item.block
+            .stmts
+            .insert(0, syn::parse2(guard).expect("a statement"));
         return quote!(#item #errors);
     }
     let has_runtime = item.attrs.iter().any(|attr| {
-        attr.path().segments.last().is_some_and(|s| s.ident == "main" || s.ident == "test")
+        attr.path()
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "main" || s.ident == "test")
     });
     if !has_runtime {
         errors.push(
-            item.sig.asyncness.as_ref().map_or_else(Span::call_site, |a| a.span),
+            item.sig
+                .asyncness
+                .as_ref()
+                .map_or_else(Span::call_site, |a| a.span),
             "an `async fn main` needs a runtime: put #[offload::main] above #[tokio::main]",
         );
         // Not async, so that rustc does not add its own error about an async `main`.
-        let ItemFn { attrs, vis, sig, .. } = item;
+        let ItemFn {
+            attrs, vis, sig, ..
+        } = item;
         let (ident, output) = (&sig.ident, &sig.output);
         return quote!(#(#attrs)* #vis fn #ident() #output { ::core::unimplemented!() } #errors);
     }
-    let (docs, attrs): (Vec<_>, Vec<_>) = item.attrs.drain(..).partition(|a| a.path().is_ident("doc"));
+    let (docs, attrs): (Vec<_>, Vec<_>) =
+        item.attrs.drain(..).partition(|a| a.path().is_ident("doc"));
     let ident = &item.sig.ident;
     let vis = &item.vis;
     let output = &item.sig.output;

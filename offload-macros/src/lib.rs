@@ -59,7 +59,10 @@ impl Errors {
 
     #[cfg(test)]
     fn messages(&self) -> Vec<String> {
-        self.0.iter().flat_map(|e| e.clone().into_iter().map(|e| e.to_string())).collect()
+        self.0
+            .iter()
+            .flat_map(|e| e.clone().into_iter().map(|e| e.to_string()))
+            .collect()
     }
 }
 
@@ -87,5 +90,7 @@ fn show(tokens: &impl ToTokens) -> String {
         (" )", ")"),
     ];
     let text = tokens.to_token_stream().to_string();
-    TIGHT.iter().fold(text, |text, (from, to)| text.replace(from, to))
+    TIGHT
+        .iter()
+        .fold(text, |text, (from, to)| text.replace(from, to))
 }

@@ -15,7 +15,10 @@ fn expansions_match_their_snapshots() {
     let mut inputs: Vec<PathBuf> = fs::read_dir(&dir)
         .expect("tests/expand")
         .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "rs") && !path.to_string_lossy().ends_with(".expanded.rs"))
+        .filter(|path| {
+            path.extension().is_some_and(|e| e == "rs")
+                && !path.to_string_lossy().ends_with(".expanded.rs")
+        })
         .collect();
     inputs.sort();
     assert!(!inputs.is_empty(), "no inputs in {}", dir.display());
@@ -24,10 +27,15 @@ fn expansions_match_their_snapshots() {
     let mut failures = Vec::new();
     for input in &inputs {
         let source = fs::read_to_string(input).expect("input");
-        let mut file = syn::parse_file(&source).unwrap_or_else(|e| panic!("{}: {e}", input.display()));
+        let mut file =
+            syn::parse_file(&source).unwrap_or_else(|e| panic!("{}: {e}", input.display()));
         expand_items(&mut file.items);
         let actual = prettyplease::unparse(&file);
-        assert!(!actual.contains("compile_error"), "{} expands with an error:\n{actual}", input.display());
+        assert!(
+            !actual.contains("compile_error"),
+            "{} expands with an error:\n{actual}",
+            input.display()
+        );
         let snapshot = input.with_extension("expanded.rs");
         let expected = fs::read_to_string(&snapshot).unwrap_or_default();
         if actual == expected {
@@ -36,7 +44,11 @@ fn expansions_match_their_snapshots() {
         if bless {
             fs::write(&snapshot, &actual).expect("write snapshot");
         } else {
-            failures.push(format!("{} differs (- snapshot, + now):\n{}", snapshot.display(), diff(&expected, &actual)));
+            failures.push(format!(
+                "{} differs (- snapshot, + now):\n{}",
+                snapshot.display(),
+                diff(&expected, &actual)
+            ));
         }
     }
     assert!(
@@ -68,7 +80,12 @@ fn expand_items(items: &mut Vec<Item>) {
             syn::Meta::List(list) => list.tokens.clone(),
             _ => proc_macro2::TokenStream::new(),
         };
-        let output = if attr.path().segments.last().is_some_and(|s| s.ident == "main") {
+        let output = if attr
+            .path()
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "main")
+        {
             crate::guard::main(args, item.into_token_stream())
         } else {
             crate::expand::offload(args, item.into_token_stream())
@@ -81,7 +98,8 @@ fn expand_items(items: &mut Vec<Item>) {
 fn is_ours(attr: &Attribute) -> bool {
     let path = attr.path();
     let last = path.segments.last().map(|s| s.ident.to_string());
-    last.as_deref() == Some("offload") || (path.segments.len() == 2 && path.segments[0].ident == "offload")
+    last.as_deref() == Some("offload")
+        || (path.segments.len() == 2 && path.segments[0].ident == "offload")
 }
 
 fn attrs_mut(item: &mut Item) -> Option<&mut Vec<Attribute>> {
@@ -100,7 +118,11 @@ fn diff(old: &str, new: &str) -> String {
     let mut lcs = vec![vec![0_usize; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     let mut lines = Vec::new();

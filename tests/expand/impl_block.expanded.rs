@@ -20,6 +20,9 @@ impl Matrix {
             .await
     }
     /// The body of `load`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+    ///
+    /// A constructor run on a thread.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn load_blocking(path: String) -> std::io::Result<Self> {
         parse(&std::fs::read_to_string(path)?)
     }
@@ -28,21 +31,19 @@ impl Matrix {
         self,
         precision: u32,
     ) -> ::core::result::Result<f64, ::offload::Error> {
-        static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
-            ::core::concat!(::core::module_path!(), "::Matrix::determinant"),
-            ::offload::__private::fingerprint("(Matrix, u32) -> f64"),
-        );
-        ::offload::__private::inventory::submit! {
-            ::offload::__private::Registration::new(& __OFFLOAD_FN, | args, out |
-            ::offload::__private::invoke(args, out, | (__offload_self, precision) :
-            (Matrix, u32) | Matrix::determinant_blocking(__offload_self, precision)))
-        }
         ::offload::__private::assert_transferable::<Self>();
         ::offload::__private::assert_transferable::<u32>();
         ::offload::__private::assert_transferable::<f64>();
-        ::offload::__private::call_in_process(&__OFFLOAD_FN, (self, precision)).await
+        ::offload::__private::call_in_process(
+                &__OFFLOAD_MATRIX_DETERMINANT,
+                (self, precision),
+            )
+            .await
     }
     /// The body of `determinant`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+    ///
+    /// `self` by value crosses to a worker process, which works on its own copy.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn determinant_blocking(self, precision: u32) -> f64 {
         solve(&self.cells, precision)
     }
@@ -51,12 +52,24 @@ impl Matrix {
         self.cells.len()
     }
 }
+static __OFFLOAD_MATRIX_DETERMINANT: ::offload::__private::Remote = ::offload::__private::Remote::new(
+    ::core::concat!(::core::module_path!(), "::Matrix::determinant"),
+    ::offload::__private::fingerprint("(Matrix, u32) -> f64"),
+);
+::offload::__private::inventory::submit! {
+    ::offload::__private::Registration::new(& __OFFLOAD_MATRIX_DETERMINANT, | args, out |
+    ::offload::__private::invoke(args, out, | (__offload_self, precision) : (Matrix, u32)
+    | Matrix::determinant_blocking(__offload_self, precision)))
+}
 pub struct Stack<T> {
     items: Vec<T>,
 }
 impl<T: Ord> Stack<T> {
     /// Thread mode works in generic blocks: the wrapper says `Self`.
-    pub async fn sorted(self) -> ::core::result::Result<Vec<T>, ::offload::Error> {
+    pub async fn sorted(self) -> ::core::result::Result<Vec<T>, ::offload::Error>
+    where
+        T: ::core::marker::Send + 'static,
+    {
         static __OFFLOAD_FN: ::offload::__private::Local = ::offload::__private::Local::new(
             ::core::concat!(::core::module_path!(), "::Stack::sorted"),
         );
@@ -67,6 +80,8 @@ impl<T: Ord> Stack<T> {
             .await
     }
     /// The body of `sorted`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+    ///
+    /// Thread mode works in generic blocks: the wrapper says `Self`.
     pub fn sorted_blocking(mut self) -> Vec<T> {
         self.items.sort();
         self.items

@@ -11,7 +11,7 @@ async fn square(x: u64) -> ::core::result::Result<u64, ::offload::Error> {
     ::offload::__private::assert_transferable::<u64>();
     ::offload::__private::call_in_process(&__OFFLOAD_FN, (x,)).await
 }
-/// The body of `square`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+#[allow(clippy::needless_pass_by_value)]
 fn square_blocking(x: u64) -> u64 {
     x * x
 }

@@ -14,6 +14,9 @@ pub async fn add(a: u64, b: u64) -> ::core::result::Result<u64, ::offload::Error
     ::offload::__private::call_in_process(&__OFFLOAD_FN, (a, b)).await
 }
 /// The body of `add`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+///
+/// CPU-heavy: runs in a worker process.
+#[allow(clippy::needless_pass_by_value)]
 pub fn add_blocking(a: u64, b: u64) -> u64 {
     a + b
 }
@@ -38,6 +41,9 @@ pub async fn mean(
     ::offload::__private::call_in_process(&__OFFLOAD_FN, (values,)).await
 }
 /// The body of `mean`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+///
+/// Every option: a named pool, a stable registry name, a timeout and retries.
+#[allow(clippy::needless_pass_by_value)]
 pub fn mean_blocking(values: Vec<f64>) -> Result<f64, String> {
     if values.is_empty() {
         return Err("no values".to_owned());
@@ -59,6 +65,9 @@ async fn log(line: String) -> ::core::result::Result<(), ::offload::Error> {
     ::offload::__private::call_in_process(&__OFFLOAD_FN, (line,)).await
 }
 /// The body of `log`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+///
+/// Returning nothing.
+#[allow(clippy::needless_pass_by_value)]
 fn log_blocking(line: String) {
     println!("{line}");
 }
@@ -80,6 +89,9 @@ mod reexported {
         my_framework::offload::__private::call_in_process(&__OFFLOAD_FN, (x,)).await
     }
     /// The body of `square`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+    ///
+    /// A crate that re-exports offload points the expansion at its path.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn square_blocking(x: u64) -> u64 {
         x * x
     }

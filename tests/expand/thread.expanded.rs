@@ -10,6 +10,9 @@ pub async fn read(
         .await
 }
 /// The body of `read`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+///
+/// Reads a whole file: blocking I/O, on tokio's blocking pool.
+#[allow(clippy::needless_pass_by_value)]
 pub fn read_blocking(path: std::path::PathBuf) -> std::io::Result<String> {
     std::fs::read_to_string(path)
 }
@@ -26,6 +29,9 @@ pub(crate) async fn fetch(
         .await
 }
 /// The body of `fetch`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+///
+/// On the named pool `io`, giving up after 5 seconds.
+#[allow(clippy::needless_pass_by_value)]
 pub(crate) fn fetch_blocking(url: String) -> Option<Vec<u8>> {
     download(&url)
 }
@@ -44,6 +50,9 @@ async fn render<T: std::fmt::Display + ::core::marker::Send + 'static>(
         .await
 }
 /// The body of `render`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+///
+/// Generic and `impl Trait` arguments get the `Send + 'static` bounds the other thread needs.
+#[allow(clippy::needless_pass_by_value)]
 fn render_blocking<T: std::fmt::Display>(
     value: T,
     mut out: impl std::io::Write,
@@ -66,6 +75,9 @@ async fn sum(
         .await
 }
 /// The body of `sum`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+///
+/// Patterns stay in the body; the wrapper names the arguments it forwards.
+#[allow(clippy::needless_pass_by_value)]
 #[must_use]
 #[deprecated = "use `render`"]
 fn sum_blocking((a, b): (u64, u64), _: bool) -> u64 {

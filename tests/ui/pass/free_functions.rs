@@ -55,7 +55,10 @@ async fn main() {
     assert!(parse("x".into()).await.unwrap().is_err());
     assert_eq!(first_char("abc".into()).await, Ok(Some('a')));
     assert_eq!(bytes("ab".into()).await.unwrap(), b"ab".to_vec());
-    assert!(io_result("/definitely/not/here".into()).await.unwrap().is_err());
+    assert!(io_result("/definitely/not/here".into())
+        .await
+        .unwrap()
+        .is_err());
     assert_eq!(outer::call().await, 5);
     assert_eq!(parse_blocking("7".into()), Ok(7));
 }

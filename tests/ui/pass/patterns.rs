@@ -44,7 +44,10 @@ fn nested([first, ..]: [u8; 3], (Point { x, .. }, _): (Point, ())) -> i64 {
 #[tokio::main]
 async fn main() {
     assert_eq!(count_down(8).await, Ok(4));
-    assert_eq!(swap(("a".into(), "b".into())).await, Ok(("b".into(), "a".into())));
+    assert_eq!(
+        swap(("a".into(), "b".into())).await,
+        Ok(("b".into(), "a".into()))
+    );
     assert_eq!(norm(Point { x: -2, y: 3 }).await, Ok(5));
     assert_eq!(ignore(1, 2, 3).await, Ok(2));
     assert_eq!(borrow_inside("four".into()).await, Ok(4));

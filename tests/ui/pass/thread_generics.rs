@@ -29,7 +29,10 @@ fn sum_all(values: impl IntoIterator<Item = u64>) -> u64 {
 }
 
 #[offload(thread)]
-fn apply<T: Clone + Send + 'static, const N: usize>(make: impl Fn() -> T, _hint: [u8; N]) -> Vec<T> {
+fn apply<T: Clone + Send + 'static, const N: usize>(
+    make: impl Fn() -> T,
+    _hint: [u8; N],
+) -> Vec<T> {
     (0..N).map(|_| make()).collect()
 }
 
