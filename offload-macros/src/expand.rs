@@ -25,8 +25,15 @@ pub enum Owner<'a> {
 pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     match syn::parse2::<Item>(item.clone()) {
-        Ok(Item::Fn(item)) => {
+        Ok(Item::Fn(mut item)) => {
             let options = args::parse(args, Span::call_site(), &mut errors);
+            while let Some(index) = item.attrs.iter().position(is_offload) {
+                let again = item.attrs.remove(index);
+                errors.at(
+                    again,
+                    "#[offload(...)] is given twice: keep one, with all its options",
+                );
+            }
             let (output, _) = function(&options, item, &Owner::Module, &mut errors);
             quote!(#output #errors)
         }
@@ -59,13 +66,21 @@ pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
 //     }
 // Output:
 //     impl Matrix {
-//         pub async fn det(self) -> Result<f64, offload::Error> { /* as for a free fn, calling Matrix::det_blocking */ }
+//         pub async fn det(self) -> Result<f64, offload::Error> {
+//             assert_transferable::<Self>(); assert_transferable::<f64>();
+//             call_in_process(&__OFFLOAD_MATRIX_DET, (self,)).await
+//         }
 //         pub fn det_blocking(self) -> f64 { … }
 //         pub fn rows(&self) -> usize { … }
 //     }
+//     static __OFFLOAD_MATRIX_DET: Remote = Remote::new(concat!(module_path!(), "::Matrix::det"), …);
+//     inventory::submit! {
+//         Registration::new(&__OFFLOAD_MATRIX_DET, |args, out| invoke(args, out, |(__offload_self,): (Matrix,)| Matrix::det_blocking(__offload_self)))
+//     }
 //
-// A method's expansion must name the type it belongs to (a process-mode registration is a
-// static, which cannot say `Self`), and only the attribute on the block can see it.
+// A method's expansion must name the type it belongs to (the registration is a static, which
+// cannot say `Self`), and only the attribute on the block can see it. Thread mode needs no
+// name: its wrapper calls `Self::det_blocking`.
 fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
     let krate = args::parse_impl(args, &mut errors);
@@ -93,6 +108,12 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
             expanded.push(item);
             continue;
         };
+        while let Some(again) = without_offload(&mut item) {
+            errors.at(
+                again,
+                "#[offload(...)] is given twice: keep one, with all its options",
+            );
+        }
         let ImplItem::Fn(method) = item else {
             errors.at(&attr, "#[offload(...)] goes on a method with a body");
             expanded.push(item);
@@ -134,13 +155,16 @@ fn without_offload(item: &mut ImplItem) -> Option<Attribute> {
         ImplItem::Macro(item) => &mut item.attrs,
         _ => return None,
     };
-    let index = attrs.iter().position(|attr| {
-        attr.path()
-            .segments
-            .last()
-            .is_some_and(|s| s.ident == "offload")
-    })?;
+    let index = attrs.iter().position(is_offload)?;
     Some(attrs.remove(index))
+}
+
+/// `#[offload(...)]`, however its path is written.
+fn is_offload(attr: &Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "offload")
 }
 
 // Input:
@@ -161,11 +185,12 @@ fn without_offload(item: &mut ImplItem) -> Option<Attribute> {
 //     #[other]
 //     pub fn add_blocking(a: u64, b: u64) -> u64 { a + b }
 //
-// Thread mode has a `Local` and no registration: `call_in_thread(&__OFFLOAD_FN, move || add_blocking(a, b)).await`.
+// Thread mode has a `Local` and no registration: `call_in_thread(&__OFFLOAD_FN, move || { add_blocking(a, b) }).await`.
 // After an error the wrapper's body is a stub: callers still see the right signature, so one
 // mistake does not cascade into every call site.
-/// Returns the items that replace the function and, in an `impl` block, the items to put next to
-/// the block.
+//
+// Returns the items that replace the function and, in an `impl` block, the items to put next
+// to the block.
 fn function(
     options: &Options,
     item: ItemFn,
@@ -414,47 +439,13 @@ impl Function<'_> {
             sig,
             call,
         } = self;
-        // A check for each type that crosses, spanned at it, so that a type without serde's
-        // traits is reported where the user wrote it, before rustc's own errors about the
-        // generic calls below.
-        let mut crossing: Vec<(Type, Span)> = Vec::new();
-        if let Some(receiver) = receiver {
-            crossing.push(((*receiver.ty).clone(), receiver.self_token.span));
-        }
-        crossing.extend(types.iter().map(|ty| (ty.clone(), first_span(ty))));
-        if !matches!(sig.output, ReturnType::Default) {
-            crossing.push((value.clone(), first_span(value)));
-        }
-        let mut checked = Vec::new();
-        let mut checks = Vec::new();
-        for (ty, span) in crossing {
-            let text = show(&ty);
-            if !checked.contains(&text) {
-                checked.push(text);
-                checks.push(quote_spanned!(span=> #private::assert_transferable::<#ty>();));
-            }
-        }
-        // One span for the whole call, at the function's name: rustc reports a type that
-        // `call_in_process` cannot send once, instead of once for the call and once for `.await`.
-        // In an `impl` block the function's static and registration go next to the block: a
-        // block cannot hold a static, and clippy's `unsafe_derive_deserialize` would take the
-        // `unsafe` inside `inventory::submit!` for the type's own.
+        let checks = transfer_checks(&private, receiver, types, sig, value);
+        // In an `impl` block the static and the registration go next to the block: a block
+        // cannot hold a static, and clippy's `unsafe_derive_deserialize` would take the `unsafe`
+        // inside `inventory::submit!` for the type's own.
         let function = match owner {
             Owner::Module => format_ident!("__OFFLOAD_FN"),
-            Owner::Impl(block) => {
-                let words = format!("{}_{}", show(&block.self_ty), sig.ident);
-                let words: String = words
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() {
-                            c.to_ascii_uppercase()
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
-                format_ident!("__OFFLOAD_{}", words.trim_matches('_'))
-            }
+            Owner::Impl(block) => static_name(&block.self_ty, &sig.ident),
         };
         // One span for the whole call, at the function's name: rustc reports a type that
         // `call_in_process` cannot send once, instead of once for the call and once for `.await`.
@@ -471,14 +462,12 @@ impl Function<'_> {
         let path = match owner {
             Owner::Module => call.path,
             Owner::Impl(block) => {
-                let mut concrete = ConcreteSelf(&block.self_ty);
                 if let Some(receiver) = receiver {
                     types.insert(0, (*receiver.ty).clone());
                     names.insert(0, format_ident!("__offload_self"));
                 }
-                for ty in &mut types {
-                    concrete.visit_type_mut(ty);
-                }
+                let mut concrete = ConcreteSelf(&block.self_ty);
+                types.iter_mut().for_each(|ty| concrete.visit_type_mut(ty));
                 concrete.visit_type_mut(&mut value);
                 let companion = Ident::new(&format!("{}_blocking", sig.ident), sig.ident.span());
                 match &*block.self_ty {
@@ -493,8 +482,7 @@ impl Function<'_> {
             }
         };
         let fingerprint = fingerprint(&types, &value);
-        let pattern = tuple(&names);
-        let tuple_type = tuple(&types);
+        let (pattern, tuple_type) = (tuple(&names), tuple(&types));
         let statik = quote! {
             static #function: #private::Remote =
                 #private::Remote::new(#name, #private::fingerprint(#fingerprint))#settings;
@@ -526,6 +514,51 @@ impl Function<'_> {
             }
         }
     }
+}
+
+/// `assert_transferable::<T>();` for each type that crosses, spanned at it, so that a type
+/// without serde's traits is reported where the user wrote it, before rustc's own errors about
+/// the generic calls that send it.
+fn transfer_checks(
+    private: &TokenStream,
+    receiver: Option<&syn::Receiver>,
+    types: &[Type],
+    sig: &syn::Signature,
+    value: &Type,
+) -> Vec<TokenStream> {
+    let mut crossing: Vec<(Type, Span)> = Vec::new();
+    if let Some(receiver) = receiver {
+        crossing.push(((*receiver.ty).clone(), receiver.self_token.span));
+    }
+    crossing.extend(types.iter().map(|ty| (ty.clone(), first_span(ty))));
+    if !matches!(sig.output, ReturnType::Default) {
+        crossing.push((value.clone(), first_span(value)));
+    }
+    let mut checked = Vec::new();
+    let mut checks = Vec::new();
+    for (ty, span) in crossing {
+        let text = show(&ty);
+        if !checked.contains(&text) {
+            checked.push(text);
+            checks.push(quote_spanned!(span=> #private::assert_transferable::<#ty>();));
+        }
+    }
+    checks
+}
+
+/// `__OFFLOAD_MATRIX_DET` for `Matrix::det`: the static of a method, beside its `impl` block.
+fn static_name(self_ty: &Type, method: &Ident) -> Ident {
+    let words: String = format!("{}_{method}", show(self_ty))
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format_ident!("__OFFLOAD_{}", words.trim_matches('_'))
 }
 
 /// The body of a wrapper whose function has an error: it never runs, since the crate does not
@@ -789,4 +822,105 @@ fn type_name(ty: &Type) -> String {
 fn fingerprint(types: &[Type], value: &Type) -> String {
     let args: Vec<String> = types.iter().map(show).collect();
     format!("({}) -> {}", args.join(", "), show(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of the items in `tokens`, each with whether it is an `async fn`.
+    fn items(tokens: TokenStream) -> Vec<(String, bool)> {
+        let file: syn::File = syn::parse2(tokens).expect("items");
+        let mut found = Vec::new();
+        for item in file.items {
+            match item {
+                Item::Fn(f) => found.push((f.sig.ident.to_string(), f.sig.asyncness.is_some())),
+                Item::Static(s) => found.push((s.ident.to_string(), false)),
+                Item::Impl(block) => {
+                    for item in block.items {
+                        if let ImplItem::Fn(f) = item {
+                            found.push((f.sig.ident.to_string(), f.sig.asyncness.is_some()));
+                        }
+                    }
+                }
+                Item::Macro(m)
+                    if m.mac
+                        .path
+                        .segments
+                        .last()
+                        .is_some_and(|s| s.ident == "compile_error") =>
+                {
+                    found.push(("compile_error".to_owned(), false));
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_mistake_still_emits_the_function_with_its_async_signature() {
+        let output = offload(
+            quote!(thread, colour = 1),
+            quote!(
+                fn f(a: u8) -> u8 {
+                    a
+                }
+            ),
+        );
+        let found = items(output);
+        assert!(found.contains(&("f".to_owned(), true)), "{found:?}");
+        assert!(
+            found.contains(&("f_blocking".to_owned(), false)),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&("compile_error".to_owned(), false)),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_process_method_is_registered_beside_its_block() {
+        let output = offload(
+            quote!(),
+            quote!(impl M { #[offload(process)] fn f(self) -> u8 { 1 } #[offload(thread)] fn g() {} }),
+        );
+        let found = items(output);
+        let expected = [
+            ("f", true),
+            ("f_blocking", false),
+            ("g", true),
+            ("g_blocking", false),
+            ("__OFFLOAD_M_F", false),
+        ];
+        assert_eq!(
+            found,
+            expected.map(|(name, asynchronous)| (name.to_owned(), asynchronous))
+        );
+    }
+
+    #[test]
+    fn thread_mode_adds_the_bounds_the_other_thread_needs() {
+        let output = offload(
+            quote!(thread),
+            quote!(
+                fn f<T: Clone>(a: T, b: impl Fn())
+                where
+                    T: Copy,
+                {
+                }
+            ),
+        );
+        let text = output.to_string().replace(' ', "");
+        assert!(
+            text.contains("whereT:Copy+::core::marker::Send+'static"),
+            "{text}"
+        );
+        assert!(
+            text.contains("b:implFn()+::core::marker::Send+'static"),
+            "{text}"
+        );
+        assert!(text.contains("f_blocking::<T>(a,b)"), "{text}");
+    }
 }
