@@ -231,7 +231,7 @@ async fn times_out(
         .expect("the timeout fired")
     {
         Err(Error::Timeout { after, .. }) => {
-            assert_eq!(after, Duration::from_millis(250), "{mode}")
+            assert_eq!(after, Duration::from_millis(250), "{mode}");
         }
         other => panic!("{mode}: expected a timeout, got {other:?}"),
     }
