@@ -56,36 +56,33 @@ pub fn function(item: &ItemFn, mode: Mode, owner: &Owner, errors: &mut Errors) {
         if let Some(span) = names_self(item) {
             errors.push(
                 span,
-                "an offloaded method needs #[offload] on its `impl` block as well: the generated \
-                 code must name the type it belongs to. Write `#[offload] impl Type { … }` above \
-                 the block",
+                "an offloaded method needs #[offload] on its `impl` block as well, so that the \
+                 generated code can name the type it belongs to: write #[offload] on the line \
+                 above `impl`",
             );
         }
     }
 
-    let elsewhere = match mode {
-        Mode::Thread => "on another thread",
-        Mode::Process => "in a worker process",
-    };
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => {
                 if let Some(found) = borrow(&receiver.ty, mode) {
                     let shown = receiver.to_token_stream().to_string().replace("& ", "&");
-                    let fix = match mode {
-                        Mode::Thread => {
-                            "take `self` by value (clone it first to keep a copy), or \
-                                         hold the shared state in an `Arc` field"
-                        }
-                        Mode::Process => {
-                            "take `self` by value: the worker receives a copy, and \
-                                          changes to it do not come back"
-                        }
+                    let message = match mode {
+                        Mode::Thread => format!(
+                            "`{shown}` borrows the value the method is called on, but the body \
+                             runs on another thread, which may outlive the borrow; take `self` by \
+                             value (clone it first to keep a copy), or hold the shared state in an \
+                             `Arc` field"
+                        ),
+                        Mode::Process => format!(
+                            "`{shown}` cannot be sent to a worker process: the worker decodes its \
+                             own copy of each argument, so it cannot borrow the caller's value, and \
+                             changes to its copy would not come back; take `self` by value and \
+                             return what the caller needs"
+                        ),
                     };
-                    errors.at(
-                        found,
-                        format!("`{shown}` borrows the value the method is called on, but the body runs {elsewhere}, which may outlive the borrow; {fix}"),
-                    );
+                    errors.at(found, message);
                 }
             }
             FnArg::Typed(arg) => {
@@ -362,14 +359,14 @@ mod tests {
                 fn f(self) {}
             )
         )[0]
-        .contains("#[offload] impl"));
+        .contains("#[offload] on its `impl` block"));
         assert!(errors_of(
             Mode::Thread,
             parse_quote!(
                 fn new() -> Self {}
             )
         )[0]
-        .contains("#[offload] impl"));
+        .contains("#[offload] on its `impl` block"));
         assert!(errors_of(
             Mode::Thread,
             parse_quote!(
