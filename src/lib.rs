@@ -141,7 +141,7 @@ pub use offload_runtime::{
     serve_if_worker, CodecStage, Error, Exit, ThreadPool, ThreadPoolBuilder, DEFAULT_POOL,
 };
 #[cfg(unix)]
-pub use offload_runtime::{OnCancel, ProcessPool, ProcessPoolBuilder};
+pub use offload_runtime::{Map, OnCancel, ProcessPool, ProcessPoolBuilder};
 
 /// Lets the tests of a test crate call process-mode functions: write `offload::test_setup!();`
 /// once, at the top level of the crate (for example in `tests/my_test.rs`).

@@ -278,3 +278,56 @@ async fn wait_for_pid_file(dir: &Path) -> i32 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+#[offload(process)]
+fn checksum(bytes: Vec<u8>, seed: u64) -> u64 {
+    bytes
+        .iter()
+        .fold(seed, |sum, b| sum.rotate_left(7) ^ u64::from(*b))
+}
+
+#[offload(process)]
+fn reversed(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes.reverse();
+    bytes
+}
+
+#[tokio::test]
+async fn byte_vectors_cross_whole_in_both_directions() {
+    let bytes: Vec<u8> = (0..=255).cycle().take(3 << 20).collect();
+    assert_eq!(
+        checksum(bytes.clone(), 9).await,
+        Ok(checksum_blocking(bytes.clone(), 9))
+    );
+    let mut expected = bytes.clone();
+    expected.reverse();
+    assert_eq!(reversed(bytes).await, Ok(expected));
+    assert_eq!(reversed(Vec::new()).await, Ok(Vec::new()));
+}
+
+#[offload(process)]
+fn square(x: u64) -> u64 {
+    if x == 13 {
+        panic!("unlucky");
+    }
+    x * x
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_runs_every_input_and_keeps_each_result_with_its_input() {
+    let results = square_map(0..2_000u64).chunk_size(32).collect().await;
+    assert_eq!(results.len(), 2_000);
+    for (x, result) in results.into_iter().enumerate() {
+        match x {
+            13 => assert!(matches!(result, Err(Error::Panicked { .. })), "{result:?}"),
+            _ => assert_eq!(result, Ok(x as u64 * x as u64)),
+        }
+    }
+    let mut pairs = add_map((0..100u64).map(|i| (i, 1)));
+    let mut seen = 0;
+    while let Some((index, result)) = pairs.next().await {
+        assert_eq!(result, Ok(index as u64 + 1));
+        seen += 1;
+    }
+    assert_eq!(seen, 100);
+}

@@ -340,6 +340,13 @@ fn function(
     // Offloading needs owned arguments, even where the body only borrows them.
     let allow_owned =
         (!forwarded.is_empty()).then(|| quote!(#[allow(clippy::needless_pass_by_value)]));
+    // A map over inputs, for process-mode free functions; unused, it is no warning.
+    let map =
+        if options.mode == Mode::Process && matches!(owner, Owner::Module) && errors.is_empty() {
+            map_function(options, &krate, &vis, &sig, &types, &value, &wrapper_attrs)
+        } else {
+            TokenStream::new()
+        };
     let mut companion_sig = sig;
     companion_sig.ident = companion;
     let items = quote! {
@@ -352,8 +359,71 @@ fn function(
         #allow_owned
         #(#companion_attrs)*
         #vis #companion_sig #block
+
+        #map
     };
     (items, outside)
+}
+
+// Input:
+//     #[offload(process)] pub fn add(a: u64, b: u64) -> u64 { a + b }
+// Output, beside the wrapper and the companion:
+//     pub fn add_map<I>(inputs: I) -> offload::Map<u64>
+//     where I: IntoIterator<Item = (u64, u64)>, I::IntoIter: Send + 'static {
+//         static __OFFLOAD_FN: Remote = Remote::new(concat!(module_path!(), "::add"), fingerprint(..));
+//         map_in_process(&__OFFLOAD_FN, inputs.into_iter().map(|(a, b)| (a, b)))
+//     }
+// A function with one argument takes its inputs bare: `Item = u64`.
+fn map_function(
+    options: &Options,
+    krate: &Path,
+    vis: &syn::Visibility,
+    sig: &syn::Signature,
+    types: &[Type],
+    value: &Type,
+    wrapper_attrs: &[Attribute],
+) -> TokenStream {
+    let private = quote!(#krate::__private);
+    let ident = &sig.ident;
+    let map = Ident::new(&format!("{ident}_map"), ident.span());
+    let name = registry_name(options, &Owner::Module, ident);
+    let settings = settings(options);
+    let fingerprint = fingerprint(types, value);
+    let names: Vec<Ident> = (0..types.len())
+        .map(|i| format_ident!("__offload_arg{}", i))
+        .collect();
+    let (item, pattern) = match types {
+        [ty] => (ty.to_token_stream(), names[0].to_token_stream()),
+        _ => (tuple(types), tuple(&names)),
+    };
+    let sent = tuple(&names);
+    let attrs = wrapper_attrs
+        .iter()
+        .filter(|attr| !attr.path().is_ident("doc"));
+    let docs = wrapper_attrs.iter().any(is_doc_text).then(|| {
+        let text = format!(
+            " Runs `{ident}` once per input on its process pool, several calls to a message; \
+             results come as they complete, with the index of their input."
+        );
+        quote!(#[doc = #text])
+    });
+    quote! {
+        #docs
+        #(#attrs)*
+        #[allow(dead_code)]
+        #vis fn #map<I>(inputs: I) -> #krate::Map<#value>
+        where
+            I: ::core::iter::IntoIterator<Item = #item>,
+            I::IntoIter: ::core::marker::Send + 'static,
+        {
+            static __OFFLOAD_FN: #private::Remote =
+                #private::Remote::new(#name, #private::fingerprint(#fingerprint))#settings;
+            #private::map_in_process(
+                &__OFFLOAD_FN,
+                ::core::iter::Iterator::map(::core::iter::IntoIterator::into_iter(inputs), |#pattern| #sent),
+            )
+        }
+    }
 }
 
 /// The call of the companion: `add_blocking(a, b)` or `Self::add_blocking(self, a)`.
@@ -447,13 +517,22 @@ impl Function<'_> {
             Owner::Module => format_ident!("__OFFLOAD_FN"),
             Owner::Impl(block) => static_name(&block.self_ty, &sig.ident),
         };
+        // `Vec<u8>` crosses as `Bytes`: one byte string, not one serde call per byte.
+        let offset = call.args.len() - types.len();
+        let sent = tuple(call.args.iter().enumerate().map(|(i, arg)| {
+            match i.checked_sub(offset).map(|i| &types[i]) {
+                Some(ty) if is_byte_vec(ty) => quote!(#private::Bytes(#arg)),
+                _ => arg.clone(),
+            }
+        }));
         // One span for the whole call, at the function's name: rustc reports a type that
         // `call_in_process` cannot send once, instead of once for the call and once for `.await`.
-        let sent = tuple(&call.args);
-        let call_in_process = spanned(
-            quote!(#private::call_in_process(&#function, #sent).await),
-            sig.ident.span(),
-        );
+        let call_in_process = if is_byte_vec(value) {
+            quote!(#private::call_in_process(&#function, #sent).await.map(|bytes: #private::Bytes| bytes.0))
+        } else {
+            quote!(#private::call_in_process(&#function, #sent).await)
+        };
+        let call_in_process = spanned(call_in_process, sig.ident.span());
 
         // The registration is a static, which cannot say `Self`: it names the impl's type.
         let mut names: Vec<Ident> = forwarded.to_vec();
@@ -482,14 +561,32 @@ impl Function<'_> {
             }
         };
         let fingerprint = fingerprint(&types, &value);
-        let (pattern, tuple_type) = (tuple(&names), tuple(&types));
+        let unwrapped = names.iter().zip(&types).map(|(name, ty)| {
+            if is_byte_vec(ty) {
+                quote!(#name.0)
+            } else {
+                name.to_token_stream()
+            }
+        });
+        let mut run = quote!(#path(#(#unwrapped),*));
+        if is_byte_vec(&value) {
+            run = quote!(#private::Bytes(#run));
+        }
+        let wire_types = types.iter().map(|ty| {
+            if is_byte_vec(ty) {
+                quote!(#private::Bytes)
+            } else {
+                ty.to_token_stream()
+            }
+        });
+        let (pattern, tuple_type) = (tuple(&names), tuple(wire_types));
         let statik = quote! {
             static #function: #private::Remote =
                 #private::Remote::new(#name, #private::fingerprint(#fingerprint))#settings;
         };
         let submit = quote! {
             #private::inventory::submit! {
-                #private::Registration::new(&#function, |args, out| #private::invoke(args, out, |#pattern: #tuple_type| #path(#(#names),*)))
+                #private::Registration::new(&#function, |args, out| #private::invoke(args, out, |#pattern: #tuple_type| #run))
             }
         };
         match owner {
@@ -781,6 +878,20 @@ fn turbofish(generics: &syn::Generics) -> TokenStream {
     } else {
         quote!(::<#(#params),*>)
     }
+}
+
+/// Whether `ty` is written `Vec<u8>` (with or without a path to `Vec`).
+fn is_byte_vec(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return false;
+    };
+    last.ident == "Vec"
+        && path.qself.is_none()
+        && matches!(args.args.iter().collect::<Vec<_>>()[..], [syn::GenericArgument::Type(Type::Path(arg))] if arg.path.is_ident("u8"))
 }
 
 /// `(a, b)`, or `(a,)` for one.

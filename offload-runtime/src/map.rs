@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use crate::channel::Fault;
 use crate::pool::{Lease, ProcessPool};
 use crate::process::{decode, encode_call, Remote};
+use crate::registry::Transferable;
 use crate::Error;
 
 /// The results of [`map`](crate::__private::map_in_process): `(input index, result)` pairs in
@@ -80,8 +81,8 @@ pub fn map_in_process<I, A, R>(function: &'static Remote, inputs: I) -> Map<R>
 where
     I: IntoIterator<Item = A>,
     I::IntoIter: Send + 'static,
-    A: Serialize + 'static,
-    R: DeserializeOwned + Send + 'static,
+    A: Transferable + 'static,
+    R: Transferable + Send + 'static,
 {
     let inputs = inputs.into_iter();
     let start = move |chunk: usize| {

@@ -15,6 +15,24 @@ async fn square(x: u64) -> ::core::result::Result<u64, ::offload::Error> {
 fn square_blocking(x: u64) -> u64 {
     x * x
 }
+#[allow(dead_code)]
+fn square_map<I>(inputs: I) -> ::offload::Map<u64>
+where
+    I: ::core::iter::IntoIterator<Item = u64>,
+    I::IntoIter: ::core::marker::Send + 'static,
+{
+    static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
+        ::core::concat!(::core::module_path!(), "::square"),
+        ::offload::__private::fingerprint("(u64) -> u64"),
+    );
+    ::offload::__private::map_in_process(
+        &__OFFLOAD_FN,
+        ::core::iter::Iterator::map(
+            ::core::iter::IntoIterator::into_iter(inputs),
+            |__offload_arg0| (__offload_arg0,),
+        ),
+    )
+}
 /// The guard moves an async `main` inside a plain one that serves workers first.
 fn main() -> Result<(), offload::Error> {
     ::offload::serve_if_worker();

@@ -20,6 +20,25 @@ pub async fn add(a: u64, b: u64) -> ::core::result::Result<u64, ::offload::Error
 pub fn add_blocking(a: u64, b: u64) -> u64 {
     a + b
 }
+/// Runs `add` once per input on its process pool, several calls to a message; results come as they complete, with the index of their input.
+#[allow(dead_code)]
+pub fn add_map<I>(inputs: I) -> ::offload::Map<u64>
+where
+    I: ::core::iter::IntoIterator<Item = (u64, u64)>,
+    I::IntoIter: ::core::marker::Send + 'static,
+{
+    static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
+        ::core::concat!(::core::module_path!(), "::add"),
+        ::offload::__private::fingerprint("(u64, u64) -> u64"),
+    );
+    ::offload::__private::map_in_process(
+        &__OFFLOAD_FN,
+        ::core::iter::Iterator::map(
+            ::core::iter::IntoIterator::into_iter(inputs),
+            |(__offload_arg0, __offload_arg1)| (__offload_arg0, __offload_arg1),
+        ),
+    )
+}
 /// Every option: a named pool, a stable registry name, a timeout and retries.
 pub async fn mean(
     values: Vec<f64>,
@@ -50,6 +69,28 @@ pub fn mean_blocking(values: Vec<f64>) -> Result<f64, String> {
     }
     Ok(values.iter().sum::<f64>() / values.len() as f64)
 }
+/// Runs `mean` once per input on its process pool, several calls to a message; results come as they complete, with the index of their input.
+#[allow(dead_code)]
+pub fn mean_map<I>(inputs: I) -> ::offload::Map<Result<f64, String>>
+where
+    I: ::core::iter::IntoIterator<Item = Vec<f64>>,
+    I::IntoIter: ::core::marker::Send + 'static,
+{
+    static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
+            "stats::mean",
+            ::offload::__private::fingerprint("(Vec<f64>) -> Result<f64, String>"),
+        )
+        .pool("heavy")
+        .timeout_ms(250)
+        .retries(2);
+    ::offload::__private::map_in_process(
+        &__OFFLOAD_FN,
+        ::core::iter::Iterator::map(
+            ::core::iter::IntoIterator::into_iter(inputs),
+            |__offload_arg0| (__offload_arg0,),
+        ),
+    )
+}
 /// Returning nothing.
 async fn log(line: String) -> ::core::result::Result<(), ::offload::Error> {
     static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
@@ -70,6 +111,25 @@ async fn log(line: String) -> ::core::result::Result<(), ::offload::Error> {
 #[allow(clippy::needless_pass_by_value)]
 fn log_blocking(line: String) {
     println!("{line}");
+}
+/// Runs `log` once per input on its process pool, several calls to a message; results come as they complete, with the index of their input.
+#[allow(dead_code)]
+fn log_map<I>(inputs: I) -> ::offload::Map<()>
+where
+    I: ::core::iter::IntoIterator<Item = String>,
+    I::IntoIter: ::core::marker::Send + 'static,
+{
+    static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
+        ::core::concat!(::core::module_path!(), "::log"),
+        ::offload::__private::fingerprint("(String) -> ()"),
+    );
+    ::offload::__private::map_in_process(
+        &__OFFLOAD_FN,
+        ::core::iter::Iterator::map(
+            ::core::iter::IntoIterator::into_iter(inputs),
+            |__offload_arg0| (__offload_arg0,),
+        ),
+    )
 }
 mod reexported {
     /// A crate that re-exports offload points the expansion at its path.
@@ -94,5 +154,24 @@ mod reexported {
     #[allow(clippy::needless_pass_by_value)]
     pub fn square_blocking(x: u64) -> u64 {
         x * x
+    }
+    /// Runs `square` once per input on its process pool, several calls to a message; results come as they complete, with the index of their input.
+    #[allow(dead_code)]
+    pub fn square_map<I>(inputs: I) -> my_framework::offload::Map<u64>
+    where
+        I: ::core::iter::IntoIterator<Item = u64>,
+        I::IntoIter: ::core::marker::Send + 'static,
+    {
+        static __OFFLOAD_FN: my_framework::offload::__private::Remote = my_framework::offload::__private::Remote::new(
+            ::core::concat!(::core::module_path!(), "::square"),
+            my_framework::offload::__private::fingerprint("(u64) -> u64"),
+        );
+        my_framework::offload::__private::map_in_process(
+            &__OFFLOAD_FN,
+            ::core::iter::Iterator::map(
+                ::core::iter::IntoIterator::into_iter(inputs),
+                |__offload_arg0| (__offload_arg0,),
+            ),
+        )
     }
 }
