@@ -33,7 +33,28 @@
 //! function returning `Result<T, E>` gives `Result<Result<T, E>, offload::Error>`.
 //!
 //! The body itself stays callable, unchanged, as `f_blocking(a)`: for synchronous callers and
-//! unit tests. Visibility, doc comments and attributes are kept.
+//! unit tests. Visibility, doc comments and attributes are kept. A process-mode function also
+//! gets `f_map(inputs)`, which runs it once per input and yields the results as they complete
+//! (see [`Map`]).
+//!
+//! Methods: put `#[offload]` (without a mode) on the `impl` block as well, so that the expansion
+//! knows the type; then `self` by value, associated functions and, in thread mode, generic
+//! blocks all work:
+//!
+//! ```no_run
+//! # use serde::{Deserialize, Serialize};
+//! #[derive(Serialize, Deserialize)]
+//! struct Matrix(Vec<f64>);
+//!
+//! #[offload::offload]
+//! impl Matrix {
+//!     #[offload(process)]
+//!     fn trace(self) -> f64 {
+//!         self.0.iter().step_by(4).sum()
+//!     }
+//! }
+//! # #[offload::main] #[tokio::main] async fn main() { let _ = Matrix(vec![1.0]).trace().await; }
+//! ```
 //!
 //! | mode | runs the body | use it for | arguments and result |
 //! |---|---|---|---|
@@ -58,21 +79,32 @@
 //! #[offload(process)]
 //! pub fn add(a: u64, b: u64) -> u64 { a + b }
 //! ```
-//! expands to (see it with `cargo expand`):
+//! expands to (see it with `cargo expand`; the full paths and spans are left out here):
 //! ```ignore
 //! pub async fn add(a: u64, b: u64) -> Result<u64, offload::Error> {
 //!     static __OFFLOAD_FN: Remote = Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64"));
 //!     inventory::submit! {
 //!         Registration::new(&__OFFLOAD_FN, |args, out| invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b)))
 //!     }
+//!     assert_transferable::<u64>(); // once per type: a type without serde's traits fails here
 //!     call_in_process(&__OFFLOAD_FN, (a, b)).await
 //! }
 //!
-//! /// The body of `add`, run on the calling thread and blocking it until done.
+//! #[allow(clippy::needless_pass_by_value)]
 //! pub fn add_blocking(a: u64, b: u64) -> u64 { a + b }
+//!
+//! #[allow(dead_code)]
+//! pub fn add_map<I>(inputs: I) -> offload::Map<u64>
+//! where I: IntoIterator<Item = (u64, u64)>, I::IntoIter: Send + 'static {
+//!     static __OFFLOAD_FN: Remote = /* the same as above */;
+//!     map_in_process(&__OFFLOAD_FN, inputs.into_iter().map(|(a, b)| (a, b)))
+//! }
 //! ```
-//! Thread mode is the same without the registration:
-//! `call_in_thread(&__OFFLOAD_FN, move || add_blocking(a, b)).await`.
+//! Thread mode is the same without the registration and the map:
+//! `call_in_thread(&__OFFLOAD_FN, move || { add_blocking(a, b) }).await`, with `Send + 'static`
+//! added to the bounds of generic parameters. An argument or result written `Vec<u8>` crosses as
+//! one byte string (`Bytes`), not as a sequence of numbers. Companions get the function's docs
+//! after a line saying what they are, when the function has docs.
 //!
 //! # The worker guard
 //!
@@ -126,6 +158,15 @@
 //! one), then one worker per available core. Thread pools: [`ThreadPool::configure`], then
 //! `OFFLOAD_THREADS_<NAME>`, then `min(32, cores + 4)`; the default thread pool is tokio's own
 //! blocking pool.
+//!
+//! When calls queue up, the call that gets a worker takes up to
+//! [`max_batch`](ProcessPoolBuilder::max_batch) queued calls along and sends them with its own in
+//! one write; the worker still runs one call at a time, in order. A crash then fails only the
+//! call that was running, and the calls behind it go to another worker. The builder also bounds
+//! the queue ([`max_queue`](ProcessPoolBuilder::max_queue)), recycles leaky workers
+//! ([`max_calls_per_worker`](ProcessPoolBuilder::max_calls_per_worker),
+//! [`max_worker_memory`](ProcessPoolBuilder::max_worker_memory)) and chooses what a dropped call
+//! does ([`OnCancel`]); [`ProcessPool::shutdown`] and [`ProcessPool::shutdown_now`] stop a pool.
 //!
 //! # Platforms
 //!
