@@ -36,7 +36,10 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if let Some(child) = self.child.take() {
+        if let Some(mut child) = self.child.take() {
+            // Killed here, before its channel closes (it is dropped after this), so that the
+            // worker dies quietly instead of reporting a broken channel first.
+            let _ = child.kill();
             reap(child, true);
         }
     }

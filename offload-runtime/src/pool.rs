@@ -369,9 +369,18 @@ impl ProcessPool {
         Ok(lease)
     }
 
-    /// Up to `count` queued calls from the head of the queue that may be sent ahead of another.
+    /// Queued calls from the head of the queue, to send ahead of another: at most `count`, at
+    /// most this worker's share of the queue, and none while the queue is no longer than the
+    /// number of workers, so that calls started together spread over the workers instead of
+    /// piling onto the first one free. Batches form only when calls really pile up.
     pub(crate) fn adopt(&self, count: usize) -> VecDeque<Waiting> {
         let mut state = self.lock();
+        let queued = state.queue.len();
+        let count = if queued > self.workers {
+            count.min(queued.div_ceil(self.workers))
+        } else {
+            0
+        };
         let mut taken = VecDeque::new();
         while taken.len() < count {
             match state.queue.front() {

@@ -125,7 +125,10 @@ async fn exchange<R: DeserializeOwned>(
     let mut retries_left = function.retries;
     loop {
         let outcome = match pool.turn(frame, combine).await? {
-            Turn::Lease(lease, own) => Batch::new(function, pool, lease, combine).run(own).await,
+            // Boxed: only a call that holds a worker pays for the batch's state.
+            Turn::Lease(lease, own) => {
+                Box::pin(Batch::new(function, pool, lease, combine).run(own)).await
+            }
             Turn::Answered(kind, payload) => return decode(function.name, kind, &payload),
             other => other,
         };

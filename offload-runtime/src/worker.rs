@@ -122,7 +122,9 @@ fn serve(marker: Marker) -> ! {
     let channel = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
     let reader = BufReader::with_capacity(64 * 1024, &channel);
     let code = match run(reader, &channel, marker.max_frame) {
+        // The caller closed the channel, at any point of a frame: it went away, so do we.
         Ok(()) => 0,
+        Err(error) if is_hang_up(&error) => 0,
         Err(error) => {
             eprintln!("offload worker {}: {error}", std::process::id());
             70
@@ -144,7 +146,7 @@ fn run(mut reader: impl Read, mut writer: impl Write, max_frame: usize) -> io::R
     loop {
         let mut header = [0; HEADER];
         match reader.read_exact(&mut header) {
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) if is_hang_up(&e) => return Ok(()),
             other => other?,
         }
         let Header {
@@ -163,6 +165,13 @@ fn run(mut reader: impl Read, mut writer: impl Write, max_frame: usize) -> io::R
         answer(table, index, id, &input[4..], &mut output, max_frame);
         writer.write_all(&output)?;
     }
+}
+
+fn is_hang_up(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    )
 }
 
 /// Runs one call and leaves the reply frame in `output`.
