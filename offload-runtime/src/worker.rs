@@ -164,6 +164,12 @@ fn run(mut reader: impl Read, mut writer: impl Write, max_frame: usize) -> io::R
         let index = u32::from_le_bytes(input[..4].try_into().expect("4 bytes"));
         answer(table, index, id, &input[4..], &mut output, max_frame);
         writer.write_all(&output)?;
+        // Keep small buffers for the next call; give a large one back to the allocator.
+        for buffer in [&mut input, &mut output] {
+            if buffer.capacity() > 1 << 20 {
+                *buffer = Vec::new();
+            }
+        }
     }
 }
 
