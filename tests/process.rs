@@ -1,13 +1,14 @@
 //! Process mode through real worker processes: values of every common shape, many calls at
 //! once, panics, and workers that die mid-call.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 use offload::{offload, Error, Exit, ProcessPool};
 use serde::{Deserialize, Serialize};
 
 offload::test_setup!();
+
+mod common;
 
 #[offload(process)]
 fn add(a: u64, b: u64) -> u64 {
@@ -245,38 +246,21 @@ async fn a_worker_killed_from_outside_fails_its_call_and_queued_calls_complete()
     let dir = std::env::temp_dir().join(format!("offload-fragile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let parked = tokio::spawn(fragile_park(dir.clone()));
-    let victim = wait_for_pid_file(&dir).await;
+    let victim = common::pid_in(&dir).await;
     let queued: Vec<_> = (0..5).map(|_| tokio::spawn(fragile_pid())).collect();
     // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
+    assert_eq!(unsafe { libc::kill(victim as i32, libc::SIGKILL) }, 0);
 
     let error = parked.await.unwrap().unwrap_err();
     assert!(
-        matches!(error, Error::WorkerDied { pid, exit: Exit::Signal(9), .. } if pid == victim as u32),
+        matches!(error, Error::WorkerDied { pid, exit: Exit::Signal(9), .. } if pid == victim),
         "{error:?}"
     );
     for call in queued {
         let replacement = call.await.unwrap().expect("queued call completes");
-        assert_ne!(replacement, victim as u32);
+        assert_ne!(replacement, victim);
     }
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-async fn wait_for_pid_file(dir: &Path) -> i32 {
-    let started = Instant::now();
-    loop {
-        let found = std::fs::read_dir(dir)
-            .unwrap()
-            .find_map(|e| e.ok()?.file_name().to_str()?.parse().ok());
-        if let Some(pid) = found {
-            return pid;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the parked call never started"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 #[offload(process)]

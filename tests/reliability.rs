@@ -11,7 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 offload::test_setup!();
 
-const LIVENESS: Duration = Duration::from_secs(20);
+mod common;
+use common::{alive, gone, pid_in, resident_bytes, scratch, wait_for, LIVENESS};
 
 /// Writes this worker's pid into `dir` (so the test can find and kill it), then waits until
 /// `release` exists; `None` waits forever.
@@ -208,53 +209,6 @@ fn hygiene() -> (Vec<String>, Option<String>, String) {
         .display()
         .to_string();
     (descriptors, std::env::var("OFFLOAD_WORKER").ok(), channel)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("offload-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Polls `check` until it yields, failing the test after [`LIVENESS`].
-async fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            started.elapsed() < LIVENESS,
-            "condition not met within {LIVENESS:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn pid_in(dir: &Path) -> u32 {
-    wait_for(|| {
-        std::fs::read_dir(dir)
-            .ok()?
-            .find_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-    })
-    .await
-}
-
-/// Whether `pid` is a live process (a zombie has exited).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
-async fn gone(pid: u32) {
-    wait_for(|| (!alive(pid)).then_some(())).await;
 }
 
 #[tokio::test]
@@ -705,33 +659,20 @@ async fn a_million_queued_calls_take_no_descriptors_and_bounded_memory() {
     let dir = scratch("million");
     let running = tokio::spawn(million_park(dir.clone()));
     pid_in(&dir).await;
-    let descriptors = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let descriptors = common::open_descriptors();
     let memory = resident_bytes();
     let waiting: Vec<_> = (0..CALLS as u32).map(|v| queued(million_echo(v))).collect();
     let per_call = resident_bytes().saturating_sub(memory) / CALLS as u64;
     let future = std::mem::size_of_val(&million_echo(0));
     println!("{CALLS} queued calls: {per_call} bytes each, of which the future is {future}");
     // Other tests of this binary open and close descriptors meanwhile; a million would show.
-    assert!(std::fs::read_dir("/proc/self/fd").unwrap().count() < descriptors + 100);
+    assert!(common::open_descriptors() < descriptors + 100);
     assert!(per_call < 1024, "{per_call} bytes per queued call");
     ProcessPool::get("million").unwrap().shutdown_now().await;
     assert_eq!(running.await.unwrap(), Err(Error::Shutdown));
     for call in waiting {
         assert_eq!(call.await, Err(Error::Shutdown));
     }
-}
-
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
-    statm
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * page
 }
 
 // A call that holds a worker sends queued calls ahead of its own in one write. These tests

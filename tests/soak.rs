@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 offload::test_setup!();
 
+mod common;
+use common::{open_descriptors, resident_bytes};
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 enum Fault {
     None,
@@ -54,21 +57,6 @@ async fn one(call: u64) -> (u64, Fault, Result<u64, Error>) {
         _ => work(call, fault).await,
     };
     (call, fault, result)
-}
-
-fn open_descriptors() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 4096
 }
 
 /// `(live, zombie)` children of this process.

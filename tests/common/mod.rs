@@ -1,0 +1,77 @@
+//! Helpers shared by the test crates of `tests/`: scratch directories, waiting on a condition
+//! within a liveness bound, and reading the process table.
+
+#![allow(dead_code)] // each test crate uses some of them
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a condition may take before the test fails: a bound on liveness, not a timing.
+pub const LIVENESS: Duration = Duration::from_secs(20);
+
+/// A fresh, empty directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("offload-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Polls `check` until it yields, failing the test after [`LIVENESS`].
+pub async fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < LIVENESS,
+            "condition not met within {LIVENESS:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The pid a worker wrote into `dir` (as the name of an empty file) once its call started.
+pub async fn pid_in(dir: &Path) -> u32 {
+    wait_for(|| {
+        std::fs::read_dir(dir)
+            .ok()?
+            .find_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+    })
+    .await
+}
+
+/// Whether `pid` is a live process (a zombie has exited).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// Waits until `pid` has exited.
+pub async fn gone(pid: u32) {
+    wait_for(|| (!alive(pid)).then_some(())).await;
+}
+
+pub fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    statm
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * page
+}
+
+pub fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
