@@ -402,11 +402,18 @@ impl ProcessPool {
 
     /// A worker for a lease that has none: an idle one, or one started now.
     async fn worker(&self) -> Result<Worker, Error> {
-        let idle = self.lock().idle.pop();
-        let worker = match idle {
-            Some(worker) => worker,
-            None => Box::pin(self.launch()).await?,
+        let idle = {
+            let mut state = self.lock();
+            let worker = state.idle.pop();
+            if let Some(worker) = &worker {
+                state.busy.push(worker.pid());
+            }
+            worker
         };
+        if let Some(worker) = idle {
+            return Ok(worker);
+        }
+        let worker = Box::pin(self.launch()).await?;
         self.lock().busy.push(worker.pid());
         Ok(worker)
     }
@@ -422,7 +429,12 @@ impl ProcessPool {
                     state.free += 1;
                     if let Some(worker) = worker.take() {
                         state.busy.retain(|pid| *pid != worker.pid());
-                        state.idle.push(worker);
+                        if state.closed {
+                            drop(state);
+                            self.retire(worker);
+                        } else {
+                            state.idle.push(worker);
+                        }
                     }
                     return;
                 };
@@ -442,7 +454,7 @@ impl ProcessPool {
         }
     }
 
-    /// The worker back from a lease, unless it is due for replacement or the pool is closed.
+    /// The worker back from a lease, unless it is due for replacement.
     fn keep(&self, worker: Worker) -> Option<Worker> {
         let worn_out = self
             .config
@@ -452,14 +464,21 @@ impl ProcessPool {
                 .config
                 .max_worker_memory
                 .is_some_and(|max| worker.resident_bytes().is_some_and(|rss| rss > max));
-        if !worn_out && !self.lock().closed {
-            return Some(worker);
+        if worn_out {
+            self.forget(worker.pid());
+            self.retire(worker);
+            return None;
         }
-        self.forget(worker.pid());
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(worker.stop());
+        Some(worker)
+    }
+
+    /// Lets a worker go: it is told to exit, and reaped, in the background.
+    fn retire(&self, worker: Worker) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(worker.stop())),
+            // Without a runtime, dropping it kills and reaps it.
+            Err(_) => drop(worker),
         }
-        None
     }
 
     async fn launch(&self) -> Result<Worker, Error> {
