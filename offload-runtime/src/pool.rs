@@ -608,6 +608,11 @@ impl Lease {
         self.worker.as_ref().map_or(0, Worker::pid)
     }
 
+    /// Whether a frame may be half written: dropped now, the worker cannot be used again.
+    pub(crate) fn is_sending(&self) -> bool {
+        self.phase == Phase::Sending
+    }
+
     /// Makes dropping this lease mid-call kill the worker whatever the pool's [`OnCancel`].
     pub(crate) fn kill_if_dropped(&mut self) {
         self.kill = true;

@@ -313,19 +313,45 @@ impl Batch {
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        if self.taken.is_empty() || self.lease.is_none() {
+        if self.taken.is_empty() {
             return;
         }
-        let rest = Batch {
-            function: self.function,
-            pool: self.pool,
-            lease: self.lease.take(),
-            taken: std::mem::take(&mut self.taken),
-            own_sent: self.own_sent,
+        let Some(lease) = self.lease.take() else {
+            return;
         };
+        let taken = std::mem::take(&mut self.taken);
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(rest.finish())),
-            Err(_) => drop(rest),
+            Ok(runtime) if !lease.is_sending() => {
+                let rest = Batch {
+                    function: self.function,
+                    pool: self.pool,
+                    lease: Some(lease),
+                    taken,
+                    own_sent: self.own_sent,
+                };
+                drop(runtime.spawn(rest.finish()));
+            }
+            // A frame half written, or no runtime to go on reading: the worker is killed. The
+            // first call taken along may have started; the others never did.
+            _ => {
+                let pid = lease.pid();
+                drop(lease);
+                let mut taken = taken.into_iter();
+                if let Some(first) = taken.next() {
+                    let _ = first.reply.send(if self.own_sent {
+                        Turn::Died {
+                            pid,
+                            exit: Exit::Unknown,
+                            frame: first.frame,
+                        }
+                    } else {
+                        Turn::Again(first.frame)
+                    });
+                }
+                for entry in taken {
+                    let _ = entry.reply.send(Turn::Again(entry.frame));
+                }
+            }
         }
     }
 }
