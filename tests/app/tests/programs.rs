@@ -58,6 +58,27 @@ fn a_binary_calls_functions_defined_in_a_library_crate() {
 }
 
 #[test]
+fn the_pool_size_comes_from_the_environment_and_a_bad_value_says_how_to_fix_it() {
+    let (output, _) = finish({
+        let mut c = program("with_guard");
+        c.args(["square", "5"]).env("OFFLOAD_WORKERS", "1");
+        c
+    });
+    assert_eq!(text(&output.stdout), "square = 25\n");
+    let (output, _) = finish({
+        let mut c = program("with_guard");
+        c.args(["square", "5"]).env("OFFLOAD_WORKERS", "many");
+        c
+    });
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("OFFLOAD_WORKERS") && stderr.contains("is not a positive whole number"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn worker_output_reaches_the_terminal_unchanged_and_never_the_protocol() {
     let line = "hello from a worker: {\"not\": \"a frame\"} \u{1F980}";
     let (output, _) = finish({
