@@ -14,13 +14,41 @@ use proc_macro::TokenStream;
 use proc_macro2::Span;
 use quote::ToTokens;
 
-/// See the `offload` crate's documentation.
+/// Runs a blocking function off the event loop: `#[offload(thread)]` on tokio's blocking pool,
+/// `#[offload(process)]` in a worker process.
+///
+/// `fn f(a: A) -> R` becomes `async fn f(a: A) -> Result<R, offload::Error>`; the body stays
+/// callable as `f_blocking(a)`, and a process-mode function also gets `f_map(inputs)`.
+///
+/// ```ignore
+/// #[offload::offload(process, pool = "heavy", timeout = "30s")]
+/// fn render(scene: Scene) -> Image { /* CPU-heavy */ }
+///
+/// let image = render(scene).await?;
+/// ```
+///
+/// Options after the mode: `pool = "name"`, `timeout = "5s"` (units `ms`, `s`, `m`),
+/// `retries = N` and `name = "stable"` (process mode), `crate = path`. On an `impl` block,
+/// `#[offload]` without a mode lets the methods inside carry their own `#[offload(...)]`. The
+/// `offload` crate's documentation describes the modes, the equivalent code and the guard.
 #[proc_macro_attribute]
 pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::offload(args.into(), item.into()).into()
 }
 
-/// See the `offload` crate's documentation.
+/// The worker guard, on `main`: in a re-executed copy of the program that was started as a
+/// worker, it serves calls and exits before anything else in `main` runs.
+///
+/// Put it above `#[tokio::main]`, so that it runs before the runtime is built:
+///
+/// ```ignore
+/// #[offload::main]
+/// #[tokio::main]
+/// async fn main() { /* … */ }
+/// ```
+///
+/// This is `fn main() { offload::serve_if_worker(); /* the async main, run by tokio */ }`. It
+/// takes one option, `crate = path`, for crates that re-export `offload`.
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     guard::main(args.into(), item.into()).into()

@@ -21,9 +21,9 @@ use crate::process::{decode, encode_call, Remote};
 use crate::registry::Transferable;
 use crate::Error;
 
-/// The results of [`map`](crate::__private::map_in_process): `(input index, result)` pairs in
-/// the order they complete. Nothing runs until the first [`Map::next`]. Dropping it cancels the
-/// calls still running, as dropping their futures would.
+/// The results of a process-mode function's `f_map(inputs)` companion: `(input index, result)`
+/// pairs in the order they complete. Nothing runs until the first [`Map::next`]. Dropping it
+/// cancels the calls still running, as dropping their futures would.
 #[must_use = "a Map does nothing until `next` or `collect` is awaited"]
 pub struct Map<R> {
     start: Option<Box<dyn FnOnce(usize) -> Running<R> + Send>>,
