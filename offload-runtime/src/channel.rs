@@ -18,6 +18,7 @@ use tokio::runtime::{self, Handle};
 use crate::error::Exit;
 use crate::launch::Process;
 use crate::registry::Table;
+use crate::shared::Region;
 use crate::wire::{self, Header, Kind, HEADER};
 use crate::Error;
 
@@ -28,6 +29,8 @@ pub(crate) struct Worker {
     registered: Option<(runtime::Id, AsyncFd<RawFd>)>,
     process: Process,
     stream: UnixStream,
+    /// The memory shared with this worker for large arguments, where the platform has it.
+    region: Option<Region>,
     /// Bytes read from the worker: `inbox[start..filled]` are not parsed yet, and
     /// `inbox[reply]` is the payload of the last frame returned.
     inbox: Vec<u8>,
@@ -50,12 +53,17 @@ pub(crate) enum Fault {
 }
 
 impl Worker {
-    pub(crate) fn new(process: Process, stream: UnixStream) -> io::Result<Worker> {
+    pub(crate) fn new(
+        process: Process,
+        stream: UnixStream,
+        region: Option<Region>,
+    ) -> io::Result<Worker> {
         stream.set_nonblocking(true)?;
         Ok(Worker {
             registered: None,
             process,
             stream,
+            region,
             inbox: Vec::new(),
             start: 0,
             filled: 0,
@@ -164,12 +172,19 @@ impl Worker {
         }
         self.answered = expected;
         match header.kind {
-            Kind::Hello | Kind::Call | Kind::GuardMissing => Err(Fault::Protocol(format!(
-                "unexpected {:?} frame in reply to a call",
-                header.kind
-            ))),
+            Kind::Hello | Kind::Call | Kind::CallShared | Kind::GuardMissing => {
+                Err(Fault::Protocol(format!(
+                    "unexpected {:?} frame in reply to a call",
+                    header.kind
+                )))
+            }
             kind => Ok(kind),
         }
+    }
+
+    /// The memory shared with this worker, if it has any.
+    pub(crate) fn region(&mut self) -> Option<&mut Region> {
+        self.region.as_mut()
     }
 
     pub(crate) fn reply(&self) -> &[u8] {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::error::Exit;
+use crate::shared::{Region, SHARED_FD};
 use crate::worker::{Marker, CHANNEL_FD};
 
 /// A worker process. Dropping it kills and reaps the process, so no code path that loses a
@@ -45,8 +46,9 @@ impl Drop for Process {
     }
 }
 
-/// A freshly started worker: the process and the caller's end of its channel.
-pub(crate) type Spawned = (Process, UnixStream);
+/// A freshly started worker: the process, the caller's end of its channel, and the region it
+/// shares with the caller, if the platform has one.
+pub(crate) type Spawned = (Process, UnixStream, Option<Region>);
 
 struct Request {
     program: PathBuf,
@@ -88,6 +90,12 @@ pub(crate) async fn spawn(program: PathBuf, marker: Marker) -> io::Result<Spawne
 fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
     let (ours, theirs) = UnixStream::pair()?;
     let their_fd = theirs.as_raw_fd();
+    let (region, region_fd) = shared_region(marker.shared);
+    let their_region = region_fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+    let marker = Marker {
+        shared: region.as_ref().map_or(0, Region::len),
+        ..*marker
+    };
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     let mut command = Command::new(program);
@@ -97,12 +105,16 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions.
     unsafe {
         command.pre_exec(move || {
-            if their_fd == CHANNEL_FD {
-                if libc::fcntl(CHANNEL_FD, libc::F_SETFD, 0) == -1 {
+            // Each descriptor goes to its place by way of a high copy, so that neither can
+            // overwrite the other on the way.
+            for (fd, place) in [(their_fd, CHANNEL_FD), (their_region, SHARED_FD)] {
+                if fd == -1 {
+                    continue;
+                }
+                let high = libc::fcntl(fd, libc::F_DUPFD, 10);
+                if high == -1 || libc::dup2(high, place) == -1 {
                     return Err(io::Error::last_os_error());
                 }
-            } else if libc::dup2(their_fd, CHANNEL_FD) == -1 {
-                return Err(io::Error::last_os_error());
             }
             #[cfg(any(target_os = "linux", target_os = "android"))]
             {
@@ -121,6 +133,7 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
     }
     let child = command.spawn()?;
     drop(theirs);
+    drop(region_fd);
     let pid = child.id();
     Ok((
         Process {
@@ -128,7 +141,17 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
             pid,
         },
         ours,
+        region,
     ))
+}
+
+/// A region of `len` bytes to share with the worker, where the platform has them (Linux); a
+/// failure only means large arguments go through the socket.
+fn shared_region(len: usize) -> (Option<Region>, Option<std::os::fd::OwnedFd>) {
+    match Region::create(len) {
+        Ok((region, fd)) if len > 0 => (Some(region), Some(fd)),
+        _ => (None, None),
+    }
 }
 
 /// Waits for `child` to exit on a thread of its own, so that no worker is left a zombie, and

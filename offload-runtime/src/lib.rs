@@ -32,6 +32,8 @@ mod pool;
 #[cfg(unix)]
 mod process;
 #[cfg(unix)]
+mod shared;
+#[cfg(unix)]
 mod worker;
 
 pub use config::DEFAULT_POOL;

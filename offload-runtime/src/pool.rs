@@ -21,6 +21,7 @@ use crate::channel::{Fault, Worker};
 use crate::config::{self, Pools};
 use crate::error::Exit;
 use crate::launch;
+use crate::shared::Region;
 use crate::wire::{Kind, HEADER};
 use crate::worker::{self, Marker};
 use crate::Error;
@@ -495,15 +496,16 @@ impl ProcessPool {
         let marker = Marker {
             from_ctor,
             max_frame: self.config.max_frame,
+            shared: self.config.max_frame,
         };
         let failed = |e: std::io::Error| Error::WorkerStart {
             reason: format!("cannot run {}: {e}", program.display()),
         };
-        let (process, stream) = launch::spawn(program.clone(), marker)
+        let (process, stream, region) = launch::spawn(program.clone(), marker)
             .await
             .map_err(failed)?;
         let pid = process.pid;
-        let mut worker = Worker::new(process, stream).map_err(failed)?;
+        let mut worker = Worker::new(process, stream, region).map_err(failed)?;
         let limit = self.config.handshake_timeout;
         match tokio::time::timeout(limit, worker.handshake()).await {
             Ok(Ok(())) => Ok(worker),
@@ -606,6 +608,11 @@ impl Lease {
 
     pub(crate) fn pid(&self) -> u32 {
         self.worker.as_ref().map_or(0, Worker::pid)
+    }
+
+    /// The memory shared with the worker, if it has any.
+    pub(crate) fn region(&mut self) -> Option<&mut Region> {
+        self.worker.as_mut()?.region()
     }
 
     /// Whether a frame may be half written: dropped now, the worker cannot be used again.

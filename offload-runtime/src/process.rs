@@ -13,6 +13,7 @@ use crate::config::DEFAULT_POOL;
 use crate::error::{CodecStage, Exit};
 use crate::pool::{Lease, OnCancel, ProcessPool, Turn, Waiting};
 use crate::registry::Table;
+use crate::shared;
 use crate::wire::{self, Kind};
 use crate::Error;
 
@@ -83,6 +84,11 @@ where
     }
     let (pool, index) = function.resolve()?;
     let admitted = pool.admit().await?;
+    if postcard::experimental::serialized_size(&args).is_ok_and(|size| size > shared::THRESHOLD) {
+        let result = Box::pin(exchange_large(function, pool, index, &args)).await;
+        drop(admitted);
+        return result;
+    }
     let frame = encode_call(function, pool, index, &args)?;
     drop(args);
     // Boxed, so that a call still waiting for admission (there may be millions) is small.
@@ -155,6 +161,77 @@ async fn exchange<R: DeserializeOwned>(
                 frame = own;
             }
             Turn::Lease(..) => unreachable!("a batch ends with an outcome, not a lease"),
+        }
+    }
+}
+
+/// Runs one call with large arguments on a worker of its own: the arguments are encoded
+/// straight into the memory the worker shares with us (or, without it, into a frame as usual),
+/// and only their length crosses the socket.
+async fn exchange_large<A: Serialize, R: DeserializeOwned>(
+    function: &'static Remote,
+    pool: &'static ProcessPool,
+    index: u32,
+    args: &A,
+) -> Result<R, Error> {
+    let codec = |detail: String| Error::Codec {
+        function: function.name,
+        stage: CodecStage::EncodeArguments,
+        detail,
+    };
+    let mut retries_left = function.retries;
+    loop {
+        let mut lease = pool.lease().await?;
+        let (mut frame, used) = match lease.region() {
+            Some(region) => {
+                let limit = region.len();
+                let used = postcard::to_slice(args, region.bytes_mut())
+                    .map_err(|e| codec(format!("{e} (the frame limit is {limit} bytes)")))?
+                    .len();
+                let mut payload = index.to_le_bytes().to_vec();
+                payload.extend_from_slice(&(used as u64).to_le_bytes());
+                (wire::frame(Kind::CallShared, 0, &payload), used)
+            }
+            None => (encode_call(function, pool, index, args)?, 0),
+        };
+        if function.timeout.is_some() {
+            lease.kill_if_dropped();
+        }
+        let call = async {
+            lease.send(&mut frame).await?;
+            lease.receive().await
+        };
+        let outcome = match function.timeout {
+            None => call.await,
+            Some(after) => tokio::time::timeout(after, call)
+                .await
+                .map_err(|_| Error::Timeout {
+                    function: function.name,
+                    after,
+                })?,
+        };
+        if let Some(region) = lease.region() {
+            region.release(used);
+        }
+        match outcome {
+            Ok(kind) => return decode(function.name, kind, lease.reply()),
+            Err(Fault::Protocol(detail)) => return Err(Error::Protocol { detail }),
+            Err(Fault::Refused(error)) => return Err(error),
+            Err(Fault::Died) => {
+                let pid = lease.pid();
+                let exit = lease.exit().await;
+                if pool.killed_by_shutdown() {
+                    return Err(Error::Shutdown);
+                }
+                if retries_left == 0 {
+                    return Err(Error::WorkerDied {
+                        function: function.name,
+                        pid,
+                        exit,
+                    });
+                }
+                retries_left -= 1;
+            }
         }
     }
 }
@@ -406,6 +483,8 @@ pub(crate) fn decode<R: DeserializeOwned>(
                 backtrace,
             })
         }
-        Kind::Hello | Kind::Call | Kind::GuardMissing => unreachable!("rejected by the exchange"),
+        Kind::Hello | Kind::Call | Kind::CallShared | Kind::GuardMissing => {
+            unreachable!("rejected by the exchange")
+        }
     }
 }

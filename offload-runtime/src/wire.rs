@@ -32,6 +32,9 @@ pub(crate) enum Kind {
     UnknownFunction = 7,
     /// Re-executed copy → caller: `main` ran without the guard.
     GuardMissing = 8,
+    /// Caller → worker: `index: u32 LE | len: u64 LE`, the arguments being the first `len`
+    /// bytes of the shared region.
+    CallShared = 9,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
             6 => Kind::EncodeFailed,
             7 => Kind::UnknownFunction,
             8 => Kind::GuardMissing,
+            9 => Kind::CallShared,
             _ => return None,
         })
     }

@@ -2,11 +2,13 @@
 //! the loop that serves calls over the channel inherited on file descriptor 3.
 
 use std::io::{self, BufReader, Read, Write};
+use std::os::fd::BorrowedFd;
 use std::os::unix::io::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::registry::{Outcome, Table};
+use crate::shared::{Region, SHARED_FD};
 use crate::wire::{self, Header, Kind, HEADER};
 
 /// Environment variable that marks a process as a worker; removed as soon as the worker starts,
@@ -23,24 +25,29 @@ static GUARD_RAN: AtomicBool = AtomicBool::new(false);
 pub(crate) struct Marker {
     pub from_ctor: bool,
     pub max_frame: usize,
+    /// The length of the region shared on descriptor 4; 0 for none.
+    pub shared: usize,
 }
 
 impl Marker {
     pub(crate) fn encode(&self) -> String {
         let mode = if self.from_ctor { "ctor" } else { "main" };
-        format!("{mode}:{}", self.max_frame)
+        format!("{mode}:{}:{}", self.max_frame, self.shared)
     }
 
     fn decode(text: &str) -> Option<Marker> {
-        let (mode, max_frame) = text.split_once(':')?;
-        let from_ctor = match mode {
+        let mut fields = text.split(':');
+        let from_ctor = match fields.next()? {
             "ctor" => true,
             "main" => false,
             _ => return None,
         };
-        Some(Marker {
+        let max_frame = fields.next()?.parse().ok()?;
+        let shared = fields.next()?.parse().ok()?;
+        fields.next().is_none().then_some(Marker {
             from_ctor,
-            max_frame: max_frame.parse().ok()?,
+            max_frame,
+            shared,
         })
     }
 
@@ -116,12 +123,20 @@ fn serve(marker: Marker) -> ! {
     // SAFETY: ignoring SIGPIPE turns writes to a closed channel into errors (Rust's `main` does
     // the same, but a worker served from a constructor starts before it).
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // Mapped before the inherited descriptors are closed; the mapping outlives its descriptor.
+    let region = (marker.shared > 0)
+        .then(|| {
+            // SAFETY: descriptor 4 was placed by the launcher; it is only borrowed here.
+            let fd = unsafe { BorrowedFd::borrow_raw(SHARED_FD) };
+            Region::map(&fd, marker.shared).ok()
+        })
+        .flatten();
     close_inherited_descriptors();
     exit_with_parent();
     // SAFETY: descriptor 3 was placed by the launcher; nothing else in this process owns it.
     let channel = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
     let reader = BufReader::with_capacity(64 * 1024, &channel);
-    let code = match run(reader, &channel, marker.max_frame) {
+    let code = match run(reader, &channel, marker.max_frame, region.as_ref()) {
         // The caller closed the channel, at any point of a frame: it went away, so do we.
         Ok(()) => 0,
         Err(error) if is_hang_up(&error) => 0,
@@ -135,7 +150,12 @@ fn serve(marker: Marker) -> ! {
 
 /// Announces the registry, then serves calls until the caller closes the channel. An error means
 /// the caller broke the protocol or the channel failed: the worker cannot go on.
-fn run(mut reader: impl Read, mut writer: impl Write, max_frame: usize) -> io::Result<()> {
+fn run(
+    mut reader: impl Read,
+    mut writer: impl Write,
+    max_frame: usize,
+    region: Option<&Region>,
+) -> io::Result<()> {
     let table = Table::get();
     let hello = postcard::to_stdvec(&(wire::PROTOCOL, std::process::id(), table.signature()))
         .map_err(io::Error::other)?;
@@ -154,15 +174,30 @@ fn run(mut reader: impl Read, mut writer: impl Write, max_frame: usize) -> io::R
             id,
             payload_len,
         } = Header::parse(&header, max_frame).map_err(io::Error::other)?;
-        if kind != Kind::Call || payload_len < 4 {
-            return Err(io::Error::other(format!(
-                "unexpected {kind:?} frame of {payload_len} bytes"
-            )));
-        }
+        let shared = match (kind, payload_len) {
+            (Kind::Call, 4..) => false,
+            (Kind::CallShared, 12) => true,
+            _ => {
+                return Err(io::Error::other(format!(
+                    "unexpected {kind:?} frame of {payload_len} bytes"
+                )))
+            }
+        };
         input.resize(payload_len, 0);
         reader.read_exact(&mut input)?;
         let index = u32::from_le_bytes(input[..4].try_into().expect("4 bytes"));
-        answer(table, index, id, &input[4..], &mut output, max_frame);
+        let args = if shared {
+            let len = u64::from_le_bytes(input[4..12].try_into().expect("8 bytes"));
+            let len = usize::try_from(len).map_err(io::Error::other)?;
+            region.and_then(|region| region.bytes(len)).ok_or_else(|| {
+                io::Error::other(format!(
+                    "a shared call of {len} bytes, beyond the shared region"
+                ))
+            })?
+        } else {
+            &input[4..]
+        };
+        answer(table, index, id, args, &mut output, max_frame);
         writer.write_all(&output)?;
         // Keep small buffers for the next call; give a large one back to the allocator.
         for buffer in [&mut input, &mut output] {
@@ -304,7 +339,7 @@ mod tests {
         input.extend(call(3, 999, &[]));
         input.extend(call(4, echo, &[200]));
         let mut output = Vec::new();
-        run(&input[..], &mut output, 1 << 20).unwrap();
+        run(&input[..], &mut output, 1 << 20, None).unwrap();
         let kinds: Vec<(Kind, u64)> = replies(&output)
             .iter()
             .map(|(k, id, _)| (*k, *id))
@@ -332,7 +367,7 @@ mod tests {
         let foreign = wire::frame(Kind::Returned, 1, b"");
         for input in [oversized, foreign] {
             let mut output = Vec::new();
-            assert!(run(&input[..], &mut output, 1 << 20).is_err());
+            assert!(run(&input[..], &mut output, 1 << 20, None).is_err());
             assert_eq!(replies(&output).len(), 1, "only the handshake was written");
         }
     }
@@ -369,7 +404,7 @@ mod tests {
                 input.extend(frame);
             }
             let mut output = Vec::new();
-            let _ = run(&input[..], &mut output, 1024);
+            let _ = run(&input[..], &mut output, 1024, None);
             assert!(!replies(&output).is_empty());
         }
     }
@@ -394,15 +429,18 @@ mod tests {
             Marker {
                 from_ctor: true,
                 max_frame: 7,
+                shared: 7,
             },
             Marker {
                 from_ctor: false,
                 max_frame: 0,
+                shared: 0,
             },
         ] {
             assert_eq!(Marker::decode(&marker.encode()), Some(marker));
         }
         assert_eq!(Marker::decode("main"), None);
-        assert_eq!(Marker::decode("fork:1"), None);
+        assert_eq!(Marker::decode("fork:1:0"), None);
+        assert_eq!(Marker::decode("main:1"), None);
     }
 }
