@@ -793,3 +793,48 @@ async fn futures_results<T>(calls: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     }
     results
 }
+
+#[offload(process, pool = "large")]
+fn large(bytes: Vec<u8>, crash: bool) -> (u64, bool) {
+    if crash {
+        std::process::abort();
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    (
+        bytes.iter().map(|b| u64::from(*b)).sum(),
+        maps.contains("offload-shared"),
+    )
+}
+
+// Arguments over 1 MiB are encoded straight into memory shared with the worker.
+#[tokio::test]
+async fn large_arguments_cross_through_shared_memory_within_the_frame_limit() {
+    ProcessPool::configure("large")
+        .workers(1)
+        .max_frame_bytes(8 << 20)
+        .apply()
+        .unwrap();
+    let bytes = vec![3u8; 4 << 20];
+    assert_eq!(large(bytes.clone(), false).await, Ok((3 * (4 << 20), true)));
+    let error = large(bytes.clone(), true).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::WorkerDied {
+                exit: Exit::Signal(6),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        large(bytes, false).await,
+        Ok((3 * (4 << 20), true)),
+        "a fresh worker, a fresh region"
+    );
+    let error = large(vec![0; 16 << 20], false).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Codec { stage: CodecStage::EncodeArguments, detail, .. } if detail.contains("frame limit")),
+        "{error:?}"
+    );
+}
