@@ -171,8 +171,9 @@
 //! # Platforms
 //!
 //! Thread mode works everywhere tokio does. Process mode needs Unix: it is tested on Linux, where
-//! workers also die with their parent through `PR_SET_PDEATHSIG`, and builds on macOS. On
-//! Windows a process-mode function does not compile, and the guard does nothing.
+//! workers also die with their parent through `PR_SET_PDEATHSIG` and arguments over 1 MiB cross
+//! through memory shared with the worker instead of the socket; it builds on macOS. On Windows a
+//! process-mode function does not compile, and the guard does nothing.
 
 #![doc(test(attr(deny(warnings))))]
 
