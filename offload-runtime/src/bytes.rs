@@ -35,7 +35,10 @@ impl<'de> Visitor<'de> for BytesVisitor {
     }
 
     fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Bytes, E> {
-        Ok(Bytes(bytes.to_vec()))
+        let mut owned = Vec::with_capacity(bytes.len());
+        prefer_huge_pages(&mut owned);
+        owned.extend_from_slice(bytes);
+        Ok(Bytes(owned))
     }
 
     fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<Bytes, E> {
@@ -49,6 +52,33 @@ impl<'de> Visitor<'de> for BytesVisitor {
         }
         Ok(Bytes(bytes))
     }
+}
+
+/// Asks for transparent huge pages for a large, still untouched buffer, where the system gives
+/// them on request: filling 64 MiB of fresh memory then takes 32 page faults instead of 16,384,
+/// which cost more than the copy itself.
+fn prefer_huge_pages(buffer: &mut Vec<u8>) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        const HUGE: usize = 2 << 20;
+        if buffer.capacity() < 2 * HUGE {
+            return;
+        }
+        let start = buffer.as_mut_ptr() as usize;
+        let end = start + buffer.capacity();
+        let aligned = start.div_ceil(PAGE) * PAGE;
+        // SAFETY: the range lies within the buffer's allocation, which nothing has touched yet;
+        // MADV_HUGEPAGE only changes how its pages will be backed.
+        unsafe {
+            libc::madvise(
+                aligned as *mut libc::c_void,
+                (end - aligned) / PAGE * PAGE,
+                libc::MADV_HUGEPAGE,
+            )
+        };
+    }
+    let _ = buffer;
 }
 
 #[cfg(test)]
