@@ -1,11 +1,13 @@
 //! The runtime behind the [`offload`](https://docs.rs/offload) crate: thread pools, worker
 //! processes and the protocol between them. Depend on `offload`, not on this crate.
 //!
-//! The path of a process-mode call, file by file: [`process`](crate::__private::call_in_process)
-//! encodes the arguments and leases a worker from the `pool`, which starts workers with
-//! `launch`; the `channel` sends the call and reads the reply in frames laid out in `wire`; on
-//! the other side the `worker` decodes and runs the function it finds in the `registry`,
-//! catching panics with `panic`, and sends the reply back.
+//! The path of a process-mode call, file by file: `process` encodes the arguments (large ones
+//! into the region in `shared`, byte strings as in `bytes`) and waits in the `pool` for a
+//! worker, which the pool starts with `launch`; the `batch` that holds a worker sends its calls,
+//! and those it took along, through the `channel`, in frames laid out in `wire`; on the other
+//! side the `worker` decodes and runs the function it finds in the `registry`, catching panics
+//! with `panic`, and sends the replies back. `map` drives many inputs the same way; `thread` is
+//! thread mode; `config` and `error` serve both.
 
 mod config;
 mod error;
@@ -19,6 +21,8 @@ mod registry;
 #[cfg(unix)]
 mod wire;
 
+#[cfg(unix)]
+mod batch;
 #[cfg(unix)]
 mod bytes;
 #[cfg(unix)]
