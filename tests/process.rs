@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 offload::test_setup!();
 
 mod common;
+use common::{assert_died, assert_panicked};
 
 #[offload(process)]
 fn add(a: u64, b: u64) -> u64 {
@@ -177,25 +178,9 @@ async fn two_hundred_concurrent_calls_all_complete() {
 
 #[tokio::test]
 async fn a_panic_comes_back_with_message_and_location() {
-    let error = explode("kaboom".into()).await.unwrap_err();
-    let Error::Panicked {
-        function,
-        message,
-        location,
-        ..
-    } = &error
-    else {
-        panic!("{error:?}")
-    };
-    assert_eq!(*function, "process::explode");
-    assert_eq!(message, "kaboom");
-    assert!(
-        location
-            .as_deref()
-            .unwrap()
-            .starts_with("tests/process.rs:"),
-        "{location:?}"
-    );
+    let result = explode("kaboom".into()).await;
+    let error = result.clone().unwrap_err();
+    assert_panicked(result, "process::explode", "kaboom", "tests/process.rs");
     assert!(error.to_string().contains("kaboom"));
 }
 
@@ -212,28 +197,8 @@ async fn a_worker_survives_a_panic_and_keeps_serving() {
 
 #[tokio::test]
 async fn a_worker_that_dies_fails_only_its_own_call() {
-    let error = abort().await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            Error::WorkerDied {
-                exit: Exit::Signal(6),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    let error = exit_with(3).await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            Error::WorkerDied {
-                exit: Exit::Code(3),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_died(abort().await, Exit::Signal(6));
+    assert_died(exit_with(3).await, Exit::Code(3));
     assert_eq!(add(1, 1).await, Ok(2));
 }
 

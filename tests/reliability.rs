@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 offload::test_setup!();
 
 mod common;
-use common::{alive, gone, pid_in, resident_bytes, scratch, wait_for, LIVENESS};
+use common::{alive, assert_died, gone, pid_in, resident_bytes, scratch, wait_for, LIVENESS};
 
 /// Writes this worker's pid into `dir` (so the test can find and kill it), then waits until
 /// `release` exists; `None` waits forever.
@@ -214,29 +214,11 @@ fn hygiene() -> (Vec<String>, Option<String>, String) {
 #[tokio::test]
 async fn segfault_and_out_of_memory_fail_only_their_call() {
     ProcessPool::configure("crash").workers(1).apply().unwrap();
-    let error = segfault().await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            Error::WorkerDied {
-                exit: Exit::Signal(11),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert!(error.to_string().contains("SIGSEGV"), "{error}");
-    let error = out_of_memory().await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            Error::WorkerDied {
-                exit: Exit::Signal(6),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    let segfault = segfault().await;
+    let message = segfault.clone().unwrap_err().to_string();
+    assert!(message.contains("SIGSEGV"), "{message}");
+    assert_died(segfault, Exit::Signal(11));
+    assert_died(out_of_memory().await, Exit::Signal(6));
     assert!(crash_pid().await.is_ok());
 }
 
@@ -248,17 +230,7 @@ async fn retries_rerun_a_call_whose_worker_died_on_a_fresh_worker() {
         .expect("the retry succeeds");
     assert!(marker.exists(), "the first attempt ran");
     assert!(alive(pid));
-    let error = crash_always().await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            Error::WorkerDied {
-                exit: Exit::Code(9),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_died(crash_always().await, Exit::Code(9));
 }
 
 #[tokio::test]
@@ -481,17 +453,7 @@ async fn bad_bytes_from_a_worker_fail_the_call_and_replace_the_worker() {
     }
     let mut truncated = header(109, 3, 5);
     truncated.extend_from_slice(&[0; 10]);
-    let error = write_on_channel(truncated, true).await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            Error::WorkerDied {
-                exit: Exit::Code(0),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_died(write_on_channel(truncated, true).await, Exit::Code(0));
     let after = garbage_pid().await.unwrap();
     assert_ne!(before, after);
 }
@@ -702,21 +664,10 @@ async fn a_crash_in_a_batch_fails_only_the_call_that_was_running() {
         .into();
     std::fs::write(&release, b"").unwrap();
     assert!(parked.await.unwrap().is_ok());
-    let results: Vec<_> = futures_results(calls).await;
-    assert!(
-        results[0].is_ok() && results[2].is_ok() && results[3].is_ok(),
-        "{results:?}"
-    );
-    assert!(
-        matches!(
-            results[1],
-            Err(Error::WorkerDied {
-                exit: Exit::Code(5),
-                ..
-            })
-        ),
-        "{results:?}"
-    );
+    let mut results: Vec<_> = futures_results(calls).await;
+    let crashed = results.remove(1);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_died(crashed, Exit::Code(5));
 }
 
 #[offload(process, pool = "batch-cancel")]
@@ -729,30 +680,12 @@ fn batch_cancel(dir: PathBuf, release: PathBuf, park_here: bool) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_call_sent_ahead_kills_only_its_worker_and_the_rest_complete() {
-    ProcessPool::configure("batch-cancel")
-        .workers(1)
-        .apply()
-        .unwrap();
-    let dir = scratch("batch-cancel");
-    let (first, second) = (dir.join("first"), dir.join("second"));
-    let parked = tokio::spawn(batch_cancel(dir.clone(), first.clone(), true));
-    let before = pid_in(&dir).await;
-    std::fs::remove_file(dir.join(before.to_string())).unwrap();
-    // The next lease goes to `driver`, which takes `victim` and `other` along, ahead of itself.
-    let driver = tokio::spawn(queued(batch_cancel(dir.clone(), second.clone(), false)));
-    let victim = tokio::spawn(queued(batch_cancel(dir.clone(), second.clone(), true)));
-    let other = tokio::spawn(queued(batch_cancel(dir.clone(), second.clone(), false)));
-    std::fs::write(&first, b"").unwrap();
-    assert_eq!(parked.await.unwrap(), Ok(before));
-    pid_in(&dir).await;
-    victim.abort();
-    gone(before).await;
-    let (driver, other) = (
-        driver.await.unwrap().unwrap(),
-        other.await.unwrap().unwrap(),
-    );
-    assert_eq!(driver, other);
-    assert_ne!(driver, before, "the rest ran on a fresh worker");
+    let batch = take_along("batch-cancel", batch_cancel).await;
+    batch.slow.abort();
+    gone(batch.worker).await;
+    let driver = batch.driver.await.unwrap().unwrap();
+    assert_eq!(batch.quick.await.unwrap(), Ok(driver));
+    assert_ne!(driver, batch.worker, "the rest ran on a fresh worker");
 }
 
 #[offload(process, pool = "batch-orphan")]
@@ -765,25 +698,51 @@ fn batch_orphan(dir: PathBuf, release: PathBuf, park_here: bool) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_taken_along_complete_when_the_call_that_took_them_is_cancelled() {
-    ProcessPool::configure("batch-orphan")
-        .workers(1)
-        .apply()
-        .unwrap();
-    let dir = scratch("batch-orphan");
+    let batch = take_along("batch-orphan", batch_orphan).await;
+    batch.driver.abort();
+    std::fs::write(&batch.second, b"").unwrap();
+    assert_eq!(batch.slow.await.unwrap(), Ok(batch.worker));
+    assert_eq!(batch.quick.await.unwrap(), Ok(batch.worker));
+}
+
+type Call = tokio::task::JoinHandle<Result<u32, Error>>;
+
+/// Three calls sent to one worker together, `slow` running and parked until `second` exists.
+struct TakenAlong {
+    worker: u32,
+    second: PathBuf,
+    driver: Call,
+    slow: Call,
+    quick: Call,
+}
+
+/// On the one-worker pool `pool`, parks a call, queues `driver`, `slow` and `quick` behind it,
+/// then releases the parked call: the next lease goes to `driver`, which takes `slow` and `quick`
+/// along, ahead of its own call. Returns once `slow` runs.
+async fn take_along<F, Fut>(pool: &str, call: F) -> TakenAlong
+where
+    F: Fn(PathBuf, PathBuf, bool) -> Fut,
+    Fut: std::future::Future<Output = Result<u32, Error>> + Send + 'static,
+{
+    ProcessPool::configure(pool).workers(1).apply().unwrap();
+    let dir = scratch(pool);
     let (first, second) = (dir.join("first"), dir.join("second"));
-    let parked = tokio::spawn(batch_orphan(dir.clone(), first.clone(), true));
+    let parked = tokio::spawn(call(dir.clone(), first.clone(), true));
     let worker = pid_in(&dir).await;
     std::fs::remove_file(dir.join(worker.to_string())).unwrap();
-    let driver = tokio::spawn(queued(batch_orphan(dir.clone(), second.clone(), false)));
-    let slow = tokio::spawn(queued(batch_orphan(dir.clone(), second.clone(), true)));
-    let quick = tokio::spawn(queued(batch_orphan(dir.clone(), second.clone(), false)));
+    let driver = tokio::spawn(queued(call(dir.clone(), second.clone(), false)));
+    let slow = tokio::spawn(queued(call(dir.clone(), second.clone(), true)));
+    let quick = tokio::spawn(queued(call(dir.clone(), second.clone(), false)));
     std::fs::write(&first, b"").unwrap();
     assert_eq!(parked.await.unwrap(), Ok(worker));
     pid_in(&dir).await;
-    driver.abort();
-    std::fs::write(&second, b"").unwrap();
-    assert_eq!(slow.await.unwrap(), Ok(worker));
-    assert_eq!(quick.await.unwrap(), Ok(worker));
+    TakenAlong {
+        worker,
+        second,
+        driver,
+        slow,
+        quick,
+    }
 }
 
 async fn futures_results<T>(calls: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
@@ -816,17 +775,7 @@ async fn large_arguments_cross_through_shared_memory_within_the_frame_limit() {
         .unwrap();
     let bytes = vec![3u8; 4 << 20];
     assert_eq!(large(bytes.clone(), false).await, Ok((3 * (4 << 20), true)));
-    let error = large(bytes.clone(), true).await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            Error::WorkerDied {
-                exit: Exit::Signal(6),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_died(large(bytes.clone(), true).await, Exit::Signal(6));
     assert_eq!(
         large(bytes, false).await,
         Ok((3 * (4 << 20), true)),

@@ -3,7 +3,10 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use offload::{offload, Error};
+use offload::offload;
+
+mod common;
+use common::assert_panicked;
 
 #[offload(thread)]
 fn concat(a: String, b: String) -> String {
@@ -68,21 +71,11 @@ async fn a_blocked_body_leaves_the_event_loop_free() {
 
 #[tokio::test]
 async fn a_panic_becomes_an_error_and_the_pool_keeps_serving() {
-    let error = explode(7).await.unwrap_err();
-    let Error::Panicked {
-        function,
-        message,
-        location,
-        ..
-    } = &error
-    else {
-        panic!("{error:?}")
-    };
-    assert_eq!(*function, "thread::explode");
-    assert_eq!(message, "thread body failed on 7");
-    assert!(
-        location.as_deref().unwrap().starts_with("tests/thread.rs:"),
-        "{location:?}"
+    assert_panicked(
+        explode(7).await,
+        "thread::explode",
+        "thread body failed on 7",
+        "tests/thread.rs",
     );
     assert_eq!(explode(0).await, Ok(0));
 }

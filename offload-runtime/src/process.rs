@@ -84,15 +84,17 @@ where
     }
     let (pool, index) = function.resolve()?;
     let admitted = pool.admit().await?;
-    if postcard::experimental::serialized_size(&args).is_ok_and(|size| size > shared::THRESHOLD) {
-        let result = Box::pin(exchange_large(function, pool, index, &args)).await;
-        drop(admitted);
-        return result;
-    }
-    let frame = encode_call(function, pool, index, &args)?;
-    drop(args);
-    // Boxed, so that a call still waiting for admission (there may be millions) is small.
-    let result = Box::pin(exchange(function, pool, frame)).await;
+    // One pass: encoding stops as soon as the arguments outgrow the socket path.
+    let small = encode_within(index, &args, shared::THRESHOLD.min(pool.max_frame()))
+        .map_err(|e| codec(function, &e))?;
+    let result = match small {
+        Some(frame) => {
+            drop(args);
+            // Boxed, so that a call still waiting for admission (there may be millions) is small.
+            Box::pin(exchange(function, pool, frame)).await
+        }
+        None => Box::pin(exchange_large(function, pool, index, &args)).await,
+    };
     drop(admitted);
     result
 }
@@ -104,17 +106,70 @@ pub(crate) fn encode_call<A: Serialize>(
     index: u32,
     args: &A,
 ) -> Result<Vec<u8>, Error> {
-    let codec = |detail: String| Error::Codec {
-        function: function.name,
-        stage: CodecStage::EncodeArguments,
-        detail,
-    };
+    match encode_within(index, args, pool.max_frame()) {
+        Ok(Some(frame)) => Ok(frame),
+        Ok(None) => Err(codec(
+            function,
+            &format!(
+                "the arguments exceed the frame limit of {} bytes",
+                pool.max_frame()
+            ),
+        )),
+        Err(error) => Err(codec(function, &error)),
+    }
+}
+
+/// The call frame, or `None` as soon as the encoded arguments pass `limit` bytes.
+fn encode_within<A: Serialize>(
+    index: u32,
+    args: &A,
+    limit: usize,
+) -> postcard::Result<Option<Vec<u8>>> {
     let mut frame = Vec::new();
     wire::begin(&mut frame, Kind::Call, 0);
     frame.extend_from_slice(&index.to_le_bytes());
-    let mut frame = postcard::to_extend(args, frame).map_err(|e| codec(e.to_string()))?;
-    wire::finish(&mut frame, pool.max_frame()).map_err(|e| codec(e.to_string()))?;
-    Ok(frame)
+    // The payload (the index, then the arguments) may take `limit` bytes after the header.
+    let end = wire::HEADER.saturating_add(limit);
+    // Only the flavor reports a full buffer; serde's own failures are other errors.
+    match postcard::serialize_with_flavor(args, Capped { frame, end }) {
+        Ok(mut frame) => Ok(wire::finish(&mut frame, limit).ok().map(|()| frame)),
+        Err(postcard::Error::SerializeBufferFull) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+fn codec(function: &Remote, detail: &impl std::fmt::Display) -> Error {
+    Error::Codec {
+        function: function.name,
+        stage: CodecStage::EncodeArguments,
+        detail: detail.to_string(),
+    }
+}
+
+/// A postcard output that refuses to grow past `end`.
+struct Capped {
+    frame: Vec<u8>,
+    end: usize,
+}
+
+impl postcard::ser_flavors::Flavor for Capped {
+    type Output = Vec<u8>;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.try_extend(&[byte])
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        if self.frame.len() + bytes.len() > self.end {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.frame.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.frame)
+    }
 }
 
 /// Runs one call to its end: waits for its turn, runs it (taking queued calls along when it
@@ -164,11 +219,6 @@ async fn exchange_large<A: Serialize, R: DeserializeOwned>(
     index: u32,
     args: &A,
 ) -> Result<R, Error> {
-    let codec = |detail: String| Error::Codec {
-        function: function.name,
-        stage: CodecStage::EncodeArguments,
-        detail,
-    };
     let mut retries_left = function.retries;
     loop {
         let mut lease = pool.lease().await?;
@@ -176,7 +226,9 @@ async fn exchange_large<A: Serialize, R: DeserializeOwned>(
             Some(region) => {
                 let limit = region.len();
                 let used = postcard::to_slice(args, region.bytes_mut())
-                    .map_err(|e| codec(format!("{e} (the frame limit is {limit} bytes)")))?
+                    .map_err(|e| {
+                        codec(function, &format!("{e} (the frame limit is {limit} bytes)"))
+                    })?
                     .len();
                 let mut payload = index.to_le_bytes().to_vec();
                 payload.extend_from_slice(&(used as u64).to_le_bytes());
@@ -274,5 +326,20 @@ pub(crate) fn decode<R: DeserializeOwned>(
         Kind::Hello | Kind::Call | Kind::CallShared | Kind::GuardMissing => {
             unreachable!("rejected by the exchange")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_stops_at_the_limit_and_not_before() {
+        // A 100-byte Vec<u8> encodes to 101 bytes; with the 4-byte index, a payload of 105.
+        let args = (vec![7u8; 100],);
+        let frame = encode_within(3, &args, 105).unwrap().expect("fits exactly");
+        assert_eq!(frame.len(), wire::HEADER + 105);
+        assert_eq!(encode_within(3, &args, 104).unwrap(), None);
+        assert_eq!(encode_within(3, &args, 0).unwrap(), None);
     }
 }

@@ -75,3 +75,34 @@ pub fn resident_bytes() -> u64 {
 pub fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
+
+/// Asserts that a call failed because the worker running it ended with `exit`.
+#[track_caller]
+pub fn assert_died<T: std::fmt::Debug>(result: Result<T, offload::Error>, exit: offload::Exit) {
+    match result {
+        Err(offload::Error::WorkerDied { exit: ended, .. }) if ended == exit => {}
+        other => panic!("expected a worker that ended with {exit}, got {other:?}"),
+    }
+}
+
+/// Asserts that a call failed with a panic of `function` saying `message`, at a line of `file`.
+#[track_caller]
+pub fn assert_panicked<T: std::fmt::Debug>(
+    result: Result<T, offload::Error>,
+    function: &str,
+    message: &str,
+    file: &str,
+) {
+    let Err(offload::Error::Panicked {
+        function: f,
+        message: m,
+        location,
+        ..
+    }) = &result
+    else {
+        panic!("expected a panic, got {result:?}")
+    };
+    assert_eq!((*f, m.as_str()), (function, message));
+    let location = location.as_deref().unwrap_or_default();
+    assert!(location.starts_with(&format!("{file}:")), "{location}");
+}
