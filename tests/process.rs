@@ -252,6 +252,11 @@ async fn byte_vectors_cross_whole_in_both_directions() {
     expected.reverse();
     assert_eq!(reversed(bytes).await, Ok(expected));
     assert_eq!(reversed(Vec::new()).await, Ok(Vec::new()));
+    // Under the shared-memory threshold but over the socket's buffer: the write waits for room.
+    let middling: Vec<u8> = (0..=255).cycle().take(900 << 10).collect();
+    let mut expected = middling.clone();
+    expected.reverse();
+    assert_eq!(reversed(middling).await, Ok(expected));
 }
 
 #[offload(process)]

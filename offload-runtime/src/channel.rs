@@ -1,7 +1,7 @@
 //! The caller's end of one worker's channel: the handshake, sending a call, reading its reply.
 //!
-//! The socket is registered with the runtime of the task using the worker (`AsyncFd` over the
-//! raw descriptor, which it does not own), and registered again when a task of another runtime
+//! The socket is registered for reading with the runtime of the task using the worker (`AsyncFd`
+//! over the raw descriptor, which it does not own), and registered again when a task of another runtime
 //! uses it next, so one pool serves every runtime in the process, such as the one each
 //! `#[tokio::test]` builds, and a cancelled operation never closes the socket behind the
 //! worker's back.
@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -17,6 +18,7 @@ use tokio::runtime::{self, Handle};
 
 use crate::error::Exit;
 use crate::launch::Process;
+use crate::poll::Poller;
 use crate::registry::Table;
 use crate::shared::Region;
 use crate::wire::{self, Header, Kind, HEADER};
@@ -40,6 +42,9 @@ pub(crate) struct Worker {
     /// Ids of the last call sent and of the last call answered; replies come in order.
     sent: u64,
     answered: u64,
+    /// Whether the calls last sent poll for their replies, and how such polls went.
+    polling: bool,
+    poller: Poller,
 }
 
 /// Why an exchange with a worker failed.
@@ -70,6 +75,8 @@ impl Worker {
             reply: 0..0,
             sent: 0,
             answered: 0,
+            polling: false,
+            poller: Poller::default(),
         })
     }
 
@@ -84,7 +91,7 @@ impl Worker {
     /// Reads the worker's announcement and checks that it runs the same registry as we do.
     pub(crate) async fn handshake(&mut self) -> Result<(), Fault> {
         let io = self.registration()?;
-        let header = self.read_frame(&io, 1 << 20).await;
+        let header = self.read_frame(&io, 1 << 20, false).await;
         self.keep(io);
         let header = header?;
         match header.kind {
@@ -109,13 +116,8 @@ impl Worker {
         // SAFETY: the registration lives in this `Worker`, which owns the socket, or in an
         // operation borrowing it, and is dropped before the socket closes (field order), so the
         // descriptor stays open and unchanged for as long as it is registered.
-        unsafe {
-            AsyncFd::register_with_interest(
-                self.stream.as_raw_fd(),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-        }
-        .map_err(|_| Fault::Died)
+        unsafe { AsyncFd::register_with_interest(self.stream.as_raw_fd(), Interest::READABLE) }
+            .map_err(|_| Fault::Died)
     }
 
     fn keep(&mut self, io: AsyncFd<RawFd>) {
@@ -126,28 +128,48 @@ impl Worker {
 
     /// Sends call frames, one or several back to back, whose ids are still blank, stamping each
     /// with the next id. The worker runs them in order.
-    pub(crate) async fn send(&mut self, frames: &mut [u8]) -> Result<(), Fault> {
-        let io = self.registration()?;
-        let sent = self.write_all(&io, frames).await;
-        self.keep(io);
-        sent
-    }
-
-    async fn write_all(&mut self, io: &AsyncFd<RawFd>, frames: &mut [u8]) -> Result<(), Fault> {
+    ///
+    /// With `polling`, each frame says so, and the caller polls for the replies before it
+    /// sleeps (see `poll.rs`).
+    pub(crate) async fn send(&mut self, frames: &mut [u8], polling: bool) -> Result<(), Fault> {
+        self.polling = polling;
         let mut at = 0;
         while at < frames.len() {
             self.sent += 1;
             frames[at + 5..at + HEADER].copy_from_slice(&self.sent.to_le_bytes());
+            if self.polling {
+                frames[at + 4] |= wire::POLLING;
+            }
             let len = u32::from_le_bytes(frames[at..at + 4].try_into().expect("4 bytes"));
             at += 4 + len as usize;
         }
         let mut rest: &[u8] = frames;
+        // Registered for writing only while a write waits for room (a registration that wants
+        // to know of room is woken each time the worker reads), through a copy of the
+        // descriptor, since the socket's own is registered for reading. Declared in this
+        // order, the registration is dropped before the copy closes.
+        let mut copy = None;
+        let mut waiting: Option<AsyncFd<RawFd>> = None;
         while !rest.is_empty() {
             match (&self.stream).write(rest) {
                 Ok(0) => return Err(Fault::Died),
                 Ok(n) => rest = &rest[n..],
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    io.writable().await.map_err(|_| Fault::Died)?.clear_ready();
+                    if waiting.is_none() {
+                        let fd = copy
+                            .insert(self.stream.try_clone().map_err(|_| Fault::Died)?)
+                            .as_raw_fd();
+                        // SAFETY: `copy` owns the descriptor and outlives the registration.
+                        let registered =
+                            unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) };
+                        waiting = Some(registered.map_err(|_| Fault::Died)?);
+                    }
+                    let waiting = waiting.as_ref().expect("registered just above");
+                    waiting
+                        .writable()
+                        .await
+                        .map_err(|_| Fault::Died)?
+                        .clear_ready();
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Err(Fault::Died),
@@ -160,7 +182,7 @@ impl Worker {
     /// [`Worker::reply`].
     pub(crate) async fn receive(&mut self, limit: usize) -> Result<Kind, Fault> {
         let io = self.registration()?;
-        let header = self.read_frame(&io, limit).await;
+        let header = self.read_frame(&io, limit, self.polling).await;
         self.keep(io);
         let header = header?;
         let expected = self.answered + 1;
@@ -230,7 +252,12 @@ impl Worker {
 
     /// Returns the next whole frame, reading more from the worker only when the frames already
     /// read are used up, so that replies arriving together cost one system call.
-    async fn read_frame(&mut self, io: &AsyncFd<RawFd>, limit: usize) -> Result<Header, Fault> {
+    async fn read_frame(
+        &mut self,
+        io: &AsyncFd<RawFd>,
+        limit: usize,
+        poll: bool,
+    ) -> Result<Header, Fault> {
         if self.start == self.filled {
             (self.start, self.filled) = (0, 0);
             if self.inbox.len() > 16 * READ_AHEAD {
@@ -263,7 +290,9 @@ impl Worker {
                     self.inbox.resize(need.max(READ_AHEAD), 0);
                 }
             }
-            self.filled += read_some(io, &self.stream, &mut self.inbox[self.filled..]).await?;
+            let poller = poll.then_some(&mut self.poller);
+            self.filled +=
+                read_some(io, &self.stream, &mut self.inbox[self.filled..], poller).await?;
         }
     }
 }
@@ -271,19 +300,47 @@ impl Worker {
 /// The size of the read buffer: replies up to this size take one system call.
 const READ_AHEAD: usize = 64 * 1024;
 
-/// Reads what is there, waiting for it if nothing is.
+/// Reads what is there, waiting for it if nothing is: first by polling, if `poller` says so,
+/// then by sleeping until the runtime sees the socket readable.
 async fn read_some(
     io: &AsyncFd<RawFd>,
     stream: &UnixStream,
     buf: &mut [u8],
+    poller: Option<&mut Poller>,
 ) -> Result<usize, Fault> {
+    if let Some(n) = read_now(stream, buf)? {
+        return Ok(n);
+    }
+    if let Some(poller) = poller {
+        if let Some(until) = poller.until(Instant::now()) {
+            loop {
+                if let Some(n) = read_now(stream, buf)? {
+                    poller.record(true);
+                    return Ok(n);
+                }
+                if Instant::now() >= until {
+                    poller.record(false);
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+    loop {
+        io.readable().await.map_err(|_| Fault::Died)?.clear_ready();
+        if let Some(n) = read_now(stream, buf)? {
+            return Ok(n);
+        }
+    }
+}
+
+/// One read that does not wait: `None` when nothing is there yet.
+fn read_now(stream: &UnixStream, buf: &mut [u8]) -> Result<Option<usize>, Fault> {
     loop {
         match (&*stream).read(buf) {
             Ok(0) => return Err(Fault::Died),
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                io.readable().await.map_err(|_| Fault::Died)?.clear_ready();
-            }
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return Err(Fault::Died),
         }

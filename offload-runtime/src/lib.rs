@@ -32,6 +32,8 @@ mod launch;
 #[cfg(unix)]
 mod map;
 #[cfg(unix)]
+mod poll;
+#[cfg(unix)]
 mod pool;
 #[cfg(unix)]
 mod process;

@@ -584,7 +584,11 @@ impl Lease {
             .as_mut()
             .expect("a worker was ensured before sending");
         self.phase = Phase::Sending;
-        worker.send(frames).await?;
+        // Polling for replies pays only while no other call waits for a worker; when some do,
+        // the caller's thread has their tasks to run instead, and the workers their calls.
+        let admitted = self.pool.workers + self.pool.config.max_queue
+            - self.pool.admission.available_permits();
+        worker.send(frames, admitted <= self.pool.workers).await?;
         self.phase = Phase::Awaiting;
         Ok(())
     }

@@ -1,13 +1,17 @@
 //! The frames that travel between a caller and a worker over their private socket.
 //!
 //! Every frame is `len: u32 LE | kind: u8 | id: u64 LE | payload`, where `len` counts everything
-//! after itself. A reader checks `len` against its limit before allocating, so a corrupt or
+//! after itself. The kind's top bit, [`POLLING`], on a call says that the caller is polling for
+//! its reply, and so likely to send its next call soon. A reader checks `len` against its limit before allocating, so a corrupt or
 //! hostile length cannot make either side allocate without bound.
 
 use std::fmt;
 
 /// Bumped whenever the frame layout or a payload changes meaning.
-pub(crate) const PROTOCOL: u16 = 1;
+pub(crate) const PROTOCOL: u16 = 2;
+
+/// The kind byte's flag: the caller polls for this call's reply.
+pub(crate) const POLLING: u8 = 0x80;
 
 pub(crate) const HEADER: usize = 13;
 const LEN: usize = 4;
@@ -60,6 +64,8 @@ pub(crate) struct Header {
     pub kind: Kind,
     pub id: u64,
     pub payload_len: usize,
+    /// Whether the kind byte carried [`POLLING`].
+    pub polling: bool,
 }
 
 /// Bytes that do not form a valid frame.
@@ -96,12 +102,14 @@ impl Header {
                 limit,
             });
         }
-        let kind = Kind::from_byte(bytes[LEN]).ok_or(WireError::UnknownKind(bytes[LEN]))?;
+        let kind =
+            Kind::from_byte(bytes[LEN] & !POLLING).ok_or(WireError::UnknownKind(bytes[LEN]))?;
         let id = u64::from_le_bytes(bytes[LEN + 1..].try_into().expect("8 bytes"));
         Ok(Header {
             kind,
             id,
             payload_len,
+            polling: bytes[LEN] & POLLING != 0,
         })
     }
 }
@@ -153,10 +161,17 @@ mod tests {
             Ok(Header {
                 kind: Kind::Returned,
                 id: 42,
-                payload_len: 3
+                payload_len: 3,
+                polling: false,
             })
         );
         assert_eq!(&buf[HEADER..], b"abc");
+        let mut flagged = frame(Kind::Call, 7, b"");
+        flagged[4] |= POLLING;
+        assert_eq!(
+            header_of(&flagged, 10).map(|h| (h.kind, h.polling)),
+            Ok((Kind::Call, true))
+        );
     }
 
     #[test]

@@ -3,10 +3,12 @@
 
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::BorrowedFd;
-use std::os::unix::io::FromRawFd;
+use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
+use crate::poll::Poller;
 use crate::registry::{Outcome, Table};
 use crate::shared::{Region, SHARED_FD};
 use crate::wire::{self, Header, Kind, HEADER};
@@ -135,7 +137,14 @@ fn serve(marker: Marker) -> ! {
     exit_with_parent();
     // SAFETY: descriptor 3 was placed by the launcher; nothing else in this process owns it.
     let channel = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
-    let reader = BufReader::with_capacity(64 * 1024, &channel);
+    let reader = BufReader::with_capacity(
+        64 * 1024,
+        Polling {
+            stream: &channel,
+            poller: Poller::default(),
+            soon: false,
+        },
+    );
     let code = match run(reader, &channel, marker.max_frame, region.as_ref()) {
         // The caller closed the channel, at any point of a frame: it went away, so do we.
         Ok(()) => 0,
@@ -151,7 +160,7 @@ fn serve(marker: Marker) -> ! {
 /// Announces the registry, then serves calls until the caller closes the channel. An error means
 /// the caller broke the protocol or the channel failed: the worker cannot go on.
 fn run(
-    mut reader: impl Read,
+    mut reader: impl Inbox,
     mut writer: impl Write,
     max_frame: usize,
     region: Option<&Region>,
@@ -173,6 +182,7 @@ fn run(
             kind,
             id,
             payload_len,
+            polling,
         } = Header::parse(&header, max_frame).map_err(io::Error::other)?;
         let shared = match (kind, payload_len) {
             (Kind::Call, 4..) => false,
@@ -198,12 +208,88 @@ fn run(
             &input[4..]
         };
         answer(table, index, id, args, &mut output, max_frame);
+        reader.next_call_soon(polling);
         writer.write_all(&output)?;
         // Keep small buffers for the next call; give a large one back to the allocator.
         for buffer in [&mut input, &mut output] {
             if buffer.capacity() > 1 << 20 {
                 *buffer = Vec::new();
             }
+        }
+    }
+}
+
+/// Where a worker reads its calls from.
+trait Inbox: Read {
+    /// Told after each call whether its caller polls for the reply, and so will likely send its
+    /// next call soon.
+    fn next_call_soon(&mut self, _soon: bool) {}
+}
+
+impl Inbox for &[u8] {}
+
+/// The worker's end of the channel. After a call whose caller polls for the reply, the worker
+/// too polls for the next call before it sleeps in `read` (waking a sleeping process costs its
+/// caller many microseconds on a virtual machine), for as long as [`Poller`] lets it, and yields
+/// its core between polls to anything else that wants it.
+struct Polling<'a> {
+    stream: &'a UnixStream,
+    poller: Poller,
+    soon: bool,
+}
+
+impl Inbox for BufReader<Polling<'_>> {
+    fn next_call_soon(&mut self, soon: bool) {
+        self.get_mut().soon = soon;
+    }
+}
+
+impl Read for Polling<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(n) = read_now(self.stream, buf)? {
+            return Ok(n);
+        }
+        let until = self
+            .soon
+            .then(|| self.poller.until(Instant::now()))
+            .flatten();
+        if let Some(until) = until {
+            loop {
+                std::thread::yield_now();
+                if let Some(n) = read_now(self.stream, buf)? {
+                    self.poller.record(true);
+                    return Ok(n);
+                }
+                if Instant::now() >= until {
+                    self.poller.record(false);
+                    break;
+                }
+            }
+        }
+        (&*self.stream).read(buf)
+    }
+}
+
+/// One read of a blocking socket that does not wait: `None` when nothing is there yet.
+fn read_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        // SAFETY: `buf` is valid for writes of its length, and the descriptor is open.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if let Ok(n) = usize::try_from(n) {
+            return Ok(Some(n));
+        }
+        let error = io::Error::last_os_error();
+        match error.kind() {
+            io::ErrorKind::WouldBlock => return Ok(None),
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(error),
         }
     }
 }

@@ -1,0 +1,64 @@
+//! When to poll for a message rather than sleep until it comes.
+//!
+//! A process asleep in `read` costs whoever wakes it a wake-up, and waking a process on another
+//! core takes tens of microseconds on a virtual machine: more than a small call itself. So a
+//! caller polls for a reply, and a worker for the next call, for a short while before sleeping,
+//! as long as such polls keep finding their message; after a few misses in a row (a slow
+//! function, a caller that pauses between calls) polling stops, but for one probe every so
+//! often, and costs nothing more.
+
+use std::time::{Duration, Instant};
+
+/// How long one poll lasts at most.
+pub(crate) const POLL_FOR: Duration = Duration::from_micros(50);
+
+/// Misses in a row after which polling stops, and how often it is tried again after that.
+const MISSES: u32 = 3;
+const PROBE_EVERY: u32 = 16;
+
+/// One reader's record of its recent polls.
+#[derive(Default)]
+pub(crate) struct Poller {
+    misses: u32,
+    waits: u32,
+}
+
+impl Poller {
+    /// Until when to poll for a message not there at `now`, if at all.
+    pub(crate) fn until(&mut self, now: Instant) -> Option<Instant> {
+        self.waits = self.waits.wrapping_add(1);
+        (self.misses < MISSES || self.waits % PROBE_EVERY == 0).then(|| now + POLL_FOR)
+    }
+
+    /// Whether the message polled for came in time.
+    pub(crate) fn record(&mut self, came: bool) {
+        self.misses = if came {
+            0
+        } else {
+            self.misses.saturating_add(1)
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_stops_after_misses_in_a_row_and_probes_until_a_poll_hits() {
+        let mut poller = Poller::default();
+        let now = Instant::now();
+        for _ in 0..MISSES {
+            assert_eq!(poller.until(now), Some(now + POLL_FOR));
+            poller.record(false);
+        }
+        let polled: Vec<bool> = (0..2 * PROBE_EVERY)
+            .map(|_| poller.until(now).is_some())
+            .collect();
+        assert_eq!(polled.iter().filter(|p| **p).count(), 2, "{polled:?}");
+        // A probe that finds its message turns polling back on.
+        while poller.until(now).is_none() {}
+        poller.record(true);
+        assert!((0..PROBE_EVERY).all(|_| poller.until(now).is_some()));
+    }
+}
