@@ -63,7 +63,8 @@ impl Batch {
         }
         frames.extend_from_slice(&own);
         self.own_sent = true;
-        if let Err(fault) = lease.send(&mut frames).await {
+        let polling = lease.worth_polling();
+        if let Err(fault) = lease.send(&mut frames, polling).await {
             return self.lost(fault, own).await;
         }
         let own = match self.answer_taken(Some(own)).await {

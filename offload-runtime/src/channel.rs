@@ -302,6 +302,11 @@ const READ_AHEAD: usize = 64 * 1024;
 
 /// Reads what is there, waiting for it if nothing is: first by polling, if `poller` says so,
 /// then by sleeping until the runtime sees the socket readable.
+///
+/// Polling spins without giving up the core: yielding it to a busy machine's workers can cost
+/// the caller's thread milliseconds. So it goes on only while the worker has taken the call
+/// off the socket, that is while it runs on another core; a worker that has not is asleep or
+/// waiting for this very core, and the caller sleeps at once to let it run.
 async fn read_some(
     io: &AsyncFd<RawFd>,
     stream: &UnixStream,
@@ -313,16 +318,16 @@ async fn read_some(
     }
     if let Some(poller) = poller {
         if let Some(until) = poller.until(Instant::now()) {
-            loop {
+            for tries in 1.. {
                 if let Some(n) = read_now(stream, buf)? {
                     poller.record(true);
                     return Ok(n);
                 }
-                if Instant::now() >= until {
+                if Instant::now() >= until || (tries % 8 == 0 && unread_by_peer(stream)) {
                     poller.record(false);
                     break;
                 }
-                std::thread::yield_now();
+                std::hint::spin_loop();
             }
         }
     }
@@ -331,6 +336,22 @@ async fn read_some(
         if let Some(n) = read_now(stream, buf)? {
             return Ok(n);
         }
+    }
+}
+
+/// Whether bytes we sent are still waiting for the worker to read them.
+fn unread_by_peer(stream: &UnixStream) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ writes one int through the pointer, which is valid.
+        let asked = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        asked == 0 && queued > 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = stream;
+        false
     }
 }
 

@@ -577,18 +577,24 @@ impl Lease {
         Ok(())
     }
 
-    /// Sends calls, one frame or several back to back, to be answered in order.
-    pub(crate) async fn send(&mut self, frames: &mut [u8]) -> Result<(), Fault> {
+    /// Whether a call sent now should poll for its reply (see `poll.rs`): only while no other
+    /// call waits for a worker. When some do, the caller's thread has their tasks to run
+    /// instead, and the workers their calls.
+    pub(crate) fn worth_polling(&self) -> bool {
+        let pool = self.pool;
+        let admitted = pool.workers + pool.config.max_queue - pool.admission.available_permits();
+        admitted <= pool.workers
+    }
+
+    /// Sends calls, one frame or several back to back, to be answered in order; with
+    /// `polling`, the caller polls for the replies before it sleeps.
+    pub(crate) async fn send(&mut self, frames: &mut [u8], polling: bool) -> Result<(), Fault> {
         let worker = self
             .worker
             .as_mut()
             .expect("a worker was ensured before sending");
         self.phase = Phase::Sending;
-        // Polling for replies pays only while no other call waits for a worker; when some do,
-        // the caller's thread has their tasks to run instead, and the workers their calls.
-        let admitted = self.pool.workers + self.pool.config.max_queue
-            - self.pool.admission.available_permits();
-        worker.send(frames, admitted <= self.pool.workers).await?;
+        worker.send(frames, polling).await?;
         self.phase = Phase::Awaiting;
         Ok(())
     }

@@ -240,7 +240,8 @@ async fn exchange_large<A: Serialize, R: DeserializeOwned>(
             lease.kill_if_dropped();
         }
         let call = async {
-            lease.send(&mut frame).await?;
+            // Large arguments take milliseconds to decode: not worth polling for the reply.
+            lease.send(&mut frame, false).await?;
             lease.receive().await
         };
         let outcome = match function.timeout {
