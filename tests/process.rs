@@ -285,3 +285,32 @@ async fn map_runs_every_input_and_keeps_each_result_with_its_input() {
     }
     assert_eq!(seen, 100);
 }
+
+#[offload(process, pool = "unpolled")]
+fn unpolled_add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+#[offload(process, pool = "unpolled")]
+fn unpolled_abort() {
+    std::process::abort();
+}
+
+// Calls one after another poll for their replies by default, and sleep with `poll(ZERO)`;
+// either way every reply arrives and a worker's death fails only its own call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_one_after_another_with_polling_on_and_off() {
+    ProcessPool::configure("unpolled")
+        .workers(1)
+        .poll(std::time::Duration::ZERO)
+        .apply()
+        .unwrap();
+    for i in 0..2_000u64 {
+        assert_eq!(add(i, 1).await, Ok(i + 1));
+        assert_eq!(unpolled_add(i, 2).await, Ok(i + 2));
+        if i % 500 == 250 {
+            assert_died(abort().await, Exit::Signal(6));
+            assert_died(unpolled_abort().await, Exit::Signal(6));
+        }
+    }
+}

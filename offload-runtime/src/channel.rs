@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -62,6 +62,7 @@ impl Worker {
         process: Process,
         stream: UnixStream,
         region: Option<Region>,
+        poll: Duration,
     ) -> io::Result<Worker> {
         stream.set_nonblocking(true)?;
         Ok(Worker {
@@ -76,7 +77,7 @@ impl Worker {
             sent: 0,
             answered: 0,
             polling: false,
-            poller: Poller::default(),
+            poller: Poller::new(poll),
         })
     }
 

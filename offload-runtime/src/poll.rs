@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-/// How long one poll lasts at most.
+/// How long one poll lasts at most, unless the pool says otherwise.
 pub(crate) const POLL_FOR: Duration = Duration::from_micros(50);
 
 /// Misses in a row after which polling stops, and how often it is tried again after that.
@@ -17,17 +17,27 @@ const MISSES: u32 = 3;
 const PROBE_EVERY: u32 = 16;
 
 /// One reader's record of its recent polls.
-#[derive(Default)]
 pub(crate) struct Poller {
+    /// How long one poll lasts; zero for never.
+    window: Duration,
     misses: u32,
     waits: u32,
 }
 
 impl Poller {
+    pub(crate) fn new(window: Duration) -> Self {
+        Poller {
+            window,
+            misses: 0,
+            waits: 0,
+        }
+    }
+
     /// Until when to poll for a message not there at `now`, if at all.
     pub(crate) fn until(&mut self, now: Instant) -> Option<Instant> {
         self.waits = self.waits.wrapping_add(1);
-        (self.misses < MISSES || self.waits % PROBE_EVERY == 0).then(|| now + POLL_FOR)
+        let due = self.misses < MISSES || self.waits % PROBE_EVERY == 0;
+        (due && !self.window.is_zero()).then(|| now + self.window)
     }
 
     /// Whether the message polled for came in time.
@@ -46,7 +56,7 @@ mod tests {
 
     #[test]
     fn polling_stops_after_misses_in_a_row_and_probes_until_a_poll_hits() {
-        let mut poller = Poller::default();
+        let mut poller = Poller::new(POLL_FOR);
         let now = Instant::now();
         for _ in 0..MISSES {
             assert_eq!(poller.until(now), Some(now + POLL_FOR));
@@ -60,5 +70,7 @@ mod tests {
         while poller.until(now).is_none() {}
         poller.record(true);
         assert!((0..PROBE_EVERY).all(|_| poller.until(now).is_some()));
+        let mut never = Poller::new(Duration::ZERO);
+        assert!((0..2 * PROBE_EVERY).all(|_| never.until(now).is_none()));
     }
 }

@@ -21,6 +21,7 @@ use crate::channel::{Fault, Worker};
 use crate::config::{self, Pools};
 use crate::error::Exit;
 use crate::launch;
+use crate::poll::POLL_FOR;
 use crate::shared::Region;
 use crate::wire::{Kind, HEADER};
 use crate::worker::{self, Marker};
@@ -113,6 +114,7 @@ struct PoolConfig {
     max_calls_per_worker: Option<u64>,
     max_worker_memory: Option<u64>,
     max_batch: usize,
+    poll: Duration,
     on_cancel: OnCancel,
     program: Option<PathBuf>,
 }
@@ -127,6 +129,7 @@ impl Default for PoolConfig {
             max_calls_per_worker: None,
             max_worker_memory: None,
             max_batch: 16,
+            poll: POLL_FOR,
             on_cancel: OnCancel::Kill,
             program: None,
         }
@@ -185,6 +188,20 @@ impl ProcessPoolBuilder {
     /// goes to the first worker to finish, whatever the others run.
     pub fn max_batch(mut self, calls: usize) -> Self {
         self.config.max_batch = calls.max(1);
+        self
+    }
+
+    /// How long a caller polls for a reply, and a worker for the next call, before sleeping
+    /// (default 50 µs); `Duration::ZERO` turns polling off.
+    ///
+    /// Waking a sleeping process costs tens of microseconds when it sits on another core, more
+    /// than a small call itself, so while calls come one after another and no call waits for a
+    /// worker, both ends keep an eye on the socket for that long. Polling stops by itself after
+    /// a few polls in a row that did not pay (a slow function, a caller that pauses between
+    /// calls), but for one try every 16 waits, and it never takes a core a worker is waiting
+    /// for. Turn it off where spare CPU time is worth more than a call's latency.
+    pub fn poll(mut self, window: Duration) -> Self {
+        self.config.poll = window;
         self
     }
 
@@ -497,6 +514,7 @@ impl ProcessPool {
             from_ctor,
             max_frame: self.config.max_frame,
             shared: self.config.max_frame,
+            poll_micros: u64::try_from(self.config.poll.as_micros()).unwrap_or(u64::MAX),
         };
         let failed = |e: std::io::Error| Error::WorkerStart {
             reason: format!("cannot run {}: {e}", program.display()),
@@ -505,7 +523,7 @@ impl ProcessPool {
             .await
             .map_err(failed)?;
         let pid = process.pid;
-        let mut worker = Worker::new(process, stream, region).map_err(failed)?;
+        let mut worker = Worker::new(process, stream, region, self.config.poll).map_err(failed)?;
         let limit = self.config.handshake_timeout;
         match tokio::time::timeout(limit, worker.handshake()).await {
             Ok(Ok(())) => Ok(worker),
@@ -583,7 +601,7 @@ impl Lease {
     pub(crate) fn worth_polling(&self) -> bool {
         let pool = self.pool;
         let admitted = pool.workers + pool.config.max_queue - pool.admission.available_permits();
-        admitted <= pool.workers
+        admitted <= pool.workers && !pool.config.poll.is_zero()
     }
 
     /// Sends calls, one frame or several back to back, to be answered in order; with

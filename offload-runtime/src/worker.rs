@@ -6,7 +6,7 @@ use std::os::fd::BorrowedFd;
 use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::poll::Poller;
 use crate::registry::{Outcome, Table};
@@ -29,12 +29,17 @@ pub(crate) struct Marker {
     pub max_frame: usize,
     /// The length of the region shared on descriptor 4; 0 for none.
     pub shared: usize,
+    /// How long to poll for the next call after a call whose caller polls, in microseconds.
+    pub poll_micros: u64,
 }
 
 impl Marker {
     pub(crate) fn encode(&self) -> String {
         let mode = if self.from_ctor { "ctor" } else { "main" };
-        format!("{mode}:{}:{}", self.max_frame, self.shared)
+        format!(
+            "{mode}:{}:{}:{}",
+            self.max_frame, self.shared, self.poll_micros
+        )
     }
 
     fn decode(text: &str) -> Option<Marker> {
@@ -46,10 +51,12 @@ impl Marker {
         };
         let max_frame = fields.next()?.parse().ok()?;
         let shared = fields.next()?.parse().ok()?;
+        let poll_micros = fields.next()?.parse().ok()?;
         fields.next().is_none().then_some(Marker {
             from_ctor,
             max_frame,
             shared,
+            poll_micros,
         })
     }
 
@@ -141,7 +148,7 @@ fn serve(marker: Marker) -> ! {
         64 * 1024,
         Polling {
             stream: &channel,
-            poller: Poller::default(),
+            poller: Poller::new(Duration::from_micros(marker.poll_micros)),
             soon: false,
         },
     );
@@ -516,11 +523,13 @@ mod tests {
                 from_ctor: true,
                 max_frame: 7,
                 shared: 7,
+                poll_micros: 50,
             },
             Marker {
                 from_ctor: false,
                 max_frame: 0,
                 shared: 0,
+                poll_micros: 0,
             },
         ] {
             assert_eq!(Marker::decode(&marker.encode()), Some(marker));
@@ -528,5 +537,6 @@ mod tests {
         assert_eq!(Marker::decode("main"), None);
         assert_eq!(Marker::decode("fork:1:0"), None);
         assert_eq!(Marker::decode("main:1"), None);
+        assert_eq!(Marker::decode("main:1:0"), None);
     }
 }
