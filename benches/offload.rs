@@ -486,7 +486,7 @@ fn small_calls(runtime: &Runtime, report: &mut Report) {
     time_each(CALLS, || socket.round_trip());
     awaited_calls(runtime);
     procspawn_calls();
-    let mut medians = [(); 5].map(|()| Vec::new());
+    let mut medians = [(); 6].map(|()| Vec::new());
     for rep in 0..REPS {
         // Alternate the order, so that a drift in the machine hits offload and its floor alike.
         if rep % 2 == 0 {
@@ -499,9 +499,11 @@ fn small_calls(runtime: &Runtime, report: &mut Report) {
         medians[2].push(median(&time_each(CALLS, || socket.round_trip())));
         medians[3].push(median(&awaited_calls(runtime)));
         medians[4].push(median(&procspawn_calls()));
+        // The same calls awaited in `block_on` itself, as `#[tokio::main]` runs `main`'s body.
+        medians[5].push(median(&runtime.block_on(offload_calls())));
     }
     drop((pipe, socket, awaited));
-    let [ours, pipe, socket, awaited, theirs] = medians.map(|m| Measure::time(&m));
+    let [ours, pipe, socket, awaited, theirs, from_main] = medians.map(|m| Measure::time(&m));
     let what = "process: awaited small call";
     let floor = "pipe ping-pong";
     report.compare(
@@ -525,6 +527,15 @@ fn small_calls(runtime: &Runtime, report: &mut Report) {
     report.compare(2, what, ours, (floor, socket), Goal::None, "");
     let floor = "socket ping-pong on tokio";
     report.compare(2, what, ours, (floor, awaited), Goal::None, "");
+    let floor = ("pipe ping-pong", pipe);
+    report.compare(
+        2,
+        "process: small call awaited in main",
+        from_main,
+        floor,
+        Goal::None,
+        "",
+    );
 
     let mut ours = Vec::new();
     on_runtime(runtime, in_flight(IN_FLIGHT, |i| add(i, 1)));

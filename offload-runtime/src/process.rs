@@ -84,19 +84,34 @@ where
     }
     let (pool, index) = function.resolve()?;
     let admitted = pool.admit().await?;
-    // One pass: encoding stops as soon as the arguments outgrow the socket path.
-    let small = encode_within(index, &args, shared::THRESHOLD.min(pool.max_frame()))
-        .map_err(|e| codec(function, &e))?;
-    let result = match small {
-        Some(frame) => {
-            drop(args);
-            // Boxed, so that a call still waiting for admission (there may be millions) is small.
-            Box::pin(exchange(function, pool, frame)).await
-        }
-        None => Box::pin(exchange_large(function, pool, index, &args)).await,
-    };
+    // Boxed, so that a call still waiting for admission (there may be millions) is small.
+    let result = Box::pin(admitted_call(function, pool, index, args)).await;
     drop(admitted);
     result
+}
+
+/// An admitted call: encoded once, stopping as soon as the arguments outgrow the socket path,
+/// and run through the socket or, when they did, through the shared region.
+async fn admitted_call<A, R>(
+    function: &'static Remote,
+    pool: &'static ProcessPool,
+    index: u32,
+    args: A,
+) -> Result<R, Error>
+where
+    A: Serialize,
+    R: DeserializeOwned,
+{
+    let small = encode_within(index, &args, shared::THRESHOLD.min(pool.max_frame()))
+        .map_err(|e| codec(function, &e))?;
+    match small {
+        Some(frame) => {
+            drop(args);
+            exchange(function, pool, frame).await
+        }
+        // Boxed: its state is far larger than a small call's, which need not carry it.
+        None => Box::pin(exchange_large(function, pool, index, &args)).await,
+    }
 }
 
 /// A call frame, its id still blank: the function's index in the registry, then the arguments.
