@@ -162,7 +162,10 @@
 //! When calls queue up, the call that gets a worker takes up to
 //! [`max_batch`](ProcessPoolBuilder::max_batch) queued calls along and sends them with its own in
 //! one write; the worker still runs one call at a time, in order. A crash then fails only the
-//! call that was running, and the calls behind it go to another worker. The builder also bounds
+//! call that was running, and the calls behind it go to another worker. When calls come one
+//! after another instead, the caller and its worker poll for each other briefly before sleeping
+//! ([`poll`](ProcessPoolBuilder::poll)), since waking a sleeping process costs more than a small
+//! call. The builder also bounds
 //! the queue ([`max_queue`](ProcessPoolBuilder::max_queue)), recycles leaky workers
 //! ([`max_calls_per_worker`](ProcessPoolBuilder::max_calls_per_worker),
 //! [`max_worker_memory`](ProcessPoolBuilder::max_worker_memory)) and chooses what a dropped call

@@ -6,7 +6,8 @@
 //! worker, which the pool starts with `launch`; the `batch` that holds a worker sends its calls,
 //! and those it took along, through the `channel`, in frames laid out in `wire`; on the other
 //! side the `worker` decodes and runs the function it finds in the `registry`, catching panics
-//! with `panic`, and sends the replies back. `map` drives many inputs the same way; `thread` is
+//! with `panic`, and sends the replies back. Both ends ask `poll` whether to poll for the next
+//! message before sleeping. `map` drives many inputs the same way; `thread` is
 //! thread mode; `config` and `error` serve both.
 
 mod config;
