@@ -1309,16 +1309,15 @@ impl Row {
     }
 
     fn status(&self) -> String {
-        match (self.met(), self.goal) {
-            (Some(true), _) => "met".to_owned(),
-            (Some(false), Goal::AtMost(limit)) => {
-                format!("missed by {:.0}%", (self.value / limit - 1.0) * 100.0)
-            }
-            (Some(false), Goal::AtLeast(limit)) => {
-                format!("missed by {:.0}%", (1.0 - self.value / limit) * 100.0)
-            }
-            _ => String::new(),
-        }
+        let by = match (self.met(), self.goal) {
+            (Some(true), _) => return "met".to_owned(),
+            (Some(false), Goal::AtMost(limit)) => (self.value / limit - 1.0) * 100.0,
+            (Some(false), Goal::AtLeast(limit)) => (1.0 - self.value / limit) * 100.0,
+            _ => return String::new(),
+        };
+        // A miss under 1% still shows as one.
+        let digits = usize::from(by < 1.0);
+        format!("missed by {by:.digits$}%")
     }
 
     /// Offload's cost relative to its reference (lower is better), and the target on the same
