@@ -42,6 +42,9 @@ pub(crate) struct Worker {
     /// Ids of the last call sent and of the last call answered; replies come in order.
     sent: u64,
     answered: u64,
+    /// When the worker last went from idle to busy, and how many calls it had answered then:
+    /// what [`Worker::time_per_call`] measures from.
+    busy_since: (Instant, u64),
     /// Whether the calls last sent poll for their replies, and how such polls went.
     polling: bool,
     poller: Poller,
@@ -75,6 +78,7 @@ impl Worker {
             filled: 0,
             reply: 0..0,
             sent: 0,
+            busy_since: (Instant::now(), 0),
             answered: 0,
             polling: false,
             poller: Poller::new(poll),
@@ -134,6 +138,9 @@ impl Worker {
     /// sleeps (see `poll.rs`).
     pub(crate) async fn send(&mut self, frames: &mut [u8], polling: bool) -> Result<(), Fault> {
         self.polling = polling;
+        if self.outstanding() == 0 {
+            self.busy_since = (Instant::now(), self.answered);
+        }
         let mut at = 0;
         while at < frames.len() {
             self.sent += 1;
@@ -212,6 +219,14 @@ impl Worker {
 
     pub(crate) fn reply(&self) -> &[u8] {
         &self.inbox[self.reply.clone()]
+    }
+
+    /// For a worker that has just answered everything sent to it: how long each call took on
+    /// average since it went busy, replies included.
+    pub(crate) fn time_per_call(&self) -> Option<Duration> {
+        let (since, answered) = self.busy_since;
+        let calls = u32::try_from(self.answered - answered).ok()?;
+        (self.outstanding() == 0 && calls > 0).then(|| since.elapsed() / calls)
     }
 
     /// How many calls were sent and not answered yet.

@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -28,6 +29,10 @@ use crate::worker::{self, Marker};
 use crate::Error;
 
 static POOLS: Pools<PoolConfig, ProcessPool> = Pools::new();
+
+/// Calls that take longer than this on average are not taken along by others (see
+/// [`ProcessPool::adopt`]).
+const LONG_CALL: Duration = Duration::from_millis(1);
 
 /// A pool of worker processes, each a re-executed copy of this program.
 ///
@@ -46,6 +51,8 @@ pub struct ProcessPool {
     admission: Semaphore,
     state: Mutex<State>,
     broken: OnceLock<Error>,
+    /// A moving average of how long calls take, in nanoseconds, replies included.
+    call_nanos: AtomicU64,
 }
 
 #[derive(Default)]
@@ -184,7 +191,9 @@ impl ProcessPoolBuilder {
 
     /// How many queued calls a worker is sent in one write when calls queue up (default 16).
     /// It runs them one after the other; a call that finds every worker busy would wait anyway,
-    /// and batching saves system calls. `1` sends one call at a time, so a queued call always
+    /// and batching saves system calls. Calls that have lately taken over a millisecond are
+    /// not batched: the system calls saved would not show, and a worker slowed down would hold
+    /// calls that another could run. `1` sends one call at a time, so a queued call always
     /// goes to the first worker to finish, whatever the others run.
     pub fn max_batch(mut self, calls: usize) -> Self {
         self.config.max_batch = calls.max(1);
@@ -258,6 +267,7 @@ impl ProcessPool {
                     ..State::default()
                 }),
                 broken: OnceLock::new(),
+                call_nanos: AtomicU64::new(0),
                 config,
             })
         })
@@ -391,7 +401,13 @@ impl ProcessPool {
     /// most this worker's share of the queue, and none while the queue is no longer than the
     /// number of workers, so that calls started together spread over the workers instead of
     /// piling onto the first one free. Batches form only when calls really pile up.
+    ///
+    /// Nor while recent calls took over [`LONG_CALL`]: batching them saves nothing worth
+    /// having, and a worker that turns out slow keeps calls another could have run.
     pub(crate) fn adopt(&self, count: usize) -> VecDeque<Waiting> {
+        if self.call_nanos.load(Ordering::Relaxed) > LONG_CALL.as_nanos() as u64 {
+            return VecDeque::new();
+        }
         let mut state = self.lock();
         let queued = state.queue.len();
         let count = if queued > self.workers {
@@ -408,6 +424,14 @@ impl ProcessPool {
             }
         }
         taken
+    }
+
+    /// Folds one call's time into the pool's moving average (an eighth of the way).
+    fn note_call_time(&self, took: Duration) {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let average = self.call_nanos.load(Ordering::Relaxed);
+        let average = average - average / 8 + took / 8;
+        self.call_nanos.store(average, Ordering::Relaxed);
     }
 
     pub(crate) fn max_batch(&self) -> usize {
@@ -624,6 +648,9 @@ impl Lease {
             .as_mut()
             .expect("a worker was ensured before sending");
         let kind = worker.receive(self.pool.config.max_frame).await?;
+        if let Some(took) = worker.time_per_call() {
+            self.pool.note_call_time(took);
+        }
         if worker.outstanding() == 0 {
             self.phase = Phase::Ready;
         }
