@@ -638,7 +638,8 @@ async fn a_million_queued_calls_take_no_descriptors_and_bounded_memory() {
 }
 
 // A call that holds a worker sends queued calls ahead of its own in one write. These tests
-// queue calls behind a parked one on a one-worker pool, so that the next lease takes them along.
+// queue calls behind a parked one on a one-worker pool, so that the next lease takes them along
+// (`max_batch` set, so that batches form though the parked call was long).
 
 #[offload(process, pool = "batch-crash")]
 fn batch_crash(dir: PathBuf, release: PathBuf, action: u8) -> u32 {
@@ -653,6 +654,7 @@ fn batch_crash(dir: PathBuf, release: PathBuf, action: u8) -> u32 {
 async fn a_crash_in_a_batch_fails_only_the_call_that_was_running() {
     ProcessPool::configure("batch-crash")
         .workers(1)
+        .max_batch(16)
         .apply()
         .unwrap();
     let dir = scratch("batch-crash");
@@ -724,7 +726,11 @@ where
     F: Fn(PathBuf, PathBuf, bool) -> Fut,
     Fut: std::future::Future<Output = Result<u32, Error>> + Send + 'static,
 {
-    ProcessPool::configure(pool).workers(1).apply().unwrap();
+    ProcessPool::configure(pool)
+        .workers(1)
+        .max_batch(16)
+        .apply()
+        .unwrap();
     let dir = scratch(pool);
     let (first, second) = (dir.join("first"), dir.join("second"));
     let parked = tokio::spawn(call(dir.clone(), first.clone(), true));

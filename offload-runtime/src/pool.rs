@@ -120,7 +120,8 @@ struct PoolConfig {
     max_frame: usize,
     max_calls_per_worker: Option<u64>,
     max_worker_memory: Option<u64>,
-    max_batch: usize,
+    /// `None` for the default: 16, and none for long calls.
+    max_batch: Option<usize>,
     poll: Duration,
     on_cancel: OnCancel,
     program: Option<PathBuf>,
@@ -135,7 +136,7 @@ impl Default for PoolConfig {
             max_frame: 1 << 30,
             max_calls_per_worker: None,
             max_worker_memory: None,
-            max_batch: 16,
+            max_batch: None,
             poll: POLL_FOR,
             on_cancel: OnCancel::Kill,
             program: None,
@@ -191,12 +192,12 @@ impl ProcessPoolBuilder {
 
     /// How many queued calls a worker is sent in one write when calls queue up (default 16).
     /// It runs them one after the other; a call that finds every worker busy would wait anyway,
-    /// and batching saves system calls. Calls that have lately taken over a millisecond are
-    /// not batched: the system calls saved would not show, and a worker slowed down would hold
-    /// calls that another could run. `1` sends one call at a time, so a queued call always
+    /// and batching saves system calls. Unless this is set, calls that have lately taken over a
+    /// millisecond are not batched: the system calls saved would not show, and a worker slowed
+    /// down would hold calls that another could run. `1` sends one call at a time, so a queued call always
     /// goes to the first worker to finish, whatever the others run.
     pub fn max_batch(mut self, calls: usize) -> Self {
-        self.config.max_batch = calls.max(1);
+        self.config.max_batch = Some(calls.max(1));
         self
     }
 
@@ -402,10 +403,12 @@ impl ProcessPool {
     /// number of workers, so that calls started together spread over the workers instead of
     /// piling onto the first one free. Batches form only when calls really pile up.
     ///
-    /// Nor while recent calls took over [`LONG_CALL`]: batching them saves nothing worth
-    /// having, and a worker that turns out slow keeps calls another could have run.
+    /// Nor, unless the pool's `max_batch` was set, while recent calls took over [`LONG_CALL`]:
+    /// batching them saves nothing worth having, and a worker that turns out slow keeps calls
+    /// another could have run.
     pub(crate) fn adopt(&self, count: usize) -> VecDeque<Waiting> {
-        if self.call_nanos.load(Ordering::Relaxed) > LONG_CALL.as_nanos() as u64 {
+        let long = self.call_nanos.load(Ordering::Relaxed) > LONG_CALL.as_nanos() as u64;
+        if long && self.config.max_batch.is_none() {
             return VecDeque::new();
         }
         let mut state = self.lock();
@@ -435,7 +438,7 @@ impl ProcessPool {
     }
 
     pub(crate) fn max_batch(&self) -> usize {
-        self.config.max_batch
+        self.config.max_batch.unwrap_or(16)
     }
 
     pub(crate) fn on_cancel(&self) -> OnCancel {
@@ -735,5 +738,57 @@ impl Drop for Lease {
                 pool.release(None);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool_with_queue(max_batch: Option<usize>, queued: usize) -> ProcessPool {
+        let pool = ProcessPool {
+            name: "test".to_owned(),
+            workers: 2,
+            admission: Semaphore::new(2),
+            state: Mutex::new(State::default()),
+            broken: OnceLock::new(),
+            call_nanos: AtomicU64::new(0),
+            config: PoolConfig {
+                max_batch,
+                ..PoolConfig::default()
+            },
+        };
+        let mut state = pool.lock();
+        for _ in 0..queued {
+            let (reply, answer) = oneshot::channel();
+            // Kept open, as a caller still waiting would.
+            std::mem::forget(answer);
+            state.queue.push_back(Waiting {
+                frame: Vec::new(),
+                combine: true,
+                reply,
+            });
+        }
+        drop(state);
+        pool
+    }
+
+    #[test]
+    fn short_calls_are_taken_along_and_long_ones_only_when_asked_for() {
+        let pool = pool_with_queue(None, 10);
+        assert_eq!(pool.adopt(15).len(), 5, "a worker's share of the queue");
+        pool.note_call_time(Duration::from_millis(20));
+        assert!(
+            pool.adopt(15).is_empty(),
+            "calls now take 2.5 ms on average"
+        );
+        for _ in 0..64 {
+            pool.note_call_time(Duration::from_micros(10));
+        }
+        assert_eq!(pool.adopt(15).len(), 3, "short again: 5 left, a share is 3");
+
+        let asked = pool_with_queue(Some(4), 10);
+        asked.note_call_time(Duration::from_secs(1));
+        assert_eq!(asked.adopt(asked.max_batch() - 1).len(), 3);
     }
 }
