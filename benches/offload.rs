@@ -349,17 +349,8 @@ fn thread_mode(runtime: &Runtime, report: &mut Report) {
         time_each_async(CALLS, peer).await;
     });
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for rep in 0..REPS {
-        let (a, b) = on_runtime(runtime, async move {
-            // Alternate which goes first, so that a drift in the machine hits both alike.
-            if rep % 2 == 0 {
-                let a = time_each_async(CALLS, offload).await;
-                (a, time_each_async(CALLS, peer).await)
-            } else {
-                let b = time_each_async(CALLS, peer).await;
-                (time_each_async(CALLS, offload).await, b)
-            }
-        });
+    for _ in 0..REPS {
+        let (a, b) = on_runtime(runtime, time_pairs_async(CALLS, offload, peer));
         ours.push(median(&a));
         theirs.push(median(&b));
     }
@@ -418,6 +409,38 @@ where
         seconds.push(started.elapsed().as_secs_f64());
     }
     seconds
+}
+
+/// Awaits `calls` pairs of calls, one of each kind, one call at a time, the pair's order
+/// alternating, so that both kinds meet the machine in the same state; returns the seconds each
+/// call of each kind took.
+async fn time_pairs_async<F, G, Fut, Gut, T, U, E, D>(
+    calls: usize,
+    mut first: F,
+    mut second: G,
+) -> (Vec<f64>, Vec<f64>)
+where
+    F: FnMut() -> Fut,
+    G: FnMut() -> Gut,
+    Fut: Future<Output = Result<T, E>>,
+    Gut: Future<Output = Result<U, D>>,
+    E: std::fmt::Debug,
+    D: std::fmt::Debug,
+{
+    let (mut a, mut b) = (Vec::with_capacity(calls), Vec::with_capacity(calls));
+    for i in 0..calls {
+        for turn in [i % 2, 1 - i % 2] {
+            let started = Instant::now();
+            if turn == 0 {
+                black_box(first().await.expect("a call failed"));
+                a.push(started.elapsed().as_secs_f64());
+            } else {
+                black_box(second().await.expect("a call failed"));
+                b.push(started.elapsed().as_secs_f64());
+            }
+        }
+    }
+    (a, b)
 }
 
 fn time_each(calls: usize, mut call: impl FnMut()) -> Vec<f64> {
