@@ -6,7 +6,7 @@
 //! `#[tokio::test]` builds, and a cancelled operation never closes the socket behind the
 //! worker's back.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::ops::Range;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -18,7 +18,7 @@ use tokio::runtime::{self, Handle};
 
 use crate::error::Exit;
 use crate::launch::Process;
-use crate::poll::Poller;
+use crate::poll::{self, Poller};
 use crate::registry::Table;
 use crate::shared::Region;
 use crate::wire::{self, Header, Kind, HEADER};
@@ -373,14 +373,9 @@ fn unread_by_peer(stream: &UnixStream) -> bool {
 
 /// One read that does not wait: `None` when nothing is there yet.
 fn read_now(stream: &UnixStream, buf: &mut [u8]) -> Result<Option<usize>, Fault> {
-    loop {
-        match (&*stream).read(buf) {
-            Ok(0) => return Err(Fault::Died),
-            Ok(n) => return Ok(Some(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Err(Fault::Died),
-        }
+    match poll::read_now(stream, buf) {
+        Ok(Some(0)) | Err(_) => Err(Fault::Died),
+        Ok(read) => Ok(read),
     }
 }
 

@@ -1,4 +1,4 @@
-//! When to poll for a message rather than sleep until it comes.
+//! When to poll for a message rather than sleep until it comes, and how to read without waiting.
 //!
 //! A process asleep in `read` costs whoever wakes it a wake-up, and waking a process on another
 //! core takes tens of microseconds on a virtual machine: more than a small call itself. So a
@@ -7,6 +7,9 @@
 //! function, a caller that pauses between calls) polling stops, but for one probe every so
 //! often, and costs nothing more.
 
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 /// How long one poll lasts at most, unless the pool says otherwise.
@@ -47,6 +50,30 @@ impl Poller {
         } else {
             self.misses.saturating_add(1)
         };
+    }
+}
+
+/// One read that does not wait, of a blocking socket or not: `None` when nothing is there yet.
+pub(crate) fn read_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        // SAFETY: `buf` is valid for writes of its length, and the descriptor is open.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if let Ok(n) = usize::try_from(n) {
+            return Ok(Some(n));
+        }
+        let error = io::Error::last_os_error();
+        match error.kind() {
+            io::ErrorKind::WouldBlock => return Ok(None),
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(error),
+        }
     }
 }
 

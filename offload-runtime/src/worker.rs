@@ -3,12 +3,12 @@
 
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::BorrowedFd;
-use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::os::unix::io::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::poll::Poller;
+use crate::poll::{read_now, Poller};
 use crate::registry::{Outcome, Table};
 use crate::shared::{Region, SHARED_FD};
 use crate::wire::{self, Header, Kind, HEADER};
@@ -274,30 +274,6 @@ impl Read for Polling<'_> {
             }
         }
         (&*self.stream).read(buf)
-    }
-}
-
-/// One read of a blocking socket that does not wait: `None` when nothing is there yet.
-fn read_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    loop {
-        // SAFETY: `buf` is valid for writes of its length, and the descriptor is open.
-        let n = unsafe {
-            libc::recv(
-                stream.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if let Ok(n) = usize::try_from(n) {
-            return Ok(Some(n));
-        }
-        let error = io::Error::last_os_error();
-        match error.kind() {
-            io::ErrorKind::WouldBlock => return Ok(None),
-            io::ErrorKind::Interrupted => {}
-            _ => return Err(error),
-        }
     }
 }
 
