@@ -1,10 +1,10 @@
 //! The caller's end of one worker's channel: the handshake, sending a call, reading its reply.
 //!
-//! The socket is registered for reading with the runtime of the task using the worker (`AsyncFd`
-//! over the raw descriptor, which it does not own), and registered again when a task of another runtime
-//! uses it next, so one pool serves every runtime in the process, such as the one each
-//! `#[tokio::test]` builds, and a cancelled operation never closes the socket behind the
-//! worker's back.
+//! The socket is registered for reading with the runtime of the task using the worker
+//! (`AsyncFd` over the raw descriptor, which it does not own), and registered again when a task
+//! of another runtime uses it next, so one pool serves every runtime in the process, such as the
+//! one each `#[tokio::test]` builds, and a cancelled operation never closes the socket behind
+//! the worker's back.
 
 use std::io::{self, Write};
 use std::ops::Range;
@@ -78,8 +78,8 @@ impl Worker {
             filled: 0,
             reply: 0..0,
             sent: 0,
-            busy_since: (Instant::now(), 0),
             answered: 0,
+            busy_since: (Instant::now(), 0),
             polling: false,
             poller: Poller::new(poll),
         })
