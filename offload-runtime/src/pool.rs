@@ -194,8 +194,8 @@ impl ProcessPoolBuilder {
     /// It runs them one after the other; a call that finds every worker busy would wait anyway,
     /// and batching saves system calls. Unless this is set, calls that have lately taken over a
     /// millisecond are not batched: the system calls saved would not show, and a worker slowed
-    /// down would hold calls that another could run. `1` sends one call at a time, so a queued call always
-    /// goes to the first worker to finish, whatever the others run.
+    /// down would hold calls that another could run. `1` sends one call at a time, so a queued
+    /// call always goes to the first worker to finish, whatever the others run.
     pub fn max_batch(mut self, calls: usize) -> Self {
         self.config.max_batch = Some(calls.max(1));
         self
