@@ -672,12 +672,18 @@ async fn a_crash_in_a_batch_fails_only_the_call_that_was_running() {
     assert_died(crashed, Exit::Code(5));
 }
 
-#[offload(process, pool = "batch-cancel")]
-fn batch_cancel(dir: PathBuf, release: PathBuf, park_here: bool) -> u32 {
+/// The body of the take-along tests' functions, one per test since each needs a pool of its
+/// own: parks until `release` exists, or returns at once; either way, the worker's pid.
+fn park_or_return(dir: &Path, release: &Path, park_here: bool) -> u32 {
     if park_here {
-        return park(&dir, Some(&release));
+        return park(dir, Some(release));
     }
     std::process::id()
+}
+
+#[offload(process, pool = "batch-cancel")]
+fn batch_cancel(dir: PathBuf, release: PathBuf, park_here: bool) -> u32 {
+    park_or_return(&dir, &release, park_here)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -692,10 +698,7 @@ async fn cancelling_a_call_sent_ahead_kills_only_its_worker_and_the_rest_complet
 
 #[offload(process, pool = "batch-orphan")]
 fn batch_orphan(dir: PathBuf, release: PathBuf, park_here: bool) -> u32 {
-    if park_here {
-        return park(&dir, Some(&release));
-    }
-    std::process::id()
+    park_or_return(&dir, &release, park_here)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

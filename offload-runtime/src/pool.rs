@@ -745,7 +745,12 @@ impl Drop for Lease {
 mod tests {
     use super::*;
 
-    fn pool_with_queue(max_batch: Option<usize>, queued: usize) -> ProcessPool {
+    /// A two-worker pool with `queued` calls waiting, and the callers' ends of their replies,
+    /// kept open as callers still waiting would keep them.
+    fn pool_with_queue(
+        max_batch: Option<usize>,
+        queued: usize,
+    ) -> (ProcessPool, Vec<oneshot::Receiver<Turn>>) {
         let pool = ProcessPool {
             name: "test".to_owned(),
             workers: 2,
@@ -758,24 +763,23 @@ mod tests {
                 ..PoolConfig::default()
             },
         };
-        let mut state = pool.lock();
-        for _ in 0..queued {
-            let (reply, answer) = oneshot::channel();
-            // Kept open, as a caller still waiting would.
-            std::mem::forget(answer);
-            state.queue.push_back(Waiting {
-                frame: Vec::new(),
-                combine: true,
-                reply,
-            });
-        }
-        drop(state);
-        pool
+        let callers = (0..queued)
+            .map(|_| {
+                let (reply, caller) = oneshot::channel();
+                pool.lock().queue.push_back(Waiting {
+                    frame: Vec::new(),
+                    combine: true,
+                    reply,
+                });
+                caller
+            })
+            .collect();
+        (pool, callers)
     }
 
     #[test]
     fn short_calls_are_taken_along_and_long_ones_only_when_asked_for() {
-        let pool = pool_with_queue(None, 10);
+        let (pool, _callers) = pool_with_queue(None, 10);
         assert_eq!(pool.adopt(15).len(), 5, "a worker's share of the queue");
         pool.note_call_time(Duration::from_millis(20));
         assert!(
@@ -787,7 +791,7 @@ mod tests {
         }
         assert_eq!(pool.adopt(15).len(), 3, "short again: 5 left, a share is 3");
 
-        let asked = pool_with_queue(Some(4), 10);
+        let (asked, _callers) = pool_with_queue(Some(4), 10);
         asked.note_call_time(Duration::from_secs(1));
         assert_eq!(asked.adopt(asked.max_batch() - 1).len(), 3);
     }
