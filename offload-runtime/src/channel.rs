@@ -320,9 +320,13 @@ const READ_AHEAD: usize = 64 * 1024;
 /// then by sleeping until the runtime sees the socket readable.
 ///
 /// Polling spins without giving up the core: yielding it to a busy machine's workers can cost
-/// the caller's thread milliseconds. So it goes on only while the worker has taken the call
-/// off the socket, that is while it runs on another core; a worker that has not is asleep or
-/// waiting for this very core, and the caller sleeps at once to let it run.
+/// the caller's thread milliseconds. It lasts the whole window even while the worker has not
+/// yet taken the call off the socket, because such a worker is either waking up on another
+/// core or waiting for this very one. In the second case, a thread that keeps its core while
+/// another waits for it is what makes the kernel move one of them to an idle core. A caller
+/// that slept instead would be woken by the reply on the worker's core (a Unix socket's wake-up
+/// pulls the woken thread to the waker's core), and the two would then share one core for
+/// good, at about twice the time per call.
 async fn read_some(
     io: &AsyncFd<RawFd>,
     stream: &UnixStream,
@@ -334,12 +338,12 @@ async fn read_some(
     }
     if let Some(poller) = poller {
         if let Some(until) = poller.until(Instant::now()) {
-            for tries in 1.. {
+            loop {
                 if let Some(n) = read_now(stream, buf)? {
                     poller.record(true);
                     return Ok(n);
                 }
-                if Instant::now() >= until || (tries % 8 == 0 && unread_by_peer(stream)) {
+                if Instant::now() >= until {
                     poller.record(false);
                     break;
                 }
@@ -352,22 +356,6 @@ async fn read_some(
         if let Some(n) = read_now(stream, buf)? {
             return Ok(n);
         }
-    }
-}
-
-/// Whether bytes we sent are still waiting for the worker to read them.
-fn unread_by_peer(stream: &UnixStream) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        let mut queued: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ writes one int through the pointer, which is valid.
-        let asked = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
-        asked == 0 && queued > 0
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = stream;
-        false
     }
 }
 
