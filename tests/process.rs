@@ -314,3 +314,92 @@ async fn calls_one_after_another_with_polling_on_and_off() {
         }
     }
 }
+
+/// How a test call spends its time.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum Work {
+    Busy(u64),
+    Asleep(u64),
+}
+
+/// This worker's scheduling priority, after `work` (milliseconds on the CPU or asleep).
+fn priority_after(work: Work) -> i32 {
+    match work {
+        Work::Busy(millis) => {
+            let started = cpu_millis();
+            while cpu_millis() - started < millis as f64 {
+                std::hint::spin_loop();
+            }
+        }
+        Work::Asleep(millis) => std::thread::sleep(std::time::Duration::from_millis(millis)),
+    }
+    // SAFETY: getpriority only reads this thread's priority.
+    unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+}
+
+/// The CPU time this thread has used, in milliseconds.
+fn cpu_millis() -> f64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through the pointer, which is valid.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    now.tv_sec as f64 * 1e3 + now.tv_nsec as f64 / 1e6
+}
+
+#[offload(process, pool = "stepping-back")]
+fn stepping_back(work: Work) -> i32 {
+    priority_after(work)
+}
+
+#[offload(process, pool = "niced")]
+fn niced(work: Work) -> i32 {
+    priority_after(work)
+}
+
+#[offload(process, pool = "not-niced")]
+fn not_niced(work: Work) -> i32 {
+    priority_after(work)
+}
+
+// By default a worker lowers its priority by 10 once calls use over a millisecond of CPU time,
+// by the second such call in a row, and not for calls that only wait; a pool's `nice` applies
+// from the worker's start instead, and `nice(0)` never.
+#[tokio::test]
+async fn workers_step_back_once_calls_run_long_on_the_cpu() {
+    for (pool, nice) in [
+        ("stepping-back", None),
+        ("niced", Some(5)),
+        ("not-niced", Some(0)),
+    ] {
+        let builder = ProcessPool::configure(pool).workers(1);
+        match nice {
+            Some(increment) => builder.nice(increment),
+            None => builder,
+        }
+        .apply()
+        .unwrap();
+    }
+    // SAFETY: getpriority only reads this thread's priority.
+    let ours = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let lowered = |by: i32| (ours + by).min(19);
+    use Work::{Asleep, Busy};
+    for work in [Busy(0), Asleep(5), Asleep(5), Busy(0), Asleep(5)] {
+        assert_eq!(stepping_back(work).await, Ok(ours), "{work:?}");
+    }
+    for work in [Busy(5), Busy(5)] {
+        let before = stepping_back(work).await;
+        assert!(
+            before == Ok(ours) || before == Ok(lowered(10)),
+            "{before:?}"
+        );
+    }
+    for work in [Busy(0), Busy(5), Busy(0)] {
+        assert_eq!(stepping_back(work).await, Ok(lowered(10)), "{work:?}");
+    }
+    for work in [Busy(0), Busy(5), Busy(5), Busy(0)] {
+        assert_eq!(niced(work).await, Ok(lowered(5)), "{work:?}");
+        assert_eq!(not_niced(work).await, Ok(ours), "{work:?}");
+    }
+}

@@ -32,7 +32,7 @@ static POOLS: Pools<PoolConfig, ProcessPool> = Pools::new();
 
 /// Calls that take longer than this on average are not taken along by others (see
 /// [`ProcessPool::adopt`]).
-const LONG_CALL: Duration = Duration::from_millis(1);
+pub(crate) const LONG_CALL: Duration = Duration::from_millis(1);
 
 /// A pool of worker processes, each a re-executed copy of this program.
 ///
@@ -123,6 +123,8 @@ struct PoolConfig {
     /// `None` for the default: 16, and none for long calls.
     max_batch: Option<usize>,
     poll: Duration,
+    /// `None` for the default: 10 once a call runs long.
+    nice: Option<u8>,
     on_cancel: OnCancel,
     program: Option<PathBuf>,
 }
@@ -138,6 +140,7 @@ impl Default for PoolConfig {
             max_worker_memory: None,
             max_batch: None,
             poll: POLL_FOR,
+            nice: None,
             on_cancel: OnCancel::Kill,
             program: None,
         }
@@ -212,6 +215,20 @@ impl ProcessPoolBuilder {
     /// for. Turn it off where spare CPU time is worth more than a call's latency.
     pub fn poll(mut self, window: Duration) -> Self {
         self.config.poll = window;
+        self
+    }
+
+    /// How far below the caller's scheduling priority workers run, as a nice increment (0 to
+    /// 19; Unix).
+    ///
+    /// By default a worker lowers its priority by 10 for good once one of its calls takes over a
+    /// millisecond: CPU-heavy work then gives way to the caller's event loop and to anything
+    /// else at normal priority whenever both want a core, and runs at full speed otherwise.
+    /// Workers that only ever run short calls keep the caller's priority, so small calls keep
+    /// their throughput when the caller is busy too. Setting it applies the increment to every
+    /// worker from its start instead; `nice(0)` keeps workers at the caller's priority.
+    pub fn nice(mut self, increment: u8) -> Self {
+        self.config.nice = Some(increment.min(19));
         self
     }
 
@@ -542,6 +559,7 @@ impl ProcessPool {
             max_frame: self.config.max_frame,
             shared: self.config.max_frame,
             poll_micros: u64::try_from(self.config.poll.as_micros()).unwrap_or(u64::MAX),
+            nice: self.config.nice,
         };
         let failed = |e: std::io::Error| Error::WorkerStart {
             reason: format!("cannot run {}: {e}", program.display()),

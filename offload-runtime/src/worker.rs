@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::poll::{read_now, Poller};
+use crate::pool::LONG_CALL;
 use crate::registry::{Outcome, Table};
 use crate::shared::{Region, SHARED_FD};
 use crate::wire::{self, Header, Kind, HEADER};
@@ -31,13 +32,16 @@ pub(crate) struct Marker {
     pub shared: usize,
     /// How long to poll for the next call after a call whose caller polls, in microseconds.
     pub poll_micros: u64,
+    /// The nice increment to run at from the start; `None` for [`STEP_BACK`] after a long call.
+    pub nice: Option<u8>,
 }
 
 impl Marker {
     pub(crate) fn encode(&self) -> String {
         let mode = if self.from_ctor { "ctor" } else { "main" };
+        let nice = self.nice.map_or("auto".to_owned(), |n| n.to_string());
         format!(
-            "{mode}:{}:{}:{}",
+            "{mode}:{}:{}:{}:{nice}",
             self.max_frame, self.shared, self.poll_micros
         )
     }
@@ -52,11 +56,16 @@ impl Marker {
         let max_frame = fields.next()?.parse().ok()?;
         let shared = fields.next()?.parse().ok()?;
         let poll_micros = fields.next()?.parse().ok()?;
+        let nice = match fields.next()? {
+            "auto" => None,
+            n => Some(n.parse().ok()?),
+        };
         fields.next().is_none().then_some(Marker {
             from_ctor,
             max_frame,
             shared,
             poll_micros,
+            nice,
         })
     }
 
@@ -142,6 +151,9 @@ fn serve(marker: Marker) -> ! {
         .flatten();
     close_inherited_descriptors();
     exit_with_parent();
+    if let Some(increment) = marker.nice {
+        lower_priority(increment);
+    }
     // SAFETY: descriptor 3 was placed by the launcher; nothing else in this process owns it.
     let channel = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
     let reader = BufReader::with_capacity(
@@ -152,7 +164,17 @@ fn serve(marker: Marker) -> ! {
             soon: false,
         },
     );
-    let code = match run(reader, &channel, marker.max_frame, region.as_ref()) {
+    let step_back = match marker.nice {
+        Some(_) => StepBack::Never,
+        None => StepBack::Watch,
+    };
+    let code = match run(
+        reader,
+        &channel,
+        marker.max_frame,
+        region.as_ref(),
+        step_back,
+    ) {
         // The caller closed the channel, at any point of a frame: it went away, so do we.
         Ok(()) => 0,
         Err(error) if is_hang_up(&error) => 0,
@@ -164,13 +186,82 @@ fn serve(marker: Marker) -> ! {
     std::process::exit(code)
 }
 
-/// Announces the registry, then serves calls until the caller closes the channel. An error means
-/// the caller broke the protocol or the channel failed: the worker cannot go on.
+/// How far a worker lowers its priority once a call runs long, unless its pool says otherwise.
+const STEP_BACK: u8 = 10;
+
+/// Lowers this thread's scheduling priority by `increment` (and that of threads it starts
+/// afterwards); the caller's event loop then wins a core the two compete for. Best effort: a
+/// worker that cannot runs as it is.
+fn lower_priority(increment: u8) {
+    if increment > 0 {
+        // SAFETY: `nice` only changes this thread's priority.
+        unsafe { libc::nice(libc::c_int::from(increment)) };
+    }
+}
+
+/// When a worker steps back: once a call has used more than [`LONG_CALL`] of CPU time, so that
+/// a short call that only waited for a core does not count. Reading the CPU clock costs two
+/// system calls a call, so it is read only for calls after one whose wall time was long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepBack {
+    /// The pool set the priority, or the worker has stepped back already.
+    Never,
+    /// Calls are timed by the wall clock.
+    Watch,
+    /// The last call took long by the wall clock: time calls by the CPU clock too.
+    Measure,
+}
+
+/// When a call started, by the wall clock and by this thread's CPU clock.
+type Start = (Instant, Duration);
+
+impl StepBack {
+    fn start(self) -> Option<Start> {
+        match self {
+            StepBack::Never => None,
+            StepBack::Watch => Some((Instant::now(), Duration::ZERO)),
+            StepBack::Measure => Some((Instant::now(), cpu_time())),
+        }
+    }
+
+    /// The state after a call that began at `start`, stepping back if it ran long.
+    fn finish(self, start: Option<Start>) -> StepBack {
+        let Some((wall, cpu)) = start else {
+            return self;
+        };
+        let long = wall.elapsed() > LONG_CALL;
+        match self {
+            StepBack::Watch if long => StepBack::Measure,
+            StepBack::Measure if !long => StepBack::Watch,
+            StepBack::Measure if cpu_time().saturating_sub(cpu) > LONG_CALL => {
+                lower_priority(STEP_BACK);
+                StepBack::Never
+            }
+            state => state,
+        }
+    }
+}
+
+/// The CPU time this thread has used.
+fn cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through the pointer, which is valid.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// Announces the registry, then serves calls until the caller closes the channel, stepping back
+/// as `step_back` says. An error means the caller broke the protocol or the channel failed: the
+/// worker cannot go on.
 fn run(
     mut reader: impl Inbox,
     mut writer: impl Write,
     max_frame: usize,
     region: Option<&Region>,
+    mut step_back: StepBack,
 ) -> io::Result<()> {
     let table = Table::get();
     let hello = postcard::to_stdvec(&(wire::PROTOCOL, std::process::id(), table.signature()))
@@ -214,7 +305,9 @@ fn run(
         } else {
             &input[4..]
         };
+        let start = step_back.start();
         answer(table, index, id, args, &mut output, max_frame);
+        step_back = step_back.finish(start);
         reader.next_call_soon(polling);
         writer.write_all(&output)?;
         // Keep small buffers for the next call; give a large one back to the allocator.
@@ -408,7 +501,7 @@ mod tests {
         input.extend(call(3, 999, &[]));
         input.extend(call(4, echo, &[200]));
         let mut output = Vec::new();
-        run(&input[..], &mut output, 1 << 20, None).unwrap();
+        run(&input[..], &mut output, 1 << 20, None, StepBack::Never).unwrap();
         let kinds: Vec<(Kind, u64)> = replies(&output)
             .iter()
             .map(|(k, id, _)| (*k, *id))
@@ -436,7 +529,7 @@ mod tests {
         let foreign = wire::frame(Kind::Returned, 1, b"");
         for input in [oversized, foreign] {
             let mut output = Vec::new();
-            assert!(run(&input[..], &mut output, 1 << 20, None).is_err());
+            assert!(run(&input[..], &mut output, 1 << 20, None, StepBack::Never).is_err());
             assert_eq!(replies(&output).len(), 1, "only the handshake was written");
         }
     }
@@ -473,7 +566,7 @@ mod tests {
                 input.extend(frame);
             }
             let mut output = Vec::new();
-            let _ = run(&input[..], &mut output, 1024, None);
+            let _ = run(&input[..], &mut output, 1024, None, StepBack::Never);
             assert!(!replies(&output).is_empty());
         }
     }
@@ -500,12 +593,14 @@ mod tests {
                 max_frame: 7,
                 shared: 7,
                 poll_micros: 50,
+                nice: None,
             },
             Marker {
                 from_ctor: false,
                 max_frame: 0,
                 shared: 0,
                 poll_micros: 0,
+                nice: Some(19),
             },
         ] {
             assert_eq!(Marker::decode(&marker.encode()), Some(marker));
@@ -514,5 +609,7 @@ mod tests {
         assert_eq!(Marker::decode("fork:1:0"), None);
         assert_eq!(Marker::decode("main:1"), None);
         assert_eq!(Marker::decode("main:1:0"), None);
+        assert_eq!(Marker::decode("main:1:0:50"), None);
+        assert_eq!(Marker::decode("main:1:0:50:low"), None);
     }
 }

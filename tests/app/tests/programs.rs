@@ -118,7 +118,7 @@ fn a_copy_started_as_worker_without_the_guard_refuses_to_start_workers() {
     let (mut ours, theirs) = UnixStream::pair().unwrap();
     let fd = theirs.as_raw_fd();
     let mut command = program("no_guard");
-    command.env("OFFLOAD_WORKER", "main:1048576:0:0");
+    command.env("OFFLOAD_WORKER", "main:1048576:0:0:auto");
     // SAFETY: dup2 is async-signal-safe.
     unsafe {
         command.pre_exec(move || match libc::dup2(fd, 3) {
