@@ -31,6 +31,8 @@ use tokio::task::JoinSet;
 
 /// Switches a re-executed copy of this binary into one of the bench's own children.
 const CHILD: &str = "OFFLOAD_BENCH_CHILD";
+/// The core an echo child pins itself to, if set.
+const ECHO_CPU: &str = "OFFLOAD_BENCH_ECHO_CPU";
 /// Repetitions of each measurement; the table shows their median and min–max.
 const REPS: usize = 11;
 const MIB: usize = 1 << 20;
@@ -278,6 +280,9 @@ fn run_child(mode: &str) -> ! {
         "exit" => {}
         // The far end of the raw ping-pongs: its stdin and stdout are a pipe each, or one socket.
         "echo" => {
+            if let Some(cpu) = std::env::var(ECHO_CPU).ok().and_then(|c| c.parse().ok()) {
+                pin_to(&[cpu]);
+            }
             let mut input = std::io::stdin().lock();
             let mut output = std::io::stdout().lock();
             let mut message = [0; 16];
@@ -483,9 +488,14 @@ fn small_calls(runtime: &Runtime, report: &mut Report) {
     })
     .expect("the default pool starts");
     let procspawn = procspawn::Pool::new(2).expect("a procspawn pool");
-    let mut pipe = Echo::over_pipe();
-    let mut socket = Echo::over_socket();
-    let mut awaited = Echo::over_socket();
+    // The blocking pipe ping-pong is bimodal unpinned: 5 µs when the scheduler keeps both ends
+    // on one core, 45-60 µs when a wake-up must cross to the other. The one-core placement is
+    // the floor; the other is shown beside it.
+    let other_core = std::thread::available_parallelism().map_or(0, |n| n.get().min(2) - 1);
+    let mut pipe = Echo::over_pipe(0);
+    let mut pipe_apart = Echo::over_pipe(other_core);
+    let mut socket = Echo::over_socket(Some(0));
+    let mut awaited = Echo::over_socket(None);
 
     let offload_calls = || time_each_async(CALLS, || add(black_box(1), black_box(2)));
     let procspawn_calls = || {
@@ -504,31 +514,35 @@ fn small_calls(runtime: &Runtime, report: &mut Report) {
         awaited.socket = Some(stream);
         seconds
     };
+    let pinned_calls = |echo: &mut Echo| pinned(0, || time_each(CALLS, || echo.round_trip()));
     on_runtime(runtime, offload_calls());
-    time_each(CALLS, || pipe.round_trip());
-    time_each(CALLS, || socket.round_trip());
+    pinned_calls(&mut pipe);
+    pinned_calls(&mut pipe_apart);
+    pinned_calls(&mut socket);
     awaited_calls(runtime);
     procspawn_calls();
-    let mut medians = [(); 6].map(|()| Vec::new());
+    let mut medians = [(); 7].map(|()| Vec::new());
     for rep in 0..REPS {
         // Alternate the order, so that a drift in the machine hits offload and its floor alike.
         if rep % 2 == 0 {
             medians[0].push(median(&on_runtime(runtime, offload_calls())));
-            medians[1].push(median(&time_each(CALLS, || pipe.round_trip())));
+            medians[1].push(median(&pinned_calls(&mut pipe)));
         } else {
-            medians[1].push(median(&time_each(CALLS, || pipe.round_trip())));
+            medians[1].push(median(&pinned_calls(&mut pipe)));
             medians[0].push(median(&on_runtime(runtime, offload_calls())));
         }
-        medians[2].push(median(&time_each(CALLS, || socket.round_trip())));
+        medians[2].push(median(&pinned_calls(&mut socket)));
         medians[3].push(median(&awaited_calls(runtime)));
         medians[4].push(median(&procspawn_calls()));
         // The same calls awaited in `block_on` itself, as `#[tokio::main]` runs `main`'s body.
         medians[5].push(median(&runtime.block_on(offload_calls())));
+        medians[6].push(median(&pinned_calls(&mut pipe_apart)));
     }
-    drop((pipe, socket, awaited));
-    let [ours, pipe, socket, awaited, theirs, from_main] = medians.map(|m| Measure::time(&m));
+    drop((pipe, pipe_apart, socket, awaited));
+    let [ours, pipe, socket, awaited, theirs, from_main, pipe_apart] =
+        medians.map(|m| Measure::time(&m));
     let what = "process: awaited small call";
-    let floor = "pipe ping-pong";
+    let floor = "pipe ping-pong, one core";
     report.compare(
         2,
         what,
@@ -537,6 +551,8 @@ fn small_calls(runtime: &Runtime, report: &mut Report) {
         Goal::AtMost(1.5),
         "≤ 1.5× the pipe",
     );
+    let floor = "pipe ping-pong, two cores";
+    report.compare(2, what, ours, (floor, pipe_apart), Goal::None, "");
     let peer = ("procspawn Pool", theirs);
     report.compare_inverse(
         2,
@@ -546,11 +562,11 @@ fn small_calls(runtime: &Runtime, report: &mut Report) {
         Goal::AtLeast(2.0),
         "≥ 2× faster than procspawn",
     );
-    let floor = "socket ping-pong";
+    let floor = "socket ping-pong, one core";
     report.compare(2, what, ours, (floor, socket), Goal::None, "");
     let floor = "socket ping-pong on tokio";
     report.compare(2, what, ours, (floor, awaited), Goal::None, "");
-    let floor = ("pipe ping-pong", pipe);
+    let floor = ("pipe ping-pong, one core", pipe);
     report.compare(
         2,
         "process: small call awaited in main",
@@ -632,8 +648,9 @@ struct Echo {
 }
 
 impl Echo {
-    fn over_pipe() -> Echo {
-        let child = this_binary("echo")
+    /// The child on core `cpu`; the caller's thread pins itself with [`pinned`] to match.
+    fn over_pipe(cpu: usize) -> Echo {
+        let child = Echo::child(Some(cpu))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -647,10 +664,10 @@ impl Echo {
 
     /// The same child with one end of a socket pair as both its stdin and its stdout: the
     /// transport offload's workers use.
-    fn over_socket() -> Echo {
+    fn over_socket(cpu: Option<usize>) -> Echo {
         let (ours, theirs) = UnixStream::pair().expect("a socket pair");
         let input = OwnedFd::from(theirs.try_clone().expect("a second descriptor"));
-        let child = this_binary("echo")
+        let child = Echo::child(cpu)
             .stdin(Stdio::from(input))
             .stdout(Stdio::from(OwnedFd::from(theirs)))
             .spawn()
@@ -660,6 +677,15 @@ impl Echo {
             socket: Some(ours),
             message: *b"0123456789abcdef",
         }
+    }
+
+    /// The echo child, pinned to core `cpu` if given.
+    fn child(cpu: Option<usize>) -> Command {
+        let mut command = this_binary("echo");
+        if let Some(cpu) = cpu {
+            command.env(ECHO_CPU, cpu.to_string());
+        }
+        command
     }
 
     /// One blocking round trip.
@@ -692,6 +718,31 @@ impl Drop for Echo {
         }
         let _ = self.child.wait();
     }
+}
+
+/// Runs `f` with this thread pinned to core `cpu`, then gives the thread its cores back.
+fn pinned<T>(cpu: usize, f: impl FnOnce() -> T) -> T {
+    // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity fills it in.
+    let mut before: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the set is valid for writes of its size.
+    unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&before), &mut before) };
+    pin_to(&[cpu]);
+    let value = f();
+    // SAFETY: the set is the one read above.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&before), &before) };
+    value
+}
+
+/// Lets this thread run only on `cpus`.
+fn pin_to(cpus: &[usize]) {
+    // SAFETY: a zeroed cpu_set_t is an empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        // SAFETY: CPU_SET writes a bit of the set, which is valid.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: the set is valid for reads of its size.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
 }
 
 /// Round trips to the echo child over `socket`, awaited on tokio: registered once, then a
