@@ -123,7 +123,7 @@ struct PoolConfig {
     /// `None` for the default: 16, and none for long calls.
     max_batch: Option<usize>,
     poll: Duration,
-    /// `None` for the default: 10 once a call runs long.
+    /// `None` for the default: 10 once calls run long on the CPU.
     nice: Option<u8>,
     on_cancel: OnCancel,
     program: Option<PathBuf>,
@@ -221,9 +221,10 @@ impl ProcessPoolBuilder {
     /// How far below the caller's scheduling priority workers run, as a nice increment (0 to
     /// 19; Unix).
     ///
-    /// By default a worker lowers its priority by 10 for good once one of its calls takes over a
-    /// millisecond: CPU-heavy work then gives way to the caller's event loop and to anything
-    /// else at normal priority whenever both want a core, and runs at full speed otherwise.
+    /// By default a worker lowers its priority by 10 for good once its calls use over a
+    /// millisecond of CPU time each (two such calls in a row; a call that only waited does not
+    /// count): CPU-heavy work then gives way to the caller's event loop and to anything else at
+    /// normal priority whenever both want a core, and runs at full speed otherwise.
     /// Workers that only ever run short calls keep the caller's priority, so small calls keep
     /// their throughput when the caller is busy too. Setting it applies the increment to every
     /// worker from its start instead; `nice(0)` keeps workers at the caller's priority.
