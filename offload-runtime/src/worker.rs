@@ -151,9 +151,7 @@ fn serve(marker: Marker) -> ! {
         .flatten();
     close_inherited_descriptors();
     exit_with_parent();
-    if let Some(increment) = marker.nice {
-        lower_priority(increment);
-    }
+    let step_back = StepBack::start_at(marker.nice);
     // SAFETY: descriptor 3 was placed by the launcher; nothing else in this process owns it.
     let channel = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
     let reader = BufReader::with_capacity(
@@ -164,10 +162,6 @@ fn serve(marker: Marker) -> ! {
             soon: false,
         },
     );
-    let step_back = match marker.nice {
-        Some(_) => StepBack::Never,
-        None => StepBack::Watch,
-    };
     let code = match run(
         reader,
         &channel,
@@ -216,6 +210,17 @@ enum StepBack {
 type Start = (Instant, Duration);
 
 impl StepBack {
+    /// Applies the pool's fixed increment, if it set one; otherwise the worker watches its calls.
+    fn start_at(nice: Option<u8>) -> StepBack {
+        match nice {
+            Some(increment) => {
+                lower_priority(increment);
+                StepBack::Never
+            }
+            None => StepBack::Watch,
+        }
+    }
+
     fn start(self) -> Option<Start> {
         match self {
             StepBack::Never => None,
