@@ -132,11 +132,11 @@ fn forceful_park(dir: PathBuf) -> u32 {
     park(&dir, None)
 }
 
-/// Writes `bytes` straight onto the worker's channel, breaking the protocol from the worker side.
+/// Writes `bytes` straight onto the worker's reply pipe, breaking the protocol from the worker side.
 #[offload(process, pool = "garbage")]
 fn write_on_channel(bytes: Vec<u8>, then_exit: bool) -> u32 {
     use std::io::Write;
-    // SAFETY: descriptor 3 is the worker's channel; ManuallyDrop keeps it open afterwards.
+    // SAFETY: descriptor 3 is where the worker writes its replies; ManuallyDrop keeps it open.
     let mut channel = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(3) });
     channel.write_all(&bytes).unwrap();
     if then_exit {
@@ -199,15 +199,16 @@ fn take_undecodable(_value: Undecodable) -> u8 {
 }
 
 #[offload(process)]
-fn hygiene() -> (Vec<String>, Option<String>, String) {
+fn hygiene() -> (Vec<String>, Option<String>, [String; 2]) {
     let descriptors = std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
-    let channel = std::fs::read_link("/proc/self/fd/3")
-        .unwrap()
-        .display()
-        .to_string();
+    let target = |fd: u8| {
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        link.display().to_string()
+    };
+    let channel = [target(3), target(4)];
     (descriptors, std::env::var("OFFLOAD_WORKER").ok(), channel)
 }
 
@@ -510,13 +511,16 @@ async fn workers_inherit_only_their_channel_and_stdio_and_lose_the_marker() {
     // SAFETY: `leaked` is ours.
     unsafe { libc::close(leaked) };
     let open: BTreeSet<i32> = descriptors.iter().filter_map(|d| d.parse().ok()).collect();
-    // 0-2 stdio, 3 the channel, and 4, which read_dir itself opened to list them.
-    assert_eq!(open, BTreeSet::from([0, 1, 2, 3, 4]));
+    // 0-2 stdio, 3 and 4 the channel, and 5, which read_dir itself opened to list them.
+    assert_eq!(open, BTreeSet::from([0, 1, 2, 3, 4, 5]));
     assert_eq!(marker, None);
+    // Replies go out on one pipe, calls come in on another.
+    let [replies, calls] = &channel;
     assert!(
-        channel.starts_with("socket:["),
-        "the channel is an anonymous socket: {channel}"
+        replies.starts_with("pipe:[") && calls.starts_with("pipe:["),
+        "{channel:?}"
     );
+    assert_ne!(replies, calls, "one pipe each way");
 }
 
 /// Polls `call` once, so that it is admitted and waits in the queue, and hands it back.

@@ -1,15 +1,17 @@
 //! The caller's end of one worker's channel: the handshake, sending a call, reading its reply.
 //!
-//! The socket is registered for reading with the runtime of the task using the worker
-//! (`AsyncFd` over the raw descriptor, which it does not own), and registered again when a task
-//! of another runtime uses it next, so one pool serves every runtime in the process, such as the
-//! one each `#[tokio::test]` builds, and a cancelled operation never closes the socket behind
-//! the worker's back.
+//! Calls go to the worker through one pipe and replies come back through another (see
+//! `launch.rs`). A caller that has to sleep for a reply registers the reply pipe with the runtime
+//! of its task (`AsyncFd` over the raw descriptor, which it does not own), and registers it
+//! again when a task of another runtime sleeps on it next, so one pool serves every runtime in
+//! the process, such as the one each `#[tokio::test]` builds, and a cancelled operation never
+//! closes a pipe behind the worker's back.
 
+use std::fs::File;
 use std::io::{self, Write};
 use std::ops::Range;
 use std::os::unix::io::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
@@ -17,7 +19,7 @@ use tokio::io::Interest;
 use tokio::runtime::{self, Handle};
 
 use crate::error::Exit;
-use crate::launch::Process;
+use crate::launch::{Ends, Process};
 use crate::poll::{self, Poller};
 use crate::registry::Table;
 use crate::shared::Region;
@@ -26,11 +28,12 @@ use crate::Error;
 
 /// A started worker and the caller's end of its channel.
 pub(crate) struct Worker {
-    /// The socket's registration and the runtime it belongs to; declared before `stream`, so
-    /// that it is dropped, and the descriptor deregistered, before the socket closes.
-    registered: Option<(runtime::Id, AsyncFd<RawFd>)>,
+    /// The reply pipe's registration, if any; declared before `replies`, so that it is
+    /// dropped, and the descriptor deregistered, before the pipe closes.
+    registered: Registered,
     process: Process,
-    stream: UnixStream,
+    calls: File,
+    replies: File,
     /// The memory shared with this worker for large arguments, where the platform has it.
     region: Option<Region>,
     /// Bytes read from the worker: `inbox[start..filled]` are not parsed yet, and
@@ -63,15 +66,17 @@ pub(crate) enum Fault {
 impl Worker {
     pub(crate) fn new(
         process: Process,
-        stream: UnixStream,
+        Ends { calls, replies }: Ends,
         region: Option<Region>,
         poll: Duration,
     ) -> io::Result<Worker> {
-        stream.set_nonblocking(true)?;
+        poll::set_nonblocking(&calls)?;
+        poll::set_nonblocking(&replies)?;
         Ok(Worker {
-            registered: None,
+            registered: Registered::default(),
             process,
-            stream,
+            calls,
+            replies,
             region,
             inbox: Vec::new(),
             start: 0,
@@ -95,39 +100,13 @@ impl Worker {
 
     /// Reads the worker's announcement and checks that it runs the same registry as we do.
     pub(crate) async fn handshake(&mut self) -> Result<(), Fault> {
-        let io = self.registration()?;
-        let header = self.read_frame(&io, 1 << 20, false).await;
-        self.keep(io);
-        let header = header?;
+        let header = self.read_frame(1 << 20, false).await?;
         match header.kind {
             Kind::Hello => check_hello(self.reply()).map_err(Fault::Refused),
             Kind::GuardMissing => Err(Fault::Refused(Error::GuardMissing)),
             other => Err(Fault::Protocol(format!(
                 "expected a handshake, got a {other:?} frame"
             ))),
-        }
-    }
-
-    /// The socket's registration with the current runtime: the one kept from the last
-    /// operation if that ran on the same runtime, else a new one. Hand it back with
-    /// [`Worker::keep`]; dropped instead (an operation cancelled half-way), it deregisters.
-    fn registration(&mut self) -> Result<AsyncFd<RawFd>, Fault> {
-        let runtime = Handle::try_current().map_err(|_| Fault::Died)?.id();
-        if let Some((id, io)) = self.registered.take() {
-            if id == runtime {
-                return Ok(io);
-            }
-        }
-        // SAFETY: the registration lives in this `Worker`, which owns the socket, or in an
-        // operation borrowing it, and is dropped before the socket closes (field order), so the
-        // descriptor stays open and unchanged for as long as it is registered.
-        unsafe { AsyncFd::register_with_interest(self.stream.as_raw_fd(), Interest::READABLE) }
-            .map_err(|_| Fault::Died)
-    }
-
-    fn keep(&mut self, io: AsyncFd<RawFd>) {
-        if let Ok(runtime) = Handle::try_current() {
-            self.registered = Some((runtime.id(), io));
         }
     }
 
@@ -138,6 +117,10 @@ impl Worker {
     /// sleeps (see `poll.rs`).
     pub(crate) async fn send(&mut self, frames: &mut [u8], polling: bool) -> Result<(), Fault> {
         self.polling = polling;
+        if polling {
+            // Not registered while it polls: see `read_some`.
+            self.registered = Registered::default();
+        }
         if self.outstanding() == 0 {
             self.busy_since = (Instant::now(), self.answered);
         }
@@ -152,22 +135,18 @@ impl Worker {
             at += 4 + len as usize;
         }
         let mut rest: &[u8] = frames;
-        // Registered for writing only while a write waits for room (a registration that wants
-        // to know of room is woken each time the worker reads), through a copy of the
-        // descriptor, since the socket's own is registered for reading. Declared in this
-        // order, the registration is dropped before the copy closes.
-        let mut copy = None;
+        // Registered for writing only while a write waits for room: a registration that wants
+        // to know of room is woken each time the worker reads.
         let mut waiting: Option<AsyncFd<RawFd>> = None;
         while !rest.is_empty() {
-            match (&self.stream).write(rest) {
+            match (&self.calls).write(rest) {
                 Ok(0) => return Err(Fault::Died),
                 Ok(n) => rest = &rest[n..],
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if waiting.is_none() {
-                        let fd = copy
-                            .insert(self.stream.try_clone().map_err(|_| Fault::Died)?)
-                            .as_raw_fd();
-                        // SAFETY: `copy` owns the descriptor and outlives the registration.
+                        let fd = self.calls.as_raw_fd();
+                        // SAFETY: the pipe outlives the registration, dropped at the latest
+                        // when this operation ends.
                         let registered =
                             unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) };
                         waiting = Some(registered.map_err(|_| Fault::Died)?);
@@ -189,10 +168,7 @@ impl Worker {
     /// Reads the reply to the oldest call not answered yet; its payload is then in
     /// [`Worker::reply`].
     pub(crate) async fn receive(&mut self, limit: usize) -> Result<Kind, Fault> {
-        let io = self.registration()?;
-        let header = self.read_frame(&io, limit, self.polling).await;
-        self.keep(io);
-        let header = header?;
+        let header = self.read_frame(limit, self.polling).await?;
         let expected = self.answered + 1;
         if header.id != expected || expected > self.sent {
             return Err(Fault::Protocol(format!(
@@ -258,22 +234,17 @@ impl Worker {
         let Worker {
             registered,
             process,
-            stream,
+            calls,
+            replies,
             ..
         } = self;
-        drop(registered);
-        drop(stream);
+        drop((registered, calls, replies));
         process.exit().await.unwrap_or(Exit::Unknown)
     }
 
     /// Returns the next whole frame, reading more from the worker only when the frames already
     /// read are used up, so that replies arriving together cost one system call.
-    async fn read_frame(
-        &mut self,
-        io: &AsyncFd<RawFd>,
-        limit: usize,
-        poll: bool,
-    ) -> Result<Header, Fault> {
+    async fn read_frame(&mut self, limit: usize, poll: bool) -> Result<Header, Fault> {
         if self.start == self.filled {
             (self.start, self.filled) = (0, 0);
             if self.inbox.len() > 16 * READ_AHEAD {
@@ -307,8 +278,10 @@ impl Worker {
                 }
             }
             let poller = poll.then_some(&mut self.poller);
+            let core = self.region.as_ref().map(Region::worker_core);
+            let buf = &mut self.inbox[self.filled..];
             self.filled +=
-                read_some(io, &self.stream, &mut self.inbox[self.filled..], poller).await?;
+                read_some(&self.replies, &mut self.registered, buf, poller, core).await?;
         }
     }
 }
@@ -317,29 +290,30 @@ impl Worker {
 const READ_AHEAD: usize = 64 * 1024;
 
 /// Reads what is there, waiting for it if nothing is: first by polling, if `poller` says so,
-/// then by sleeping until the runtime sees the socket readable.
+/// then by sleeping until the runtime sees the reply pipe readable.
 ///
-/// Polling spins without giving up the core: yielding it to a busy machine's workers can cost
-/// the caller's thread milliseconds. It lasts the whole window even while the worker has not
-/// yet taken the call off the socket, because such a worker is either waking up on another
-/// core or waiting for this very one. In the second case, a thread that keeps its core while
-/// another waits for it is what makes the kernel move one of them to an idle core. A caller
-/// that slept instead would be woken by the reply on the worker's core (a Unix socket's wake-up
-/// pulls the woken thread to the waker's core), and the two would then share one core for
-/// good, at about twice the time per call.
+/// Polling spins on the core, unless the worker says it waits on this very core (its
+/// `worker_core`, see `worker.rs`): then the caller yields the core to it between polls, since
+/// the reply cannot come before the worker runs. It does not yield otherwise: yielding to a busy
+/// machine's other processes can cost the caller's thread a whole time slice.
+///
+/// The pipe is registered with the runtime only when the caller sleeps, and the registration
+/// is dropped when the next call polls: while it is registered, every reply wakes the runtime's
+/// idle threads, on some core, to report what the caller has already read.
 async fn read_some(
-    io: &AsyncFd<RawFd>,
-    stream: &UnixStream,
+    replies: &File,
+    registered: &mut Registered,
     buf: &mut [u8],
     poller: Option<&mut Poller>,
+    worker_core: Option<&AtomicU32>,
 ) -> Result<usize, Fault> {
-    if let Some(n) = read_now(stream, buf)? {
+    if let Some(n) = read_now(replies, buf)? {
         return Ok(n);
     }
     if let Some(poller) = poller {
         if let Some(until) = poller.until(Instant::now()) {
             loop {
-                if let Some(n) = read_now(stream, buf)? {
+                if let Some(n) = read_now(replies, buf)? {
                     poller.record(true);
                     return Ok(n);
                 }
@@ -347,21 +321,57 @@ async fn read_some(
                     poller.record(false);
                     break;
                 }
-                std::hint::spin_loop();
+                let core = worker_core.map_or(0, |core| core.load(Ordering::Relaxed));
+                if core != 0 && core == poll::this_core() {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
             }
         }
     }
+    let io = registered.take(replies)?;
     loop {
         io.readable().await.map_err(|_| Fault::Died)?.clear_ready();
-        if let Some(n) = read_now(stream, buf)? {
+        if let Some(n) = read_now(replies, buf)? {
+            registered.keep(io);
             return Ok(n);
         }
     }
 }
 
+/// The reply pipe's registration with the runtime of the task that last slept on it, if any.
+#[derive(Default)]
+struct Registered(Option<(runtime::Id, AsyncFd<RawFd>)>);
+
+impl Registered {
+    /// The registration kept from the last sleep if that was on the current runtime, else a
+    /// new one. Hand it back with [`Registered::keep`]; dropped instead (an operation cancelled
+    /// half-way), it deregisters.
+    fn take(&mut self, replies: &File) -> Result<AsyncFd<RawFd>, Fault> {
+        let runtime = Handle::try_current().map_err(|_| Fault::Died)?.id();
+        if let Some((id, io)) = self.0.take() {
+            if id == runtime {
+                return Ok(io);
+            }
+        }
+        // SAFETY: the registration lives in the `Worker` that owns the pipe, or in an operation
+        // borrowing it, and is dropped before the pipe closes (field order), so the descriptor
+        // stays open and unchanged for as long as it is registered.
+        unsafe { AsyncFd::register_with_interest(replies.as_raw_fd(), Interest::READABLE) }
+            .map_err(|_| Fault::Died)
+    }
+
+    fn keep(&mut self, io: AsyncFd<RawFd>) {
+        if let Ok(runtime) = Handle::try_current() {
+            self.0 = Some((runtime.id(), io));
+        }
+    }
+}
+
 /// One read that does not wait: `None` when nothing is there yet.
-fn read_now(stream: &UnixStream, buf: &mut [u8]) -> Result<Option<usize>, Fault> {
-    match poll::read_now(stream, buf) {
+fn read_now(replies: &File, buf: &mut [u8]) -> Result<Option<usize>, Fault> {
+    match poll::read_now(replies, buf) {
         Ok(Some(0)) | Err(_) => Err(Fault::Died),
         Ok(read) => Ok(read),
     }

@@ -7,9 +7,9 @@
 //! function, a caller that pauses between calls) polling stops, but for one probe every so
 //! often, and costs nothing more.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
 use std::os::unix::io::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 /// How long one poll lasts at most, unless the pool says otherwise.
@@ -53,26 +53,58 @@ impl Poller {
     }
 }
 
-/// One read that does not wait, of a blocking socket or not: `None` when nothing is there yet.
-pub(crate) fn read_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
+/// The core this thread runs on, plus one, where the platform tells it cheaply; 0 otherwise.
+pub(crate) fn this_core() -> u32 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: sched_getcpu has no preconditions.
+        let core = unsafe { libc::sched_getcpu() };
+        u32::try_from(core + 1).unwrap_or(0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
+/// Makes reads and writes of `file` return at once instead of waiting; both ends of a channel
+/// are used this way, and wait for their descriptor with the runtime or with [`wait_readable`].
+pub(crate) fn set_nonblocking(file: &File) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is open; only its status flags are read and changed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags == -1 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One read of a non-blocking `file` that does not wait: `None` when nothing is there yet.
+pub(crate) fn read_now(mut file: &File, buf: &mut [u8]) -> io::Result<Option<usize>> {
     loop {
-        // SAFETY: `buf` is valid for writes of its length, and the descriptor is open.
-        let n = unsafe {
-            libc::recv(
-                stream.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if let Ok(n) = usize::try_from(n) {
-            return Ok(Some(n));
+        match file.read(buf) {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sleeps until `file` has something to read, or its writer closed it.
+pub(crate) fn wait_readable(file: &File) -> io::Result<()> {
+    let mut wanted = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd, waited on without a time limit.
+        if unsafe { libc::poll(&mut wanted, 1, -1) } >= 0 {
+            return Ok(());
         }
         let error = io::Error::last_os_error();
-        match error.kind() {
-            io::ErrorKind::WouldBlock => return Ok(None),
-            io::ErrorKind::Interrupted => {}
-            _ => return Err(error),
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
         }
     }
 }

@@ -565,11 +565,11 @@ impl ProcessPool {
         let failed = |e: std::io::Error| Error::WorkerStart {
             reason: format!("cannot run {}: {e}", program.display()),
         };
-        let (process, stream, region) = launch::spawn(program.clone(), marker)
+        let (process, ends, region) = launch::spawn(program.clone(), marker)
             .await
             .map_err(failed)?;
         let pid = process.pid;
-        let mut worker = Worker::new(process, stream, region, self.config.poll).map_err(failed)?;
+        let mut worker = Worker::new(process, ends, region, self.config.poll).map_err(failed)?;
         let limit = self.config.handshake_timeout;
         match tokio::time::timeout(limit, worker.handshake()).await {
             Ok(Ok(())) => Ok(worker),

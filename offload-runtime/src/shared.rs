@@ -9,6 +9,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::AtomicU32;
 
 /// Arguments that encode to more than this cross through the region.
 pub(crate) const THRESHOLD: usize = 1 << 20;
@@ -18,7 +19,16 @@ pub(crate) const THRESHOLD: usize = 1 << 20;
 const KEEP: usize = 128 << 20;
 
 /// The worker's end of the region is inherited on this descriptor, mapped, then closed.
-pub(crate) const SHARED_FD: i32 = 4;
+pub(crate) const SHARED_FD: i32 = 5;
+
+/// Bytes mapped after the arguments' room, aligned: where the worker tells which core it runs
+/// on (see [`Region::worker_core`]).
+const STATUS: usize = 64;
+
+/// How much is mapped for a region with room for `len` bytes of arguments.
+fn mapped(len: usize) -> usize {
+    len.next_multiple_of(STATUS) + STATUS
+}
 
 /// A mapping of the region.
 pub(crate) struct Region {
@@ -42,7 +52,7 @@ impl Region {
         }
         // SAFETY: `fd` was just created and is owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let size = libc::off_t::try_from(len).map_err(io::Error::other)?;
+        let size = libc::off_t::try_from(mapped(len)).map_err(io::Error::other)?;
         // SAFETY: `fd` is a valid memfd.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } == -1 {
             return Err(io::Error::last_os_error());
@@ -56,7 +66,7 @@ impl Region {
         let start = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
+                mapped(len),
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
@@ -74,6 +84,20 @@ impl Region {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// The core the worker last ran on, plus one (0: not known). The worker writes it as it
+    /// waits for a call and as it starts one; its caller reads it while it waits for the
+    /// reply, to tell whether the two share a core.
+    pub(crate) fn worker_core(&self) -> &AtomicU32 {
+        // SAFETY: the status lies within the mapping, aligned, zeroed at creation, and lives as
+        // long as `self`; both processes only ever access it atomically.
+        unsafe {
+            &*self
+                .start
+                .add(mapped(self.len) - STATUS)
+                .cast::<AtomicU32>()
+        }
     }
 
     pub(crate) fn bytes(&self, len: usize) -> Option<&[u8]> {
@@ -101,6 +125,6 @@ impl Region {
 impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: the mapping was made by `map` with this length and is not used after this.
-        unsafe { libc::munmap(self.start.cast(), self.len) };
+        unsafe { libc::munmap(self.start.cast(), mapped(self.len)) };
     }
 }

@@ -1,14 +1,14 @@
 //! The worker side: the guard that turns a re-executed copy of the program into a worker, and
-//! the loop that serves calls over the channel inherited on file descriptor 3.
+//! the loop that serves calls read from file descriptor 4 and answers them on descriptor 3.
 
+use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::BorrowedFd;
 use std::os::unix::io::FromRawFd;
-use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::poll::{read_now, Poller};
+use crate::poll::{self, read_now, Poller};
 use crate::pool::LONG_CALL;
 use crate::registry::{Outcome, Table};
 use crate::shared::{Region, SHARED_FD};
@@ -18,8 +18,10 @@ use crate::wire::{self, Header, Kind, HEADER};
 /// so that processes the worker starts itself are ordinary programs.
 pub(crate) const MARKER: &str = "OFFLOAD_WORKER";
 
-/// The worker's end of the channel, placed here by the launcher between fork and exec.
-pub(crate) const CHANNEL_FD: i32 = 3;
+/// The worker's ends of its channel, placed here by the launcher between fork and exec: replies
+/// go out on the first, calls come in on the second.
+pub(crate) const REPLIES_FD: i32 = 3;
+pub(crate) const CALLS_FD: i32 = 4;
 
 static GUARD_RAN: AtomicBool = AtomicBool::new(false);
 
@@ -110,8 +112,8 @@ pub(crate) fn entry() -> Result<bool, crate::Error> {
 
 fn refuse_as_unguarded_copy() -> ! {
     // SAFETY: descriptor 3 was placed by the launcher; nothing else in this copy owns it.
-    let mut channel = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
-    let _ = channel.write_all(&wire::frame(Kind::GuardMissing, 0, &[]));
+    let mut replies = unsafe { File::from_raw_fd(REPLIES_FD) };
+    let _ = replies.write_all(&wire::frame(Kind::GuardMissing, 0, &[]));
     eprintln!("offload: {}", crate::Error::GuardMissing);
     std::process::exit(2)
 }
@@ -144,7 +146,7 @@ fn serve(marker: Marker) -> ! {
     // Mapped before the inherited descriptors are closed; the mapping outlives its descriptor.
     let region = (marker.shared > 0)
         .then(|| {
-            // SAFETY: descriptor 4 was placed by the launcher; it is only borrowed here.
+            // SAFETY: descriptor 5 was placed by the launcher; it is only borrowed here.
             let fd = unsafe { BorrowedFd::borrow_raw(SHARED_FD) };
             Region::map(&fd, marker.shared).ok()
         })
@@ -152,23 +154,29 @@ fn serve(marker: Marker) -> ! {
     close_inherited_descriptors();
     exit_with_parent();
     let step_back = StepBack::start_at(marker.nice);
-    // SAFETY: descriptor 3 was placed by the launcher; nothing else in this process owns it.
-    let channel = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
+    // SAFETY: descriptors 3 and 4 were placed by the launcher; nothing else in this process
+    // owns them.
+    let (replies, calls) = unsafe { (File::from_raw_fd(REPLIES_FD), File::from_raw_fd(CALLS_FD)) };
     let reader = BufReader::with_capacity(
         64 * 1024,
         Polling {
-            stream: &channel,
+            calls: &calls,
+            core: region.as_ref().map(Region::worker_core),
             poller: Poller::new(Duration::from_micros(marker.poll_micros)),
+            window: Duration::from_micros(marker.poll_micros),
             soon: false,
+            quick: false,
         },
     );
-    let code = match run(
-        reader,
-        &channel,
-        marker.max_frame,
-        region.as_ref(),
-        step_back,
-    ) {
+    let code = match poll::set_nonblocking(&calls).and_then(|()| {
+        run(
+            reader,
+            &replies,
+            marker.max_frame,
+            region.as_ref(),
+            step_back,
+        )
+    }) {
         // The caller closed the channel, at any point of a frame: it went away, so do we.
         Ok(()) => 0,
         Err(error) if is_hang_up(&error) => 0,
@@ -221,11 +229,11 @@ impl StepBack {
         }
     }
 
-    fn start(self) -> Option<Start> {
+    fn start(self, began: Instant) -> Option<Start> {
         match self {
             StepBack::Never => None,
-            StepBack::Watch => Some((Instant::now(), Duration::ZERO)),
-            StepBack::Measure => Some((Instant::now(), cpu_time())),
+            StepBack::Watch => Some((began, Duration::ZERO)),
+            StepBack::Measure => Some((began, cpu_time())),
         }
     }
 
@@ -310,10 +318,11 @@ fn run(
         } else {
             &input[4..]
         };
-        let start = step_back.start();
+        let began = Instant::now();
+        let start = step_back.start(began);
         answer(table, index, id, args, &mut output, max_frame);
         step_back = step_back.finish(start);
-        reader.next_call_soon(polling);
+        reader.next_call_soon(polling, began.elapsed());
         writer.write_all(&output)?;
         // Keep small buffers for the next call; give a large one back to the allocator.
         for buffer in [&mut input, &mut output] {
@@ -327,31 +336,54 @@ fn run(
 /// Where a worker reads its calls from.
 trait Inbox: Read {
     /// Told after each call whether its caller polls for the reply, and so will likely send its
-    /// next call soon.
-    fn next_call_soon(&mut self, _soon: bool) {}
+    /// next call soon, and how long the call took.
+    fn next_call_soon(&mut self, _soon: bool, _took: Duration) {}
 }
 
 impl Inbox for &[u8] {}
 
 /// The worker's end of the channel. After a call whose caller polls for the reply, the worker
-/// too polls for the next call before it sleeps in `read` (waking a sleeping process costs its
-/// caller many microseconds on a virtual machine), for as long as [`Poller`] lets it, and yields
-/// its core between polls to anything else that wants it.
+/// too polls for the next call before it sleeps (waking a sleeping process costs its caller
+/// many microseconds on a virtual machine), for as long as [`Poller`] lets it, and yields its
+/// core between polls to anything else that wants it.
+///
+/// While its calls are quick, the worker also tells its caller which core it waits on. A caller
+/// that finds itself on the same core then yields it while it waits for the reply, instead of
+/// spinning while the worker cannot run. A worker whose last call took longer than a poll says
+/// nothing: yielding to it could cost the caller's event loop the core for a whole time slice.
 struct Polling<'a> {
-    stream: &'a UnixStream,
+    calls: &'a File,
+    /// Where to tell the caller which core this worker runs on.
+    core: Option<&'a AtomicU32>,
     poller: Poller,
+    window: Duration,
     soon: bool,
+    quick: bool,
 }
 
 impl Inbox for BufReader<Polling<'_>> {
-    fn next_call_soon(&mut self, soon: bool) {
-        self.get_mut().soon = soon;
+    fn next_call_soon(&mut self, soon: bool, took: Duration) {
+        let polling = self.get_mut();
+        polling.soon = soon;
+        polling.quick = took < polling.window;
+    }
+}
+
+impl Polling<'_> {
+    fn tell_core(&self) {
+        if let Some(core) = self.core {
+            let now = if self.quick { poll::this_core() } else { 0 };
+            if core.load(Ordering::Relaxed) != now {
+                core.store(now, Ordering::Relaxed);
+            }
+        }
     }
 }
 
 impl Read for Polling<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(n) = read_now(self.stream, buf)? {
+        self.tell_core();
+        if let Some(n) = read_now(self.calls, buf)? {
             return Ok(n);
         }
         let until = self
@@ -361,7 +393,8 @@ impl Read for Polling<'_> {
         if let Some(until) = until {
             loop {
                 std::thread::yield_now();
-                if let Some(n) = read_now(self.stream, buf)? {
+                self.tell_core();
+                if let Some(n) = read_now(self.calls, buf)? {
                     self.poller.record(true);
                     return Ok(n);
                 }
@@ -371,7 +404,12 @@ impl Read for Polling<'_> {
                 }
             }
         }
-        (&*self.stream).read(buf)
+        loop {
+            poll::wait_readable(self.calls)?;
+            if let Some(n) = read_now(self.calls, buf)? {
+                return Ok(n);
+            }
+        }
     }
 }
 
@@ -432,7 +470,7 @@ fn close_inherited_descriptors() {
     };
     let stray: Vec<i32> = entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&fd| fd > CHANNEL_FD)
+        .filter(|&fd| fd > CALLS_FD)
         .collect();
     for fd in stray {
         // SAFETY: at worker start nothing in this process owns descriptors above the channel;
@@ -587,6 +625,35 @@ mod tests {
                 let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
                 assert_eq!(header.payload_len + HEADER - 4, len);
             }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_worker_tells_its_core_while_its_calls_are_quick_and_only_then() {
+        let (region, _fd) = Region::create(4096).unwrap();
+        let (read, write) = crate::launch::pipe().unwrap();
+        let (calls, mut caller) = (File::from(read), File::from(write));
+        poll::set_nonblocking(&calls).unwrap();
+        let mut inbox = BufReader::new(Polling {
+            calls: &calls,
+            core: Some(region.worker_core()),
+            poller: Poller::new(Duration::ZERO),
+            window: Duration::from_micros(50),
+            soon: false,
+            quick: false,
+        });
+        let mut byte = [0];
+        for (took, tells) in [
+            (Duration::from_micros(5), true),
+            (Duration::from_millis(5), false),
+        ] {
+            inbox.next_call_soon(true, took);
+            caller.write_all(b"x").unwrap();
+            inbox.read_exact(&mut byte).unwrap();
+            let told = region.worker_core().load(Ordering::Relaxed);
+            // The core is told plus one, so a quick worker never says 0.
+            assert_eq!(told != 0, tells, "after a call of {took:?}");
         }
     }
 
