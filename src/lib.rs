@@ -62,7 +62,7 @@
 //! | `process` | in a worker process | CPU-heavy work, code that may crash | `Serialize + Deserialize` |
 //!
 //! A process-mode call pays for encoding its arguments and result and one round trip over a
-//! socket; in exchange the body runs in parallel with everything else and a crash in it (abort,
+//! pair of pipes; in exchange the body runs in parallel with everything else and a crash in it (abort,
 //! segfault, `exit`) fails that one call instead of the program.
 //!
 //! Options, after the mode: `pool = "name"` runs on a named pool ([`ThreadPool`],
@@ -177,7 +177,7 @@
 //!
 //! Thread mode works everywhere tokio does. Process mode needs Unix: it is tested on Linux, where
 //! workers also die with their parent through `PR_SET_PDEATHSIG` and arguments over 1 MiB cross
-//! through memory shared with the worker instead of the socket; it builds on macOS. On Windows a
+//! through memory shared with the worker instead of the pipe; it builds on macOS. On Windows a
 //! process-mode function does not compile, and the guard does nothing.
 
 #![doc(test(attr(deny(warnings))))]

@@ -199,7 +199,7 @@ fn take_undecodable(_value: Undecodable) -> u8 {
 }
 
 #[offload(process)]
-fn hygiene() -> (Vec<String>, Option<String>, [String; 2]) {
+fn hygiene() -> (Vec<String>, Option<String>, [String; 2], [i32; 2]) {
     let descriptors = std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -209,7 +209,14 @@ fn hygiene() -> (Vec<String>, Option<String>, [String; 2]) {
         link.display().to_string()
     };
     let channel = [target(3), target(4)];
-    (descriptors, std::env::var("OFFLOAD_WORKER").ok(), channel)
+    // SAFETY: F_GETPIPE_SZ only reads the size of the pipe behind each descriptor.
+    let sizes = [3, 4].map(|fd| unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) });
+    (
+        descriptors,
+        std::env::var("OFFLOAD_WORKER").ok(),
+        channel,
+        sizes,
+    )
 }
 
 #[tokio::test]
@@ -507,7 +514,7 @@ async fn workers_inherit_only_their_channel_and_stdio_and_lose_the_marker() {
     // SAFETY: dup of stdout has no preconditions; the copy is closed below.
     let leaked = unsafe { libc::dup(1) };
     assert!(leaked > 3);
-    let (descriptors, marker, channel) = hygiene().await.unwrap();
+    let (descriptors, marker, channel, sizes) = hygiene().await.unwrap();
     // SAFETY: `leaked` is ours.
     unsafe { libc::close(leaked) };
     let open: BTreeSet<i32> = descriptors.iter().filter_map(|d| d.parse().ok()).collect();
@@ -521,6 +528,8 @@ async fn workers_inherit_only_their_channel_and_stdio_and_lose_the_marker() {
         "{channel:?}"
     );
     assert_ne!(replies, calls, "one pipe each way");
+    // Enlarged from the default 64 KiB, so that large frames take few wake-ups.
+    assert_eq!(sizes, [256 << 10; 2]);
 }
 
 /// Polls `call` once, so that it is admitted and waits in the queue, and hands it back.

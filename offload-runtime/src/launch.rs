@@ -100,6 +100,9 @@ pub(crate) async fn spawn(program: PathBuf, marker: Marker) -> io::Result<Spawne
 fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
     let (their_calls, calls) = pipe()?;
     let (replies, their_replies) = pipe()?;
+    for end in [&calls, &replies] {
+        enlarge(end);
+    }
     let placed = [
         (their_replies.as_raw_fd(), REPLIES_FD),
         (their_calls.as_raw_fd(), CALLS_FD),
@@ -159,6 +162,24 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
         },
         region,
     ))
+}
+
+/// How many bytes a channel's pipe holds, where the platform lets the size be set (Linux): about
+/// what a socket pair buffers, so that a large frame takes few wake-ups. With the default,
+/// 64 KiB, a 64 KiB reply took 39-57 µs against 24-29 µs, and a 900 KiB one 10% longer.
+/// Linux counts these bytes against a per-user budget (`/proc/sys/fs/pipe-user-pages-soft`,
+/// 64 MiB by default), which holds the pipes of 128 workers.
+const PIPE_BYTES: libc::c_int = 256 << 10;
+
+/// Sets the pipe behind `end` to [`PIPE_BYTES`]; best effort, since a smaller pipe only costs
+/// large frames more wake-ups.
+fn enlarge(end: &OwnedFd) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `end` is an open pipe; F_SETPIPE_SZ only resizes its buffer.
+    unsafe {
+        libc::fcntl(end.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES)
+    };
+    let _ = (end, PIPE_BYTES);
 }
 
 /// A new pipe, `(read end, write end)`, whose ends close on exec.

@@ -15,7 +15,7 @@ mod error;
 mod panic;
 mod thread;
 
-// Process mode needs Unix (fork/exec with an inherited socket); elsewhere only thread mode
+// Process mode needs Unix (fork/exec with inherited pipes); elsewhere only thread mode
 // exists, and a process-mode function fails to compile rather than at run time.
 #[cfg(unix)]
 mod registry;

@@ -209,7 +209,7 @@ impl ProcessPoolBuilder {
     ///
     /// Waking a sleeping process costs tens of microseconds when it sits on another core, more
     /// than a small call itself, so while calls come one after another and no call waits for a
-    /// worker, both ends keep an eye on the socket for that long. Polling stops by itself after
+    /// worker, both ends keep an eye on their pipe for that long. Polling stops by itself after
     /// a few polls in a row that did not pay (a slow function, a caller that pauses between
     /// calls), but for one try every 16 waits, and it never takes a core a worker is waiting
     /// for. Turn it off where spare CPU time is worth more than a call's latency.

@@ -90,8 +90,8 @@ where
     result
 }
 
-/// An admitted call: encoded once, stopping as soon as the arguments outgrow the socket path,
-/// and run through the socket or, when they did, through the shared region.
+/// An admitted call: encoded once, stopping as soon as the arguments outgrow the pipe path,
+/// and run through the pipe or, when they did, through the shared region.
 async fn admitted_call<A, R>(
     function: &'static Remote,
     pool: &'static ProcessPool,
@@ -227,7 +227,7 @@ async fn exchange<R: DeserializeOwned>(
 
 /// Runs one call with large arguments on a worker of its own: the arguments are encoded
 /// straight into the memory the worker shares with us (or, without it, into a frame as usual),
-/// and only their length crosses the socket.
+/// and only their length crosses the pipe.
 async fn exchange_large<A: Serialize, R: DeserializeOwned>(
     function: &'static Remote,
     pool: &'static ProcessPool,

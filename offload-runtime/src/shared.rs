@@ -1,10 +1,10 @@
 //! A memory region shared by a caller and one worker (Linux), for arguments too large to copy
-//! through the socket: the caller encodes them straight into the region and sends only their
+//! through the pipe: the caller encodes them straight into the region and sends only their
 //! length; the worker decodes them where they lie.
 //!
 //! The region is a sparse memfd as large as the frame limit, mapped by both sides; a page costs
 //! memory only once written. Only the caller holding the worker's lease writes it, and only
-//! before sending the call frame that the worker reads it after, so the socket orders every
+//! before sending the call frame that the worker reads it after, so the pipe orders every
 //! access.
 
 use std::io;

@@ -1,4 +1,4 @@
-//! The frames that travel between a caller and a worker over their private socket.
+//! The frames that travel between a caller and a worker over their two private pipes.
 //!
 //! Every frame is `len: u32 LE | kind: u8 | id: u64 LE | payload`, where `len` counts everything
 //! after itself. The kind's top bit, [`POLLING`], on a call says that the caller is polling for
