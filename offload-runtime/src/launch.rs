@@ -103,12 +103,15 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
     for end in [&calls, &replies] {
         enlarge(end);
     }
+    let (region, region_fd) = shared_region(marker.shared);
     let placed = [
         (their_replies.as_raw_fd(), REPLIES_FD),
         (their_calls.as_raw_fd(), CALLS_FD),
+        (
+            region_fd.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+            SHARED_FD,
+        ),
     ];
-    let (region, region_fd) = shared_region(marker.shared);
-    let their_region = region_fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
     let marker = Marker {
         shared: region.as_ref().map_or(0, Region::len),
         ..*marker
@@ -122,14 +125,20 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions.
     unsafe {
         command.pre_exec(move || {
-            // Each descriptor goes to its place by way of a high copy, so that none can
-            // overwrite another on the way.
-            for (fd, place) in placed.into_iter().chain([(their_region, SHARED_FD)]) {
-                if fd == -1 {
-                    continue;
+            // Every descriptor is first copied high, then the copies go to their places, so
+            // that none can be overwritten before it is copied (a pipe may well be on 3 or 4).
+            // The worker closes the high copies as it starts.
+            let mut high = [-1; 3];
+            for (copy, (fd, _)) in high.iter_mut().zip(placed) {
+                if fd != -1 {
+                    *copy = libc::fcntl(fd, libc::F_DUPFD, 10);
+                    if *copy == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
                 }
-                let high = libc::fcntl(fd, libc::F_DUPFD, 10);
-                if high == -1 || libc::dup2(high, place) == -1 {
+            }
+            for (copy, (_, place)) in high.into_iter().zip(placed) {
+                if copy != -1 && libc::dup2(copy, place) == -1 {
                     return Err(io::Error::last_os_error());
                 }
             }
