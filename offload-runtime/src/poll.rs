@@ -36,6 +36,11 @@ impl Poller {
         }
     }
 
+    /// How long one poll lasts; zero for never.
+    pub(crate) fn window(&self) -> Duration {
+        self.window
+    }
+
     /// Until when to poll for a message not there at `now`, if at all.
     pub(crate) fn until(&mut self, now: Instant) -> Option<Instant> {
         self.waits = self.waits.wrapping_add(1);

@@ -163,7 +163,6 @@ fn serve(marker: Marker) -> ! {
             calls: &calls,
             core: region.as_ref().map(Region::worker_core),
             poller: Poller::new(Duration::from_micros(marker.poll_micros)),
-            window: Duration::from_micros(marker.poll_micros),
             soon: false,
             quick: false,
         },
@@ -356,7 +355,6 @@ struct Polling<'a> {
     /// Where to tell the caller which core this worker runs on.
     core: Option<&'a AtomicU32>,
     poller: Poller,
-    window: Duration,
     soon: bool,
     quick: bool,
 }
@@ -365,7 +363,7 @@ impl Inbox for BufReader<Polling<'_>> {
     fn next_call_soon(&mut self, soon: bool, took: Duration) {
         let polling = self.get_mut();
         polling.soon = soon;
-        polling.quick = took < polling.window;
+        polling.quick = took < polling.poller.window();
     }
 }
 
@@ -638,8 +636,7 @@ mod tests {
         let mut inbox = BufReader::new(Polling {
             calls: &calls,
             core: Some(region.worker_core()),
-            poller: Poller::new(Duration::ZERO),
-            window: Duration::from_micros(50),
+            poller: Poller::new(Duration::from_micros(50)),
             soon: false,
             quick: false,
         });
