@@ -177,7 +177,8 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
 /// what a socket pair buffers, so that a large frame takes few wake-ups. With the default,
 /// 64 KiB, a 64 KiB reply took 39-57 µs against 24-29 µs, and a 900 KiB one 10% longer.
 /// Linux counts these bytes against a per-user budget (`/proc/sys/fs/pipe-user-pages-soft`,
-/// 64 MiB by default), which holds the pipes of 128 workers.
+/// 64 MiB by default, not applied to root), which holds the pipes of 128 workers; past it, new
+/// pipes of that user start at 8 KiB, so pools far larger than that should raise the budget.
 const PIPE_BYTES: libc::c_int = 256 << 10;
 
 /// Sets the pipe behind `end` to [`PIPE_BYTES`]; best effort, since a smaller pipe only costs
