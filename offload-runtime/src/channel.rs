@@ -94,7 +94,7 @@ impl Worker {
         self.process.pid
     }
 
-    pub(crate) fn calls(&self) -> u64 {
+    pub(crate) fn calls_sent(&self) -> u64 {
         self.sent
     }
 

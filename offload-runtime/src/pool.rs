@@ -522,7 +522,7 @@ impl ProcessPool {
         let worn_out = self
             .config
             .max_calls_per_worker
-            .is_some_and(|max| worker.calls() >= max)
+            .is_some_and(|max| worker.calls_sent() >= max)
             || self
                 .config
                 .max_worker_memory

@@ -213,9 +213,6 @@ enum StepBack {
     Measure,
 }
 
-/// When a call started, by the wall clock and by this thread's CPU clock.
-type Start = (Instant, Duration);
-
 impl StepBack {
     /// Applies the pool's fixed increment, if it set one; otherwise the worker watches its calls.
     fn start_at(nice: Option<u8>) -> StepBack {
@@ -228,24 +225,20 @@ impl StepBack {
         }
     }
 
-    fn start(self, began: Instant) -> Option<Start> {
-        match self {
-            StepBack::Never => None,
-            StepBack::Watch => Some((began, Duration::ZERO)),
-            StepBack::Measure => Some((began, cpu_time())),
-        }
+    /// This thread's CPU time as a call starts, where the state needs it.
+    fn start(self) -> Option<Duration> {
+        (self == StepBack::Measure).then(cpu_time)
     }
 
-    /// The state after a call that began at `start`, stepping back if it ran long.
-    fn finish(self, start: Option<Start>) -> StepBack {
-        let Some((wall, cpu)) = start else {
-            return self;
-        };
-        let long = wall.elapsed() > LONG_CALL;
+    /// The state after a call that took `took` by the wall clock, having started with `cpu` of
+    /// CPU time used; it steps back if the call ran long on the CPU.
+    fn finish(self, took: Duration, cpu: Option<Duration>) -> StepBack {
+        let long = took > LONG_CALL;
+        let long_on_cpu = || cpu.is_some_and(|cpu| cpu_time().saturating_sub(cpu) > LONG_CALL);
         match self {
             StepBack::Watch if long => StepBack::Measure,
             StepBack::Measure if !long => StepBack::Watch,
-            StepBack::Measure if cpu_time().saturating_sub(cpu) > LONG_CALL => {
+            StepBack::Measure if long_on_cpu() => {
                 lower_priority(STEP_BACK);
                 StepBack::Never
             }
@@ -318,10 +311,11 @@ fn run(
             &input[4..]
         };
         let began = Instant::now();
-        let start = step_back.start(began);
+        let cpu = step_back.start();
         answer(table, index, id, args, &mut output, max_frame);
-        step_back = step_back.finish(start);
-        reader.next_call_soon(polling, began.elapsed());
+        let took = began.elapsed();
+        step_back = step_back.finish(took, cpu);
+        reader.next_call_soon(polling, took);
         writer.write_all(&output)?;
         // Keep small buffers for the next call; give a large one back to the allocator.
         for buffer in [&mut input, &mut output] {
