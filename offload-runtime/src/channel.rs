@@ -114,8 +114,14 @@ impl Worker {
     /// with the next id. The worker runs them in order.
     ///
     /// With `polling`, each frame says so, and the caller polls for the replies before it
-    /// sleeps (see `poll.rs`).
-    pub(crate) async fn send(&mut self, frames: &mut [u8], polling: bool) -> Result<(), Fault> {
+    /// sleeps (see `poll.rs`); with `placed`, each frame says that the worker was narrowed to
+    /// one core for it (see `cores.rs`).
+    pub(crate) async fn send(
+        &mut self,
+        frames: &mut [u8],
+        polling: bool,
+        placed: bool,
+    ) -> Result<(), Fault> {
         self.polling = polling;
         if polling {
             // Not registered while it polls: see `read_some`.
@@ -130,6 +136,9 @@ impl Worker {
             frames[at + 5..at + HEADER].copy_from_slice(&self.sent.to_le_bytes());
             if self.polling {
                 frames[at + 4] |= wire::POLLING;
+            }
+            if placed {
+                frames[at + 4] |= wire::PLACED;
             }
             let len = u32::from_le_bytes(frames[at..at + 4].try_into().expect("4 bytes"));
             at += 4 + len as usize;

@@ -4,11 +4,12 @@
 //! The path of a process-mode call, file by file: `process` encodes the arguments (large ones
 //! into the region in `shared`, byte strings as in `bytes`) and waits in the `pool` for a
 //! worker, which the pool starts with `launch`; the `batch` that holds a worker sends its calls,
-//! and those it took along, through the `channel`, in frames laid out in `wire`; on the other
-//! side the `worker` decodes and runs the function it finds in the `registry`, catching panics
-//! with `panic`, and sends the replies back. Both ends ask `poll` whether to poll for the next
-//! message before sleeping. `map` drives many inputs the same way; `thread` is
-//! thread mode; `config` and `error` serve both.
+//! and those it took along, through the `channel`, in frames laid out in `wire`, a long call
+//! first narrowing its worker to a core of its own with `cores`; on the other side the `worker`
+//! decodes and runs the function it finds in the `registry`, catching panics with `panic`, and
+//! sends the replies back. Both ends ask `poll` whether to poll for the next message before
+//! sleeping. `map` drives many inputs the same way; `thread` is thread mode; `config` and
+//! `error` serve both.
 
 mod config;
 mod error;
@@ -28,6 +29,8 @@ mod batch;
 mod bytes;
 #[cfg(unix)]
 mod channel;
+#[cfg(unix)]
+mod cores;
 #[cfg(unix)]
 mod launch;
 #[cfg(unix)]

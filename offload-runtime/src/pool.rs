@@ -20,6 +20,7 @@ use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
 
 use crate::channel::{Fault, Worker};
 use crate::config::{self, Pools};
+use crate::cores::Placed;
 use crate::error::Exit;
 use crate::launch;
 use crate::poll::POLL_FOR;
@@ -44,6 +45,11 @@ pub(crate) const LONG_CALL: Duration = Duration::from_millis(1);
 ///
 /// A worker that dies fails only the call it was running, and the next call starts a
 /// replacement. Calls waiting for a worker are never lost: they wait, in arrival order.
+///
+/// Once a pool's calls take over a millisecond on average, each call wakes its worker on the
+/// core the fewest such calls of this process run on (Linux): the worker's affinity is narrowed
+/// to that core while the call is sent, and set back to the caller's as the call starts, which
+/// also undoes any affinity that the function's own code gave its worker.
 pub struct ProcessPool {
     name: String,
     config: PoolConfig,
@@ -425,8 +431,7 @@ impl ProcessPool {
     /// batching them saves nothing worth having, and a worker that turns out slow keeps calls
     /// another could have run.
     pub(crate) fn adopt(&self, count: usize) -> VecDeque<Waiting> {
-        let long = self.call_nanos.load(Ordering::Relaxed) > LONG_CALL.as_nanos() as u64;
-        if long && self.config.max_batch.is_none() {
+        if self.calls_run_long() && self.config.max_batch.is_none() {
             return VecDeque::new();
         }
         let mut state = self.lock();
@@ -445,6 +450,11 @@ impl ProcessPool {
             }
         }
         taken
+    }
+
+    /// Whether calls have lately taken over [`LONG_CALL`] on average.
+    fn calls_run_long(&self) -> bool {
+        self.call_nanos.load(Ordering::Relaxed) > LONG_CALL.as_nanos() as u64
     }
 
     /// Folds one call's time into the pool's moving average (an eighth of the way).
@@ -617,6 +627,8 @@ pub(crate) struct Lease {
     pool: &'static ProcessPool,
     worker: Option<Worker>,
     phase: Phase,
+    /// The core the worker was woken on for a long call, until its replies are in.
+    placed: Option<Placed>,
     kill: bool,
     /// Cleared when the slot was passed on some other way; the drop then leaves it alone.
     holds_slot: bool,
@@ -628,6 +640,7 @@ impl Lease {
             pool,
             worker: None,
             phase: Phase::Ready,
+            placed: None,
             kill: false,
             holds_slot: true,
         }
@@ -658,7 +671,11 @@ impl Lease {
             .as_mut()
             .expect("a worker was ensured before sending");
         self.phase = Phase::Sending;
-        worker.send(frames, polling).await?;
+        let placed = (self.placed.is_none() && self.pool.calls_run_long())
+            .then(|| Placed::narrow(worker.pid()))
+            .flatten();
+        worker.send(frames, polling, placed.is_some()).await?;
+        self.placed = self.placed.take().or(placed);
         self.phase = Phase::Awaiting;
         Ok(())
     }
@@ -675,6 +692,7 @@ impl Lease {
         }
         if worker.outstanding() == 0 {
             self.phase = Phase::Ready;
+            self.placed = None;
         }
         Ok(kind)
     }

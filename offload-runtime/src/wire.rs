@@ -2,17 +2,21 @@
 //!
 //! Every frame is `len: u32 LE | kind: u8 | id: u64 LE | payload`, where `len` counts everything
 //! after itself. The kind's top bit, [`POLLING`], on a call says that the caller is polling for
-//! its reply, and so likely to send its next call soon. A reader checks `len` against its limit
+//! its reply, and so likely to send its next call soon; the next bit, [`PLACED`], that the
+//! caller narrowed the worker's affinity to one core for the call (see `cores.rs`). A reader checks `len` against its limit
 //! before allocating, so a corrupt or hostile length cannot make either side allocate without
 //! bound.
 
 use std::fmt;
 
 /// Bumped whenever the frame layout or a payload changes meaning.
-pub(crate) const PROTOCOL: u16 = 2;
+pub(crate) const PROTOCOL: u16 = 3;
 
 /// The kind byte's flag: the caller polls for this call's reply.
 pub(crate) const POLLING: u8 = 0x80;
+
+/// The kind byte's flag: the caller narrowed the worker to one core for this call.
+pub(crate) const PLACED: u8 = 0x40;
 
 pub(crate) const HEADER: usize = 13;
 const LEN: usize = 4;
@@ -67,6 +71,8 @@ pub(crate) struct Header {
     pub payload_len: usize,
     /// Whether the kind byte carried [`POLLING`].
     pub polling: bool,
+    /// Whether the kind byte carried [`PLACED`].
+    pub placed: bool,
 }
 
 /// Bytes that do not form a valid frame.
@@ -103,14 +109,18 @@ impl Header {
                 limit,
             });
         }
-        let kind =
-            Kind::from_byte(bytes[LEN] & !POLLING).ok_or(WireError::UnknownKind(bytes[LEN]))?;
+        // The flags belong to calls; on any other frame they make an unknown kind.
+        let flags = bytes[LEN] & (POLLING | PLACED);
+        let kind = Kind::from_byte(bytes[LEN] & !flags)
+            .filter(|kind| flags == 0 || matches!(kind, Kind::Call | Kind::CallShared))
+            .ok_or(WireError::UnknownKind(bytes[LEN]))?;
         let id = u64::from_le_bytes(bytes[LEN + 1..].try_into().expect("8 bytes"));
         Ok(Header {
             kind,
             id,
             payload_len,
-            polling: bytes[LEN] & POLLING != 0,
+            polling: flags & POLLING != 0,
+            placed: flags & PLACED != 0,
         })
     }
 }
@@ -164,14 +174,20 @@ mod tests {
                 id: 42,
                 payload_len: 3,
                 polling: false,
+                placed: false,
             })
         );
         assert_eq!(&buf[HEADER..], b"abc");
         let mut flagged = frame(Kind::Call, 7, b"");
         flagged[4] |= POLLING;
         assert_eq!(
-            header_of(&flagged, 10).map(|h| (h.kind, h.polling)),
-            Ok((Kind::Call, true))
+            header_of(&flagged, 10).map(|h| (h.kind, h.polling, h.placed)),
+            Ok((Kind::Call, true, false))
+        );
+        flagged[4] |= PLACED;
+        assert_eq!(
+            header_of(&flagged, 10).map(|h| (h.kind, h.polling, h.placed)),
+            Ok((Kind::Call, true, true))
         );
     }
 
@@ -188,5 +204,7 @@ mod tests {
         let mut unknown = frame(Kind::Returned, 1, b"");
         unknown[4] = 200;
         assert_eq!(header_of(&unknown, 10), Err(WireError::UnknownKind(200)));
+        unknown[4] = Kind::Returned as u8 | PLACED;
+        assert_eq!(header_of(&unknown, 10), Err(WireError::UnknownKind(0x43)));
     }
 }

@@ -8,6 +8,7 @@ use std::os::unix::io::FromRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::cores;
 use crate::poll::{self, read_now, Poller};
 use crate::pool::LONG_CALL;
 use crate::registry::{Outcome, Table};
@@ -286,6 +287,7 @@ fn run(
             id,
             payload_len,
             polling,
+            placed,
         } = Header::parse(&header, max_frame).map_err(io::Error::other)?;
         let shared = match (kind, payload_len) {
             (Kind::Call, 4..) => false,
@@ -310,6 +312,9 @@ fn run(
         } else {
             &input[4..]
         };
+        if placed {
+            cores::widen_this_worker();
+        }
         let began = Instant::now();
         let cpu = step_back.start();
         answer(table, index, id, args, &mut output, max_frame);

@@ -1,0 +1,100 @@
+//! Long calls started together wake on cores of their own, and a worker is never left tied to
+//! one core. A test crate of its own: placement counts the long calls of the whole process, and
+//! other tests' calls would change which core is free.
+
+use offload::{offload, ProcessPool};
+use serde::{Deserialize, Serialize};
+
+offload::test_setup!();
+
+/// Where a call started, on how many cores its worker may run by then, and when it started
+/// and ended (`CLOCK_MONOTONIC`, which all processes share, in microseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Run {
+    core: i32,
+    allowed: i32,
+    began: u64,
+    ended: u64,
+}
+
+fn micros(clock: libc::clockid_t) -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through the pointer, which is valid.
+    unsafe { libc::clock_gettime(clock, &mut now) };
+    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
+}
+
+fn allowed_cores() -> i32 {
+    // SAFETY: a zeroed cpu_set_t is an empty set, which sched_getaffinity fills in; the size
+    // passed is that of the set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set),
+            0
+        );
+        libc::CPU_COUNT(&set)
+    }
+}
+
+/// Keeps the CPU busy for `millis` milliseconds of its own time, and says how it ran.
+#[offload(process, pool = "spread")]
+fn busy(millis: u64) -> Run {
+    let began = micros(libc::CLOCK_MONOTONIC);
+    // SAFETY: sched_getcpu has no preconditions.
+    let core = unsafe { libc::sched_getcpu() };
+    let allowed = allowed_cores();
+    let cpu = micros(libc::CLOCK_THREAD_CPUTIME_ID);
+    while micros(libc::CLOCK_THREAD_CPUTIME_ID) - cpu < millis * 1000 {
+        std::hint::spin_loop();
+    }
+    Run {
+        core,
+        allowed,
+        began,
+        ended: micros(libc::CLOCK_MONOTONIC),
+    }
+}
+
+// Before a long call is sent, its worker is narrowed to the core the fewest long calls run on,
+// so two running at once cannot have woken on one core to share it while another idles; once
+// the call starts, the worker may run on every core its caller may use again. Calls are
+// spawned as a program would, so that the runtime's threads keep the cores busy as they send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_calls_running_at_once_started_on_cores_of_their_own() {
+    let ours = allowed_cores();
+    if ours < 2 {
+        eprintln!("skipped: this process may use only one core");
+        return;
+    }
+    ProcessPool::configure("spread").workers(2).apply().unwrap();
+    ProcessPool::get("spread").unwrap().start().await.unwrap();
+    // Calls are placed once they take over a millisecond on average.
+    busy(20).await.unwrap();
+    busy(20).await.unwrap();
+    for round in 0..3 {
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            calls.spawn(busy(10));
+        }
+        let runs: Vec<Run> = calls
+            .join_all()
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        for (i, a) in runs.iter().enumerate() {
+            assert_eq!(a.allowed, ours, "round {round}: left on one core: {a:?}");
+            for b in &runs[i + 1..] {
+                let overlap = a.began < b.ended && b.began < a.ended;
+                assert!(
+                    !overlap || a.core != b.core,
+                    "round {round}: {a:?} and {b:?} ran at once on one core"
+                );
+            }
+        }
+    }
+}
