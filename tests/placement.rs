@@ -1,6 +1,8 @@
 //! Long calls started together wake on cores of their own, and a worker is never left tied to
 //! one core. A test crate of its own: placement counts the long calls of the whole process, and
-//! other tests' calls would change which core is free.
+//! other tests' calls would change which core is free. Placement is Linux's alone.
+
+#![cfg(target_os = "linux")]
 
 use offload::{offload, ProcessPool};
 use serde::{Deserialize, Serialize};

@@ -198,6 +198,8 @@ fn take_undecodable(_value: Undecodable) -> u8 {
     1
 }
 
+// Reads /proc and the pipes' sizes, as only Linux tells them.
+#[cfg(target_os = "linux")]
 #[offload(process)]
 fn hygiene() -> (Vec<String>, Option<String>, [String; 2], [i32; 2]) {
     let descriptors = std::fs::read_dir("/proc/self/fd")
@@ -508,6 +510,7 @@ fn take_undecodable_with(_value: Unencodable) -> u8 {
     1
 }
 
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn workers_inherit_only_their_channel_and_stdio_and_lose_the_marker() {
     // A descriptor without close-on-exec, which a careless parent might leak into workers.

@@ -8,7 +8,7 @@
 //! access.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::AtomicU32;
 
 /// Arguments that encode to more than this cross through the region.
@@ -39,19 +39,27 @@ pub(crate) struct Region {
 // SAFETY: the mapping is plain memory owned by this value; access is ordered by the protocol.
 unsafe impl Send for Region {}
 
+#[cfg(target_os = "linux")]
+fn memfd() -> io::Result<OwnedFd> {
+    // SAFETY: the name is a valid C string; the flags are valid.
+    let fd = unsafe { libc::memfd_create(c"offload-shared".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// Without a memfd there is no region: large arguments go through the pipe.
+#[cfg(not(target_os = "linux"))]
+fn memfd() -> io::Result<OwnedFd> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 impl Region {
     /// A new, empty region of `len` bytes, and the descriptor to hand to the worker.
     pub(crate) fn create(len: usize) -> io::Result<(Region, OwnedFd)> {
-        #[cfg(not(target_os = "linux"))]
-        return Err(io::ErrorKind::Unsupported.into());
-        // SAFETY: the name is a valid C string; the flags are valid.
-        #[cfg(target_os = "linux")]
-        let fd = unsafe { libc::memfd_create(c"offload-shared".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just created and is owned by nothing else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = memfd()?;
         let size = libc::off_t::try_from(mapped(len)).map_err(io::Error::other)?;
         // SAFETY: `fd` is a valid memfd.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } == -1 {
