@@ -167,8 +167,8 @@
 //! ([`poll`](ProcessPoolBuilder::poll)), since waking a sleeping process costs more than a small
 //! call. A worker whose calls use over a millisecond of CPU each lowers its priority, so that
 //! CPU-heavy work gives way to the caller's event loop ([`nice`](ProcessPoolBuilder::nice)),
-//! and on Linux each such call wakes its worker on the core the fewest of them run on, so that
-//! two workers never share a core while another idles ([`ProcessPool`]). The builder also bounds
+//! and on Linux each such call wakes its worker on the core the fewest of them run on, rather
+//! than two workers on one core while another idles ([`ProcessPool`]). The builder also bounds
 //! the queue ([`max_queue`](ProcessPoolBuilder::max_queue)), recycles leaky workers
 //! ([`max_calls_per_worker`](ProcessPoolBuilder::max_calls_per_worker),
 //! [`max_worker_memory`](ProcessPoolBuilder::max_worker_memory)) and chooses what a dropped call
