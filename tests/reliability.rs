@@ -812,3 +812,44 @@ async fn large_arguments_cross_through_shared_memory_within_the_frame_limit() {
         "{error:?}"
     );
 }
+
+#[offload(process, pool = "between-calls")]
+fn worker_of(bytes: Vec<u8>) -> (u32, usize) {
+    (std::process::id(), bytes.len())
+}
+
+/// Kills the worker that answers the next call, and waits until it is dead (not yet reaped).
+async fn kill_the_idle_worker() -> u32 {
+    let (pid, _) = worker_of(Vec::new()).await.unwrap();
+    // SAFETY: kill has no memory-safety preconditions; `pid` is an idle worker of ours.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    gone(pid).await;
+    pid
+}
+
+// A worker that dies between calls (killed, or chosen by the out-of-memory killer) fails no
+// call: the next call finds that it never read the call and sends it to a fresh worker,
+// whether the call went through the pipe (in one write, or in several that wait for room the
+// dead worker will never make), through shared memory or in a map's batch.
+#[tokio::test]
+async fn a_worker_that_dies_between_calls_fails_no_call() {
+    ProcessPool::configure("between-calls")
+        .workers(1)
+        .apply()
+        .unwrap();
+    for len in [10, 900 << 10, 4 << 20] {
+        let dead = kill_the_idle_worker().await;
+        let (pid, read) = worker_of(vec![1; len]).await.unwrap();
+        assert_eq!(read, len);
+        assert_ne!(pid, dead);
+    }
+    let dead = kill_the_idle_worker().await;
+    let answers = worker_of_map((0..40).map(|len| vec![0; len]))
+        .collect()
+        .await;
+    for (len, answer) in answers.into_iter().enumerate() {
+        let (pid, read) = answer.unwrap();
+        assert_eq!(read, len);
+        assert_ne!(pid, dead);
+    }
+}

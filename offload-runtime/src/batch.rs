@@ -133,17 +133,19 @@ impl Batch {
     }
 
     /// The worker was lost (or killed for a cancelled call): the first unanswered call was
-    /// running and learns how it ended; the calls behind it, ours included, go again.
+    /// running and learns how it ended; the calls behind it, ours included, go again. A worker
+    /// that died between calls had started none of them: they all go again.
     async fn lost(&mut self, fault: Fault, own: Vec<u8>) -> Turn {
         let (pid, exit) = match self.lease.take() {
             Some(lease) => match fault {
-                Fault::Died => (lease.pid(), lease.exit().await),
+                Fault::Died | Fault::DiedIdle => (lease.pid(), lease.exit().await),
                 Fault::Protocol(_) | Fault::Refused(_) => (lease.pid(), Exit::Unknown),
             },
             None => (0, Exit::Unknown),
         };
         let failure = |frame| match &fault {
             Fault::Died => Turn::Died { pid, exit, frame },
+            Fault::DiedIdle => Turn::Again(frame),
             Fault::Protocol(detail) => Turn::Failed(Error::Protocol {
                 detail: detail.clone(),
             }),

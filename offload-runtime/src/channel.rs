@@ -7,6 +7,7 @@
 //! the process, such as the one each `#[tokio::test]` builds, and a cancelled operation never
 //! closes a pipe behind the worker's back.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 use std::ops::Range;
@@ -34,6 +35,13 @@ pub(crate) struct Worker {
     process: Process,
     calls: File,
     replies: File,
+    /// Our read end of the calls pipe, never read (see [`Ends`]).
+    calls_held: File,
+    /// Bytes written to the calls pipe, and where each unanswered call's frame ends in them:
+    /// with what the worker left unread, they tell whether it had read the oldest call it did
+    /// not answer.
+    written: u64,
+    frame_ends: VecDeque<u64>,
     /// The memory shared with this worker for large arguments, where the platform has it.
     region: Option<Region>,
     /// Bytes read from the worker: `inbox[start..filled]` are not parsed yet, and
@@ -55,8 +63,11 @@ pub(crate) struct Worker {
 
 /// Why an exchange with a worker failed.
 pub(crate) enum Fault {
-    /// The channel closed: the worker is gone.
+    /// The channel closed: the worker is gone, and was running the oldest unanswered call.
     Died,
+    /// The channel closed before the worker read the oldest unanswered call, after it had
+    /// answered others: it died between calls, and none of those it was sent started.
+    DiedIdle,
     /// The worker's bytes broke the protocol; its stream cannot be trusted any more.
     Protocol(String),
     /// The handshake showed the worker cannot serve this process.
@@ -66,7 +77,11 @@ pub(crate) enum Fault {
 impl Worker {
     pub(crate) fn new(
         process: Process,
-        Ends { calls, replies }: Ends,
+        Ends {
+            calls,
+            replies,
+            calls_held,
+        }: Ends,
         region: Option<Region>,
         poll: Duration,
     ) -> io::Result<Worker> {
@@ -77,6 +92,9 @@ impl Worker {
             process,
             calls,
             replies,
+            calls_held,
+            written: 0,
+            frame_ends: VecDeque::new(),
             region,
             inbox: Vec::new(),
             start: 0,
@@ -142,6 +160,7 @@ impl Worker {
             }
             let len = u32::from_le_bytes(frames[at..at + 4].try_into().expect("4 bytes"));
             at += 4 + len as usize;
+            self.frame_ends.push_back(self.written + at as u64);
         }
         let mut rest: &[u8] = frames;
         // Registered for writing only while a write waits for room: a registration that wants
@@ -150,7 +169,10 @@ impl Worker {
         while !rest.is_empty() {
             match (&self.calls).write(rest) {
                 Ok(0) => return Err(Fault::Died),
-                Ok(n) => rest = &rest[n..],
+                Ok(n) => {
+                    rest = &rest[n..];
+                    self.written += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if waiting.is_none() {
                         let fd = self.calls.as_raw_fd();
@@ -161,11 +183,20 @@ impl Worker {
                         waiting = Some(registered.map_err(|_| Fault::Died)?);
                     }
                     let waiting = waiting.as_ref().expect("registered just above");
-                    waiting
-                        .writable()
-                        .await
-                        .map_err(|_| Fault::Died)?
-                        .clear_ready();
+                    // A worker that died reads no more: stop writing, and let the reply's
+                    // end of file tell which calls it had read.
+                    let io = self.registered.take(&self.replies)?;
+                    let hung_up = tokio::select! {
+                        room = waiting.writable() => {
+                            room.map_err(|_| Fault::Died)?.clear_ready();
+                            false
+                        }
+                        gone = hang_up(&self.replies, &io) => gone.is_ok(),
+                    };
+                    self.registered.keep(io);
+                    if hung_up {
+                        return Ok(());
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Err(Fault::Died),
@@ -177,7 +208,10 @@ impl Worker {
     /// Reads the reply to the oldest call not answered yet; its payload is then in
     /// [`Worker::reply`].
     pub(crate) async fn receive(&mut self, limit: usize) -> Result<Kind, Fault> {
-        let header = self.read_frame(limit, self.polling).await?;
+        let header = match self.read_frame(limit, self.polling).await {
+            Err(Fault::Died) => return Err(self.death()),
+            other => other?,
+        };
         let expected = self.answered + 1;
         if header.id != expected || expected > self.sent {
             return Err(Fault::Protocol(format!(
@@ -186,6 +220,7 @@ impl Worker {
             )));
         }
         self.answered = expected;
+        self.frame_ends.pop_front();
         match header.kind {
             Kind::Hello | Kind::Call | Kind::CallShared | Kind::GuardMissing => {
                 Err(Fault::Protocol(format!(
@@ -194,6 +229,18 @@ impl Worker {
                 )))
             }
             kind => Ok(kind),
+        }
+    }
+
+    /// How the worker's death, found at the end of its replies, leaves the calls not answered:
+    /// the oldest was running unless the worker had not read all of it. A worker that never
+    /// answered a call counts as running it, so that a program whose workers die before their
+    /// first call fails its calls instead of starting workers without end.
+    fn death(&self) -> Fault {
+        let read = poll::unread(&self.calls_held).map(|unread| self.written - unread as u64);
+        match (self.frame_ends.front(), read) {
+            (Some(&end), Some(read)) if read < end && self.answered > 0 => Fault::DiedIdle,
+            _ => Fault::Died,
         }
     }
 
@@ -346,6 +393,18 @@ async fn read_some(
             registered.keep(io);
             return Ok(n);
         }
+    }
+}
+
+/// Resolves once the worker has closed its end of the reply pipe, whether or not replies are
+/// still to be read; `io` is that pipe's registration.
+async fn hang_up(replies: &File, io: &AsyncFd<RawFd>) -> io::Result<()> {
+    loop {
+        let mut ready = io.readable().await?;
+        if poll::hung_up(replies) {
+            return Ok(());
+        }
+        ready.clear_ready();
     }
 }
 

@@ -58,6 +58,11 @@ pub(crate) type Spawned = (Process, Ends, Option<Region>);
 pub(crate) struct Ends {
     pub calls: File,
     pub replies: File,
+    /// A read end of the calls pipe that the caller holds and never reads. While it is open, a
+    /// write to a worker that died neither fails with EPIPE nor raises SIGPIPE (which ends a
+    /// program that restored its default action, as command-line tools do), and what the
+    /// worker left unread can still be counted.
+    pub calls_held: File,
 }
 
 struct Request {
@@ -157,6 +162,7 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
             Ok(())
         });
     }
+    let calls_held = their_calls.try_clone()?;
     let child = command.spawn()?;
     drop((their_calls, their_replies, region_fd));
     let pid = child.id();
@@ -168,6 +174,7 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
         Ends {
             calls: File::from(calls),
             replies: File::from(replies),
+            calls_held: File::from(calls_held),
         },
         region,
     ))

@@ -287,6 +287,11 @@ where
                 .ok()?;
                 return Some((done + 1, false));
             }
+            // It died between calls: this one and those behind it never started.
+            Err(Fault::DiedIdle) => {
+                lease.exit().await;
+                return Some((done, false));
+            }
             Err(Fault::Protocol(detail)) => {
                 deliver(item.index, Err(Error::Protocol { detail }))
                     .await

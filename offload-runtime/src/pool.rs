@@ -67,7 +67,10 @@ struct State {
     free: usize,
     /// Calls waiting for a slot, in arrival order.
     queue: VecDeque<Waiting>,
-    idle: Vec<Worker>,
+    /// Boxed once, at launch, like the worker a lease holds: workers move between this list
+    /// and leases, and a lease handed through the queue stays small.
+    #[allow(clippy::vec_box)]
+    idle: Vec<Box<Worker>>,
     /// Pids of the workers that leases hold, for [`ProcessPool::shutdown_now`] to kill.
     busy: Vec<u32>,
     /// Set by either shutdown: no new call is admitted.
@@ -474,7 +477,7 @@ impl ProcessPool {
     }
 
     /// A worker for a lease that has none: an idle one, or one started now.
-    async fn worker(&self) -> Result<Worker, Error> {
+    async fn worker(&self) -> Result<Box<Worker>, Error> {
         let idle = {
             let mut state = self.lock();
             let worker = state.idle.pop();
@@ -493,7 +496,7 @@ impl ProcessPool {
 
     /// Passes a slot that a lease gives up, with its worker if it is fit to go on, to the first
     /// call still queued; with none queued, the slot is free and the worker idle.
-    fn release(&'static self, worker: Option<Worker>) {
+    fn release(&'static self, worker: Option<Box<Worker>>) {
         let mut worker = worker.and_then(|worker| self.keep(worker));
         loop {
             let entry = {
@@ -528,7 +531,7 @@ impl ProcessPool {
     }
 
     /// The worker back from a lease, unless it is due for replacement.
-    fn keep(&self, worker: Worker) -> Option<Worker> {
+    fn keep(&self, worker: Box<Worker>) -> Option<Box<Worker>> {
         let worn_out = self
             .config
             .max_calls_per_worker
@@ -546,7 +549,7 @@ impl ProcessPool {
     }
 
     /// Lets a worker go: it is told to exit, and reaped, in the background.
-    fn retire(&self, worker: Worker) {
+    fn retire(&self, worker: Box<Worker>) {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn(worker.stop())),
             // Without a runtime, dropping it kills and reaps it.
@@ -554,7 +557,7 @@ impl ProcessPool {
         }
     }
 
-    async fn launch(&self) -> Result<Worker, Error> {
+    async fn launch(&self) -> Result<Box<Worker>, Error> {
         if let Some(error) = self.broken.get() {
             return Err(error.clone());
         }
@@ -579,13 +582,14 @@ impl ProcessPool {
             .await
             .map_err(failed)?;
         let pid = process.pid;
-        let mut worker = Worker::new(process, ends, region, self.config.poll).map_err(failed)?;
+        let mut worker =
+            Box::new(Worker::new(process, ends, region, self.config.poll).map_err(failed)?);
         let limit = self.config.handshake_timeout;
         match tokio::time::timeout(limit, worker.handshake()).await {
             Ok(Ok(())) => Ok(worker),
             Ok(Err(Fault::Refused(error))) => Err(self.break_with(error)),
             Ok(Err(Fault::Protocol(detail))) => Err(Error::Protocol { detail }),
-            Ok(Err(Fault::Died)) => Err(Error::WorkerStart {
+            Ok(Err(Fault::Died | Fault::DiedIdle)) => Err(Error::WorkerStart {
                 reason: format!(
                     "the worker (pid {pid}) ended with {} before its handshake; its output above \
                      may say why",
@@ -625,7 +629,7 @@ enum Phase {
 /// A slot, and the worker in it once there is one, held by one call (or one map driver).
 pub(crate) struct Lease {
     pool: &'static ProcessPool,
-    worker: Option<Worker>,
+    worker: Option<Box<Worker>>,
     phase: Phase,
     /// The core the worker was woken on for a long call, until its replies are in.
     placed: Option<Placed>,
@@ -702,7 +706,7 @@ impl Lease {
     }
 
     pub(crate) fn pid(&self) -> u32 {
-        self.worker.as_ref().map_or(0, Worker::pid)
+        self.worker.as_ref().map_or(0, |worker| worker.pid())
     }
 
     /// The memory shared with the worker, if it has any.

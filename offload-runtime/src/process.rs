@@ -280,6 +280,10 @@ async fn exchange_large<A: Serialize, R: DeserializeOwned>(
                 let exit = lease.exit().await;
                 after_death(function, pool, pid, exit, &mut retries_left)?;
             }
+            // It died between calls, before reading this one: go again.
+            Err(Fault::DiedIdle) => {
+                lease.exit().await;
+            }
         }
     }
 }

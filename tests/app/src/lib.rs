@@ -27,3 +27,9 @@ pub fn park_forever(dir: PathBuf) {
         std::thread::park();
     }
 }
+
+/// The worker's pid.
+#[offload(process)]
+pub fn worker_pid() -> u32 {
+    std::process::id()
+}

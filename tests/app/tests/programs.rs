@@ -57,6 +57,28 @@ fn a_binary_calls_functions_defined_in_a_library_crate() {
     assert_eq!(text(&output.stdout), "square = 144\n");
 }
 
+// A program that restored SIGPIPE's default action is not killed when its next call goes to a
+// worker that died between calls (it would be, writing to a pipe nobody reads), and that call
+// runs on a fresh worker.
+#[test]
+fn a_worker_that_died_between_calls_neither_kills_the_program_nor_fails_the_call() {
+    let (output, _) = finish({
+        let mut c = program("with_guard");
+        c.arg("between-calls");
+        c
+    });
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        text(&output.stderr)
+    );
+    assert_eq!(
+        text(&output.stdout),
+        "square = Ok(49), fresh worker: true\n"
+    );
+}
+
 #[test]
 fn the_pool_size_comes_from_the_environment_and_a_bad_value_says_how_to_fix_it() {
     let (output, _) = finish({

@@ -1,5 +1,7 @@
 //! A program with the guard: `with_guard square N` prints N², `with_guard say TEXT` prints TEXT
-//! from a worker, `with_guard park DIR` starts two workers that never return.
+//! from a worker, `with_guard park DIR` starts two workers that never return, and
+//! `with_guard between-calls` restores SIGPIPE's default action, as command-line tools do, then
+//! kills its idle worker and calls again.
 
 #[offload::main]
 #[tokio::main]
@@ -21,6 +23,26 @@ async fn main() {
                 offload_test_app::park_forever(dir)
             );
             println!("parked calls returned: {a:?} {b:?}");
+        }
+        ["between-calls"] => {
+            // SAFETY: setting a signal's disposition to its default has no preconditions.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            let dead = offload_test_app::worker_pid().await.unwrap();
+            // SAFETY: kill has no memory-safety preconditions; `dead` is our idle worker.
+            unsafe { libc::kill(dead as i32, libc::SIGKILL) };
+            // Dead once it is a zombie: nothing reaps an idle worker until it is used.
+            while !std::fs::read_to_string(format!("/proc/{dead}/stat")).is_ok_and(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            }) {
+                tokio::task::yield_now().await;
+            }
+            let square = offload_test_app::square(7).await;
+            let fresh = offload_test_app::worker_pid().await.unwrap();
+            println!("square = {square:?}, fresh worker: {}", fresh != dead);
         }
         _ => panic!("unknown arguments {args:?}"),
     }
