@@ -237,7 +237,8 @@ impl Worker {
     /// answered a call counts as running it, so that a program whose workers die before their
     /// first call fails its calls instead of starting workers without end.
     fn death(&self) -> Fault {
-        let read = poll::unread(&self.calls_held).map(|unread| self.written - unread as u64);
+        let read =
+            poll::unread(&self.calls_held).map(|unread| self.written.saturating_sub(unread as u64));
         match (self.frame_ends.front(), read) {
             (Some(&end), Some(read)) if read < end && self.answered > 0 => Fault::DiedIdle,
             _ => Fault::Died,
