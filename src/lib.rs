@@ -179,7 +179,7 @@
 //! Thread mode works everywhere tokio does. Process mode needs Unix: it is tested on Linux, where
 //! workers also die with their parent through `PR_SET_PDEATHSIG` and arguments over 1 MiB cross
 //! through memory shared with the worker instead of the pipe; it builds on macOS. On Windows a
-//! process-mode function does not compile, and the guard does nothing.
+//! process-mode function does not compile (its one error says why), and the guard does nothing.
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -190,6 +190,11 @@ pub use offload_runtime::{
 };
 #[cfg(unix)]
 pub use offload_runtime::{Map, OnCancel, ProcessPool, ProcessPoolBuilder};
+// Only so that a process-mode function's expansion names it; the function itself fails to
+// compile here, with an error that says why.
+#[cfg(not(unix))]
+#[doc(hidden)]
+pub use offload_runtime::Map;
 
 /// Lets the tests of a test crate call process-mode functions: write `offload::test_setup!();`
 /// once, at the top level of the crate (for example in `tests/my_test.rs`).

@@ -46,6 +46,9 @@ mod shared;
 #[cfg(unix)]
 mod worker;
 
+#[cfg(not(unix))]
+mod unsupported;
+
 pub use config::DEFAULT_POOL;
 pub use error::{CodecStage, Error, Exit};
 #[cfg(unix)]
@@ -53,6 +56,9 @@ pub use map::Map;
 #[cfg(unix)]
 pub use pool::{OnCancel, ProcessPool, ProcessPoolBuilder};
 pub use thread::{ThreadPool, ThreadPoolBuilder};
+#[cfg(not(unix))]
+#[doc(hidden)]
+pub use unsupported::Map;
 #[cfg(unix)]
 pub use worker::serve_if_worker;
 
@@ -76,4 +82,10 @@ pub mod __private {
     #[cfg(unix)]
     pub use crate::worker::TestSetup;
     pub use inventory;
+
+    #[cfg(not(unix))]
+    pub use crate::unsupported::{
+        assert_transferable, call_in_process, fingerprint, invoke, map_in_process, Bytes,
+        Registration, Remote, TestSetup,
+    };
 }

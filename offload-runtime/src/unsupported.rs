@@ -1,0 +1,95 @@
+//! Process mode where it cannot run (not Unix). The items that the `#[offload(process)]`
+//! expansion names exist here too, so that a process-mode function fails to compile with one
+//! error, at its name, that says what to do, rather than a dozen about missing items.
+
+use std::marker::PhantomData;
+
+use crate::Error;
+
+/// Implemented by nothing: the bound that fails every process-mode call on this platform.
+#[diagnostic::on_unimplemented(
+    message = "process mode needs Unix: `#[offload(process)]` functions cannot run on this platform",
+    label = "a process-mode function",
+    note = "use `#[offload(thread)]` here, or compile the function and its callers only on Unix \
+            with `#[cfg(unix)]`"
+)]
+pub trait ProcessModeNeedsUnix {}
+
+pub struct Remote;
+
+impl Remote {
+    pub const fn new(_name: &'static str, _fingerprint: u64) -> Self {
+        Remote
+    }
+
+    pub const fn pool(self, _pool: &'static str) -> Self {
+        self
+    }
+
+    pub const fn timeout_ms(self, _millis: u64) -> Self {
+        self
+    }
+
+    pub const fn retries(self, _count: u32) -> Self {
+        self
+    }
+}
+
+pub const fn fingerprint(_signature: &str) -> u64 {
+    0
+}
+
+pub struct Registration;
+
+pub enum Outcome {}
+
+impl Registration {
+    pub const fn new(
+        _function: &'static Remote,
+        _invoke: fn(&[u8], &mut Vec<u8>) -> Outcome,
+    ) -> Self {
+        Registration
+    }
+}
+
+inventory::collect!(Registration);
+
+pub fn invoke<A, R>(_input: &[u8], _output: &mut Vec<u8>, _body: impl FnOnce(A) -> R) -> Outcome {
+    unreachable!("process mode does not compile on this platform")
+}
+
+pub fn assert_transferable<T>() {}
+
+pub struct Bytes(pub Vec<u8>);
+
+pub async fn call_in_process<A: ProcessModeNeedsUnix, R>(
+    _function: &'static Remote,
+    _args: A,
+) -> Result<R, Error> {
+    unreachable!("process mode does not compile on this platform")
+}
+
+/// What a process-mode function's `f_map` returns on Unix; here it only keeps callers compiling.
+pub struct Map<R>(PhantomData<R>);
+
+impl<R> Map<R> {
+    pub fn chunk_size(self, _calls: usize) -> Self {
+        self
+    }
+
+    pub async fn next(&mut self) -> Option<(usize, Result<R, Error>)> {
+        None
+    }
+
+    pub async fn collect(self) -> Vec<Result<R, Error>> {
+        Vec::new()
+    }
+}
+
+pub fn map_in_process<I: IntoIterator, R>(_function: &'static Remote, _inputs: I) -> Map<R> {
+    Map(PhantomData)
+}
+
+pub struct TestSetup;
+
+inventory::collect!(TestSetup);
