@@ -168,7 +168,8 @@
 //! call. A worker whose calls use over a millisecond of CPU each lowers its priority, so that
 //! CPU-heavy work gives way to the caller's event loop ([`nice`](ProcessPoolBuilder::nice)),
 //! and on Linux each such call wakes its worker on the core the fewest of them run on, rather
-//! than two workers on one core while another idles ([`ProcessPool`]). The builder also bounds
+//! than two workers on one core while another idles ([`spread`](ProcessPoolBuilder::spread)).
+//! The builder also bounds
 //! the queue ([`max_queue`](ProcessPoolBuilder::max_queue)), recycles leaky workers
 //! ([`max_calls_per_worker`](ProcessPoolBuilder::max_calls_per_worker),
 //! [`max_worker_memory`](ProcessPoolBuilder::max_worker_memory)) and chooses what a dropped call

@@ -1,6 +1,7 @@
 //! Long calls started together wake on cores of their own, and a worker is never left tied to
-//! one core. A test crate of its own: placement counts the long calls of the whole process, and
-//! other tests' calls would change which core is free. Placement is Linux's alone.
+//! one core unless its pool says so. A test crate of its own: placement counts the long calls
+//! of the whole process, and other tests' calls would change which core is free; for the same
+//! reason the tests here take turns. Placement is Linux's alone.
 
 #![cfg(target_os = "linux")]
 
@@ -8,6 +9,9 @@ use offload::{offload, ProcessPool};
 use serde::{Deserialize, Serialize};
 
 offload::test_setup!();
+
+/// Held by each test for its whole run.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Where a call started, on how many cores its worker may run by then, and when it started
 /// and ended (`CLOCK_MONOTONIC`, which all processes share, in microseconds).
@@ -67,6 +71,7 @@ fn busy(millis: u64) -> Run {
 // spawned as a program would, so that the runtime's threads keep the cores busy as they send.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_calls_running_at_once_started_on_cores_of_their_own() {
+    let _turn = TURN.lock().await;
     let ours = allowed_cores();
     if ours < 2 {
         eprintln!("skipped: this process may use only one core");
@@ -98,5 +103,71 @@ async fn long_calls_running_at_once_started_on_cores_of_their_own() {
                 );
             }
         }
+    }
+}
+
+/// How many cores its worker may use as the call starts; then, with `pin`, the worker ties
+/// itself to the core it runs on, as code that manages its own affinity would.
+fn cores_at_start(pin: bool) -> i32 {
+    let allowed = allowed_cores();
+    if pin {
+        // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes one of its bits, and the
+        // size passed is that of the set.
+        unsafe {
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(libc::sched_getcpu() as usize, &mut one);
+            assert_eq!(
+                libc::sched_setaffinity(0, std::mem::size_of_val(&one), &one),
+                0
+            );
+        }
+    }
+    let cpu = micros(libc::CLOCK_THREAD_CPUTIME_ID);
+    while micros(libc::CLOCK_THREAD_CPUTIME_ID) - cpu < 5_000 {
+        std::hint::spin_loop();
+    }
+    allowed
+}
+
+#[offload(process, pool = "pinning")]
+fn pinning(pin: bool) -> i32 {
+    cores_at_start(pin)
+}
+
+#[offload(process, pool = "pinning-kept")]
+fn pinning_kept(pin: bool) -> i32 {
+    cores_at_start(pin)
+}
+
+// Placing a long call sets its worker's affinity back to the caller's as the call starts, so a
+// function that ties its worker to one core is undone by the next long call; a pool with
+// `spread(false)` never touches affinity, and the tie holds.
+#[tokio::test]
+async fn spread_false_leaves_a_workers_own_affinity_alone() {
+    let _turn = TURN.lock().await;
+    let ours = allowed_cores();
+    if ours < 2 {
+        eprintln!("skipped: this process may use only one core");
+        return;
+    }
+    ProcessPool::configure("pinning")
+        .workers(1)
+        .apply()
+        .unwrap();
+    ProcessPool::configure("pinning-kept")
+        .workers(1)
+        .spread(false)
+        .apply()
+        .unwrap();
+    // Five calls of 5 ms bring the pool's average over a millisecond, so calls are placed.
+    for _ in 0..5 {
+        assert_eq!(pinning(false).await, Ok(ours));
+        assert_eq!(pinning_kept(false).await, Ok(ours));
+    }
+    assert_eq!(pinning(true).await, Ok(ours));
+    assert_eq!(pinning_kept(true).await, Ok(ours));
+    for _ in 0..3 {
+        assert_eq!(pinning(false).await, Ok(ours), "placed: set back");
+        assert_eq!(pinning_kept(false).await, Ok(1), "not placed: left tied");
     }
 }

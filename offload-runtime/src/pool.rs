@@ -47,9 +47,8 @@ pub(crate) const LONG_CALL: Duration = Duration::from_millis(1);
 /// replacement. Calls waiting for a worker are never lost: they wait, in arrival order.
 ///
 /// Once a pool's calls take over a millisecond on average, each call wakes its worker on the
-/// core the fewest such calls of this process run on (Linux): the worker's affinity is narrowed
-/// to that core while the call is sent, and set back to the caller's as the call starts, which
-/// also undoes any affinity that the function's own code gave its worker.
+/// core the fewest such calls of this process run on (Linux; see
+/// [`spread`](ProcessPoolBuilder::spread)).
 pub struct ProcessPool {
     name: String,
     config: PoolConfig,
@@ -134,6 +133,8 @@ struct PoolConfig {
     poll: Duration,
     /// `None` for the default: 10 once calls run long on the CPU.
     nice: Option<u8>,
+    /// Whether long calls wake their workers on cores of their own (see `cores.rs`).
+    spread: bool,
     on_cancel: OnCancel,
     program: Option<PathBuf>,
 }
@@ -150,6 +151,7 @@ impl Default for PoolConfig {
             max_batch: None,
             poll: POLL_FOR,
             nice: None,
+            spread: true,
             on_cancel: OnCancel::Kill,
             program: None,
         }
@@ -239,6 +241,21 @@ impl ProcessPoolBuilder {
     /// worker from its start instead; `nice(0)` keeps workers at the caller's priority.
     pub fn nice(mut self, increment: u8) -> Self {
         self.config.nice = Some(increment.min(19));
+        self
+    }
+
+    /// Whether long calls wake their workers on cores of their own (default `true`; Linux).
+    ///
+    /// A pipe write wakes its reader on the writer's core unless a core is idle at that
+    /// instant, so when the caller's threads are busy sending several calls, two workers can
+    /// wake on one core and share it while another core idles for up to a scheduler tick. So
+    /// once the pool's calls take over a millisecond on average, each call first narrows its
+    /// worker's affinity to the core the fewest such calls of this process run on, and the
+    /// worker widens it back to the caller's as the call starts. That also undoes any affinity
+    /// the function's own code gave its worker: `spread(false)` leaves workers where the kernel
+    /// and the function put them.
+    pub fn spread(mut self, spread: bool) -> Self {
+        self.config.spread = spread;
         self
     }
 
@@ -675,9 +692,10 @@ impl Lease {
             .as_mut()
             .expect("a worker was ensured before sending");
         self.phase = Phase::Sending;
-        let placed = (self.placed.is_none() && self.pool.calls_run_long())
-            .then(|| Placed::narrow(worker.pid()))
-            .flatten();
+        let placed =
+            (self.placed.is_none() && self.pool.config.spread && self.pool.calls_run_long())
+                .then(|| Placed::narrow(worker.pid()))
+                .flatten();
         worker.send(frames, polling, placed.is_some()).await?;
         self.placed = self.placed.take().or(placed);
         self.phase = Phase::Awaiting;
