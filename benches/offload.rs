@@ -227,11 +227,17 @@ fn main() {
     if wanted("7") {
         cold_start(&runtime, &mut report);
     }
+    // Python's executors, run once here for the peer rows of figures 1 to 4.
+    let python = ["1", "2", "3", "4"]
+        .into_iter()
+        .any(wanted)
+        .then(|| python_executors(&mut report))
+        .flatten();
     if wanted("1") {
-        thread_mode(&runtime, &mut report);
+        thread_mode(&runtime, &mut report, python.as_ref());
     }
     if wanted("2") || wanted("3") {
-        small_calls(&runtime, &mut report);
+        small_calls(&runtime, &mut report, python.as_ref());
     }
     if wanted("8") {
         memory(&runtime, &mut report);
@@ -243,7 +249,7 @@ fn main() {
         ticker(&mut report);
     }
     if wanted("4") {
-        large_argument(&runtime, &mut report);
+        large_argument(&runtime, &mut report, python.as_ref());
     }
     // Other processes on this machine compete for its two cores: the load says how much.
     report.notes.push(format!(
@@ -345,7 +351,7 @@ where
 
 // Figure 1: thread mode against tokio's spawn_blocking.
 
-fn thread_mode(runtime: &Runtime, report: &mut Report) {
+fn thread_mode(runtime: &Runtime, report: &mut Report, python: Option<&Python>) {
     const CALLS: usize = 3_000;
     let offload = || nothing();
     let peer = || tokio::task::spawn_blocking(|| ());
@@ -367,6 +373,17 @@ fn thread_mode(runtime: &Runtime, report: &mut Report) {
         Goal::AtMost(1.10),
         "≤ 1.10× spawn_blocking",
     );
+    if let Some(python) = python {
+        let peer = ("Python ThreadPoolExecutor", python.thread_call);
+        report.compare_inverse(
+            1,
+            "thread: awaited no-op call",
+            Measure::time(&ours),
+            peer,
+            Goal::None,
+            "",
+        );
+    }
 
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for rep in 0..REPS {
@@ -479,7 +496,7 @@ where
 
 // Figures 2 and 3: small process-mode calls against a raw pipe and procspawn.
 
-fn small_calls(runtime: &Runtime, report: &mut Report) {
+fn small_calls(runtime: &Runtime, report: &mut Report, python: Option<&Python>) {
     const CALLS: usize = 2_000;
     const PROCSPAWN_CALLS: usize = 500;
     on_runtime(runtime, async {
@@ -562,6 +579,10 @@ fn small_calls(runtime: &Runtime, report: &mut Report) {
         Goal::AtLeast(2.0),
         "≥ 2× faster than procspawn",
     );
+    if let Some(python) = python {
+        let peer = ("Python ProcessPoolExecutor", python.process_call);
+        report.compare_inverse(2, what, ours, peer, Goal::None, "");
+    }
     let floor = "socket ping-pong, one core";
     report.compare(2, what, ours, (floor, socket), Goal::None, "");
     let floor = "socket ping-pong on tokio";
@@ -621,6 +642,17 @@ fn small_calls(runtime: &Runtime, report: &mut Report) {
         Goal::AtLeast(10.0),
         "≥ 10× procspawn",
     );
+    if let Some(python) = python {
+        let peer = ("Python ProcessPoolExecutor", python.process_in_flight);
+        report.compare_inverse(
+            3,
+            "process: 10,000 small calls in flight",
+            ours,
+            peer,
+            Goal::None,
+            "",
+        );
+    }
     if let Some(error) = failure {
         report.notes.push(format!(
             "procspawn with 10,000 calls in flight failed (open-files limit {}): {error}; it was \
@@ -821,7 +853,7 @@ fn open_files_limit() -> String {
 
 // Figure 4: one 64 MiB argument against one memcpy of it and procspawn.
 
-fn large_argument(runtime: &Runtime, report: &mut Report) {
+fn large_argument(runtime: &Runtime, report: &mut Report, python: Option<&Python>) {
     const REPS_LARGE: usize = 5;
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let payload: Arc<Vec<u8>> = Arc::new(
@@ -880,6 +912,17 @@ fn large_argument(runtime: &Runtime, report: &mut Report) {
         Goal::AtLeast(10.0),
         "≥ 10× faster than procspawn",
     );
+    if let Some(python) = python {
+        let peer = ("Python ProcessPoolExecutor", python.process_64mib);
+        report.compare_inverse(
+            4,
+            "process: one 64 MiB argument",
+            ours,
+            peer,
+            Goal::None,
+            "",
+        );
+    }
 
     let pids = on_runtime(runtime, async {
         tokio::join!(default_worker_pid(), default_worker_pid())
@@ -895,6 +938,70 @@ fn large_argument(runtime: &Runtime, report: &mut Report) {
             bytes as f64 / MIB as f64
         ));
     }
+}
+
+/// Python's `loop.run_in_executor` over its executors, measured by `python_executors.py` as this
+/// bench measures offload: a no-op on a `ThreadPoolExecutor`, and on a 2-worker
+/// `ProcessPoolExecutor` (the platform's default start method) a small call, 10,000 calls in
+/// flight through `asyncio.gather`, and one 64 MiB `bytes` argument.
+struct Python {
+    thread_call: Measure,
+    process_call: Measure,
+    process_in_flight: Measure,
+    process_64mib: Measure,
+}
+
+/// Runs the Python peer, or says in a note why there is none.
+fn python_executors(report: &mut Report) -> Option<Python> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python_executors.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(REPS.to_string())
+        .stderr(Stdio::inherit())
+        .output();
+    let text = match output {
+        Ok(output) if output.status.success() => {
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        }
+        Ok(output) => {
+            report.notes.push(format!(
+                "the Python peer failed ({}): no Python rows",
+                output.status
+            ));
+            return None;
+        }
+        Err(error) => {
+            report.notes.push(format!(
+                "python3 could not be run ({error}): no Python rows"
+            ));
+            return None;
+        }
+    };
+    let figure = |name: &str| -> Option<Vec<f64>> {
+        let line = text
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(name))?;
+        line.split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().ok())
+            .collect()
+    };
+    let python = (|| {
+        Some(Python {
+            thread_call: Measure::time(&figure("thread_call")?),
+            process_call: Measure::time(&figure("process_call")?),
+            process_in_flight: Measure::rate(&figure("process_in_flight")?),
+            process_64mib: Measure::time(&figure("process_64mib")?),
+        })
+    })();
+    report.notes.push(match &python {
+        Some(_) => {
+            let about = text.lines().find_map(|line| line.strip_prefix("about "));
+            format!("Python peer: {}", about.unwrap_or("python3"))
+        }
+        None => format!("the Python peer printed what this bench cannot read: {text}"),
+    });
+    python
 }
 
 // Figure 5: heavy_math on two worker processes against the same calls inline.
