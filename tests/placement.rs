@@ -46,6 +46,16 @@ fn allowed_cores() -> i32 {
     }
 }
 
+/// How many cores this process may use; `None`, and the test is skipped, with only one, where
+/// there is nothing to place.
+fn two_cores_or_more() -> Option<i32> {
+    let ours = allowed_cores();
+    if ours < 2 {
+        eprintln!("skipped: this process may use only one core");
+    }
+    (ours >= 2).then_some(ours)
+}
+
 /// Keeps the CPU busy for `millis` milliseconds of its own time, and says how it ran.
 #[offload(process, pool = "spread")]
 fn busy(millis: u64) -> Run {
@@ -72,11 +82,9 @@ fn busy(millis: u64) -> Run {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_calls_running_at_once_started_on_cores_of_their_own() {
     let _turn = TURN.lock().await;
-    let ours = allowed_cores();
-    if ours < 2 {
-        eprintln!("skipped: this process may use only one core");
+    let Some(ours) = two_cores_or_more() else {
         return;
-    }
+    };
     ProcessPool::configure("spread").workers(2).apply().unwrap();
     ProcessPool::get("spread").unwrap().start().await.unwrap();
     // Calls are placed once they take over a millisecond on average.
@@ -145,11 +153,9 @@ fn pinning_kept(pin: bool) -> i32 {
 #[tokio::test]
 async fn spread_false_leaves_a_workers_own_affinity_alone() {
     let _turn = TURN.lock().await;
-    let ours = allowed_cores();
-    if ours < 2 {
-        eprintln!("skipped: this process may use only one core");
+    let Some(ours) = two_cores_or_more() else {
         return;
-    }
+    };
     ProcessPool::configure("pinning")
         .workers(1)
         .apply()
