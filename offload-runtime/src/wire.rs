@@ -3,9 +3,9 @@
 //! Every frame is `len: u32 LE | kind: u8 | id: u64 LE | payload`, where `len` counts everything
 //! after itself. The kind's top bit, [`POLLING`], on a call says that the caller is polling for
 //! its reply, and so likely to send its next call soon; the next bit, [`PLACED`], that the
-//! caller narrowed the worker's affinity to one core for the call (see `cores.rs`). A reader checks `len` against its limit
-//! before allocating, so a corrupt or hostile length cannot make either side allocate without
-//! bound.
+//! caller narrowed the worker's affinity to one core for the call (see `cores.rs`). A reader
+//! checks `len` against its limit before allocating, so a corrupt or hostile length cannot make
+//! either side allocate without bound.
 
 use std::fmt;
 
