@@ -5,6 +5,8 @@
 
 #![cfg(target_os = "linux")]
 
+use std::time::{Duration, Instant};
+
 use offload::{offload, ProcessPool};
 use serde::{Deserialize, Serialize};
 
@@ -13,14 +15,23 @@ offload::test_setup!();
 /// Held by each test for its whole run.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Where a call started, on how many cores its worker may run by then, and when it started
-/// and ended (`CLOCK_MONOTONIC`, which all processes share, in microseconds).
+/// How long a test may wait for the machine to leave it its cores: a bound on liveness.
+const LIVENESS: Duration = Duration::from_secs(60);
+
+/// Where a call started and ended, on how many cores its worker may run as it starts, and
+/// when it started and ended (`CLOCK_MONOTONIC`, which all processes share, in microseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Run {
     core: i32,
+    last_core: i32,
     allowed: i32,
     began: u64,
     ended: u64,
+}
+
+fn this_core() -> i32 {
+    // SAFETY: sched_getcpu has no preconditions.
+    unsafe { libc::sched_getcpu() }
 }
 
 fn micros(clock: libc::clockid_t) -> u64 {
@@ -60,8 +71,7 @@ fn two_cores_or_more() -> Option<i32> {
 #[offload(process, pool = "spread")]
 fn busy(millis: u64) -> Run {
     let began = micros(libc::CLOCK_MONOTONIC);
-    // SAFETY: sched_getcpu has no preconditions.
-    let core = unsafe { libc::sched_getcpu() };
+    let core = this_core();
     let allowed = allowed_cores();
     let cpu = micros(libc::CLOCK_THREAD_CPUTIME_ID);
     while micros(libc::CLOCK_THREAD_CPUTIME_ID) - cpu < millis * 1000 {
@@ -69,6 +79,7 @@ fn busy(millis: u64) -> Run {
     }
     Run {
         core,
+        last_core: this_core(),
         allowed,
         began,
         ended: micros(libc::CLOCK_MONOTONIC),
@@ -79,21 +90,39 @@ fn busy(millis: u64) -> Run {
 // so two running at once cannot have woken on one core to share it while another idles; once
 // the call starts, the worker may run on every core its caller may use again. Calls are
 // spawned as a program would, so that the runtime's threads keep the cores busy as they send.
+//
+// Other work on the machine (other tests, under `cargo nextest`) takes cores from the calls,
+// and a core that served a placed call badly is left out of placement for a second: a round
+// counts only when none of its calls, nor any in the two seconds before, had under half of its
+// core or was moved to another, and the test waits for three such rounds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_calls_running_at_once_started_on_cores_of_their_own() {
+    const MILLIS: u64 = 10;
     let _turn = TURN.lock().await;
     let Some(ours) = two_cores_or_more() else {
         return;
     };
-    ProcessPool::configure("spread").workers(2).apply().unwrap();
+    // At the caller's priority, so that other work takes less of their cores from the calls.
+    ProcessPool::configure("spread")
+        .workers(2)
+        .nice(0)
+        .apply()
+        .unwrap();
     ProcessPool::get("spread").unwrap().start().await.unwrap();
     // Calls are placed once they take over a millisecond on average.
     busy(20).await.unwrap();
     busy(20).await.unwrap();
-    for round in 0..3 {
+    let started = Instant::now();
+    let mut disturbed: Option<Instant> = None;
+    let mut counted = 0;
+    while counted < 3 {
+        assert!(
+            started.elapsed() < LIVENESS,
+            "in {LIVENESS:?}, other work never left the test two cores for long enough"
+        );
         let mut calls = tokio::task::JoinSet::new();
         for _ in 0..8 {
-            calls.spawn(busy(10));
+            calls.spawn(busy(MILLIS));
         }
         let runs: Vec<Run> = calls
             .join_all()
@@ -101,13 +130,24 @@ async fn long_calls_running_at_once_started_on_cores_of_their_own() {
             .into_iter()
             .map(Result::unwrap)
             .collect();
+        for run in &runs {
+            assert_eq!(run.allowed, ours, "left on one core: {run:?}");
+        }
+        let crowded =
+            |run: &Run| run.ended - run.began > 2 * MILLIS * 1000 || run.core != run.last_core;
+        if runs.iter().any(crowded) {
+            disturbed = Some(Instant::now());
+        }
+        if disturbed.is_some_and(|at| at.elapsed() < Duration::from_secs(2)) {
+            continue;
+        }
+        counted += 1;
         for (i, a) in runs.iter().enumerate() {
-            assert_eq!(a.allowed, ours, "round {round}: left on one core: {a:?}");
             for b in &runs[i + 1..] {
                 let overlap = a.began < b.ended && b.began < a.ended;
                 assert!(
                     !overlap || a.core != b.core,
-                    "round {round}: {a:?} and {b:?} ran at once on one core"
+                    "{a:?} and {b:?} ran at once on one core"
                 );
             }
         }
@@ -123,7 +163,7 @@ fn cores_at_start(pin: bool) -> i32 {
         // size passed is that of the set.
         unsafe {
             let mut one: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(libc::sched_getcpu() as usize, &mut one);
+            libc::CPU_SET(this_core() as usize, &mut one);
             assert_eq!(
                 libc::sched_setaffinity(0, std::mem::size_of_val(&one), &one),
                 0
@@ -148,7 +188,8 @@ fn pinning_kept(pin: bool) -> i32 {
 }
 
 // Placing a long call sets its worker's affinity back to the caller's as the call starts, so a
-// function that ties its worker to one core is undone by the next long call; a pool with
+// function that ties its worker to one core is undone by the next placed call (the next call,
+// unless other work has left every core out of placement for a while); a pool with
 // `spread(false)` never touches affinity, and the tie holds.
 #[tokio::test]
 async fn spread_false_leaves_a_workers_own_affinity_alone() {
@@ -156,15 +197,14 @@ async fn spread_false_leaves_a_workers_own_affinity_alone() {
     let Some(ours) = two_cores_or_more() else {
         return;
     };
-    ProcessPool::configure("pinning")
-        .workers(1)
-        .apply()
-        .unwrap();
-    ProcessPool::configure("pinning-kept")
-        .workers(1)
-        .spread(false)
-        .apply()
-        .unwrap();
+    for pool in ["pinning", "pinning-kept"] {
+        ProcessPool::configure(pool)
+            .workers(1)
+            .nice(0)
+            .spread(pool == "pinning")
+            .apply()
+            .unwrap();
+    }
     // Five calls of 5 ms bring the pool's average over a millisecond, so calls are placed.
     for _ in 0..5 {
         assert_eq!(pinning(false).await, Ok(ours));
@@ -173,7 +213,13 @@ async fn spread_false_leaves_a_workers_own_affinity_alone() {
     assert_eq!(pinning(true).await, Ok(ours));
     assert_eq!(pinning_kept(true).await, Ok(ours));
     for _ in 0..3 {
-        assert_eq!(pinning(false).await, Ok(ours), "placed: set back");
         assert_eq!(pinning_kept(false).await, Ok(1), "not placed: left tied");
+    }
+    let started = Instant::now();
+    while pinning(false).await != Ok(ours) {
+        assert!(
+            started.elapsed() < LIVENESS,
+            "no call set the worker back in {LIVENESS:?}"
+        );
     }
 }

@@ -19,6 +19,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::runtime::{self, Handle};
 
+use crate::cores::Ended;
 use crate::error::Exit;
 use crate::launch::{Ends, Process};
 use crate::poll::{self, Poller};
@@ -243,6 +244,11 @@ impl Worker {
             (Some(&end), Some(read)) if read < end && self.answered > 0 => Fault::DiedIdle,
             _ => Fault::Died,
         }
+    }
+
+    /// How the worker's last placed call ended, if it told (see `cores.rs`).
+    pub(crate) fn placed_ended(&self) -> Option<Ended> {
+        Ended::of(self.region.as_ref()?.placed_ended().load(Ordering::Relaxed))
     }
 
     /// The memory shared with this worker, if it has any.

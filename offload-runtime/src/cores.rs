@@ -10,8 +10,12 @@
 //! So before a long call is sent, the caller narrows its worker's affinity to one core, where
 //! the wake-up must place it, and marks the call [`PLACED`](crate::wire::PLACED); the worker
 //! widens its affinity back to its caller's as it starts the call, so that from then on the
-//! kernel may move it as usual. Short calls are left alone: the system calls would cost more
-//! than a misplaced wake-up.
+//! kernel may move it as usual. As the call ends, the worker says which core it ended on and
+//! whether it had under a quarter of the CPU there: a core that other work keeps that busy is
+//! left out of placement for a second, since a worker that stepped back gets a tenth of it,
+//! less than it would get beside another long call. The core is one of those the fewest long
+//! calls of this process run on, the worker's last if it is one of them.
+//! Short calls are left alone: the system calls would cost more than a misplaced wake-up.
 
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{widen_this_worker, Placed};
@@ -19,15 +23,57 @@ pub(crate) use linux::{widen_this_worker, Placed};
 #[cfg(not(target_os = "linux"))]
 pub(crate) use elsewhere::{widen_this_worker, Placed};
 
+use std::time::Duration;
+
+/// What a worker tells its caller of a placed call it finished, through the status of the
+/// memory they share: the core it ended on, and whether it was crowded, having had under a
+/// quarter of the CPU while it ran. A worker that stepped back gets about a tenth of a core
+/// that a program at normal priority keeps busy; two long calls on one core get half each, and
+/// a virtual machine's host rarely takes three quarters of a call's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ended {
+    pub core: usize,
+    pub crowded: bool,
+}
+
+const CROWDED: u32 = 1 << 31;
+
+impl Ended {
+    /// The status word for a call that ended on core `ended`, plus one as
+    /// [`crate::poll::this_core`] gives it (0: not known), having had the CPU for `ran` of its
+    /// `took`.
+    pub(crate) fn word(ended: u32, ran: Duration, took: Duration) -> u32 {
+        (ended & !CROWDED) | if ran * 4 < took { CROWDED } else { 0 }
+    }
+
+    /// The report in a status word; `None` before any, or where the core is not known.
+    pub(crate) fn of(word: u32) -> Option<Ended> {
+        let core = usize::try_from(word & !CROWDED).ok()?.checked_sub(1)?;
+        Some(Ended {
+            core,
+            crowded: word & CROWDED != 0,
+        })
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::sync::OnceLock;
+    use std::time::Instant;
 
-    /// The cores this process may run on, and how many placed long calls run on each.
+    use super::{Duration, Ended};
+
+    /// How long a core that served a placed call badly is left out of placement.
+    const AVOID: Duration = Duration::from_secs(1);
+
+    /// The cores this process may run on, how many placed long calls run on each, and until
+    /// when each is left out (nanoseconds after `since`).
     struct Cores {
         ids: Vec<usize>,
         running: Vec<AtomicUsize>,
+        avoided_until: Vec<AtomicU64>,
+        since: Instant,
     }
 
     /// `None` with a single core, or where the affinity cannot be read.
@@ -40,23 +86,47 @@ mod linux {
                     // SAFETY: CPU_ISSET reads one bit of a valid set.
                     .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &allowed) })
                     .collect();
-                let running = ids.iter().map(|_| AtomicUsize::new(0)).collect();
-                (ids.len() > 1).then_some(Cores { ids, running })
+                (ids.len() > 1).then(|| Cores::new(ids))
             })
             .as_ref()
     }
 
     impl Cores {
-        /// The index of the core to place a call on: the one the fewest placed calls run on,
-        /// other than `here` (the caller's own, which its thread keeps busy a while longer)
-        /// when there is a choice.
-        fn pick(&self, here: Option<usize>) -> usize {
+        fn new(ids: Vec<usize>) -> Cores {
+            Cores {
+                running: ids.iter().map(|_| AtomicUsize::new(0)).collect(),
+                avoided_until: ids.iter().map(|_| AtomicU64::new(0)).collect(),
+                ids,
+                since: Instant::now(),
+            }
+        }
+
+        fn now(&self) -> u64 {
+            u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        }
+
+        /// The index of the core to place a call on, of those not avoided: one of those the
+        /// fewest placed calls run on; of those, the core the worker ended its last placed
+        /// call on (`last`), else one other than `here`, the caller's own, which its thread
+        /// keeps busy a while longer. Beside another long call on a core left to us is better
+        /// than alone on a core that other work keeps busy, where a worker that stepped back
+        /// gets a tenth of it. `None` when every core is avoided.
+        fn pick(&self, here: Option<usize>, last: Option<usize>) -> Option<usize> {
+            let now = self.now();
             (0..self.ids.len())
+                .filter(|&i| self.avoided_until[i].load(Ordering::Relaxed) <= now)
                 .min_by_key(|&i| {
+                    let core = Some(self.ids[i]);
                     let running = self.running[i].load(Ordering::Relaxed);
-                    (running, Some(self.ids[i]) == here)
+                    (running, core != last, core == here)
                 })
-                .expect("more than one core")
+        }
+
+        /// Leaves the core at `index` out of placement for [`AVOID`]: other work kept it too
+        /// busy for a placed call.
+        fn avoid(&self, index: usize) {
+            let until = self.now().saturating_add(AVOID.as_nanos() as u64);
+            self.avoided_until[index].store(until, Ordering::Relaxed);
         }
     }
 
@@ -78,18 +148,23 @@ mod linux {
     /// A long call placed on a core; dropping it (the reply came, or the worker is gone)
     /// counts the call off that core.
     pub(crate) struct Placed {
-        running: &'static AtomicUsize,
+        cores: &'static Cores,
+        index: usize,
+        /// Whether another placed call ran on the core already: the call is then crowded by
+        /// this process's own work, which says nothing of the core.
+        beside: bool,
     }
 
     impl Placed {
-        /// Narrows the worker's affinity to the core [`Cores::pick`] picks. Best effort:
-        /// `None` where that is not possible, and the worker wakes where the kernel puts it.
-        pub(crate) fn narrow(pid: u32) -> Option<Placed> {
+        /// Narrows the worker's affinity to the core [`Cores::pick`] picks, `ended` being what
+        /// the worker told of its last placed call. Best effort: `None` where there is nothing
+        /// to pick or the affinity cannot be set, and the worker wakes where the kernel puts it.
+        pub(crate) fn narrow(pid: u32, ended: Option<Ended>) -> Option<Placed> {
             let cores = cores()?;
             let here = usize::try_from(crate::poll::this_core())
                 .ok()?
                 .checked_sub(1);
-            let index = cores.pick(here);
+            let index = cores.pick(here, ended.map(|ended| ended.core))?;
             // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes one of its bits.
             let one = unsafe {
                 let mut one: libc::cpu_set_t = std::mem::zeroed();
@@ -99,15 +174,26 @@ mod linux {
             if !set_affinity(libc::pid_t::try_from(pid).ok()?, &one) {
                 return None;
             }
-            let running = &cores.running[index];
-            running.fetch_add(1, Ordering::Relaxed);
-            Some(Placed { running })
+            let beside = cores.running[index].fetch_add(1, Ordering::Relaxed) > 0;
+            Some(Placed {
+                cores,
+                index,
+                beside,
+            })
+        }
+
+        /// The call is over, and `ended` is what its worker told of it: a core that crowded a
+        /// call placed on it alone is left out of placement for a while.
+        pub(crate) fn finish(self, ended: Option<Ended>) {
+            if !self.beside && ended.is_some_and(|ended| ended.crowded) {
+                self.cores.avoid(self.index);
+            }
         }
     }
 
     impl Drop for Placed {
         fn drop(&mut self) {
-            self.running.fetch_sub(1, Ordering::Relaxed);
+            self.cores.running[self.index].fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -123,25 +209,73 @@ mod linux {
     mod tests {
         use super::*;
 
-        #[test]
-        fn calls_go_to_the_least_used_core_and_not_the_callers_on_a_tie() {
-            let cores = Cores {
-                ids: vec![0, 2, 5],
-                running: [1, 0, 0].map(AtomicUsize::new).into(),
-            };
-            assert_eq!(cores.pick(None), 1);
-            assert_eq!(cores.pick(Some(2)), 2, "core 2 is the caller's");
-            assert_eq!(cores.pick(Some(5)), 1);
-            cores.running[1].store(1, Ordering::Relaxed);
-            cores.running[2].store(1, Ordering::Relaxed);
-            assert_eq!(cores.pick(Some(0)), 1, "all even: not the caller's");
-            cores.running[0].store(0, Ordering::Relaxed);
-            assert_eq!(
-                cores.pick(Some(0)),
-                0,
-                "fewer calls win over the caller's core"
-            );
+        /// Cores 0, 2 and 5, running that many placed calls.
+        fn with_running(running: [usize; 3]) -> Cores {
+            let cores = Cores::new(vec![0, 2, 5]);
+            for (count, cell) in running.into_iter().zip(&cores.running) {
+                cell.store(count, Ordering::Relaxed);
+            }
+            cores
         }
+
+        #[test]
+        fn calls_go_to_the_least_used_core_the_workers_last_and_not_the_callers() {
+            let cores = with_running([1, 0, 0]);
+            assert_eq!(cores.pick(None, None), Some(1));
+            assert_eq!(cores.pick(Some(2), None), Some(2), "core 2 is the caller's");
+            assert_eq!(cores.pick(Some(5), None), Some(1));
+            assert_eq!(
+                cores.pick(Some(2), Some(2)),
+                Some(1),
+                "the worker's last core"
+            );
+            assert_eq!(cores.pick(None, Some(0)), Some(1), "fewer calls first");
+            let cores = with_running([1, 1, 1]);
+            assert_eq!(
+                cores.pick(Some(0), None),
+                Some(1),
+                "all even: not the caller's"
+            );
+            assert_eq!(cores.pick(Some(0), Some(5)), Some(2));
+        }
+
+        #[test]
+        fn a_crowded_core_is_left_out_for_a_while() {
+            let cores = with_running([1, 0, 0]);
+            cores.avoid(1);
+            assert_eq!(cores.pick(None, Some(2)), Some(2));
+            cores.avoid(2);
+            assert_eq!(cores.pick(None, None), Some(0), "beside another long call");
+            cores.avoid(0);
+            assert_eq!(cores.pick(None, None), None, "every core avoided");
+            cores.avoided_until[1].store(0, Ordering::Relaxed);
+            assert_eq!(cores.pick(None, None), Some(1), "left out for a while only");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Duration, Ended};
+
+    #[test]
+    fn a_worker_tells_where_a_call_ended_and_whether_it_was_crowded() {
+        let ms = Duration::from_millis;
+        let ended = |ended, ran, took| Ended::of(Ended::word(ended, ms(ran), ms(took)));
+        assert_eq!(Ended::of(0), None, "nothing told yet");
+        let crowded = |crowded| Some(Ended { core: 2, crowded });
+        assert_eq!(ended(3, 10, 11), crowded(false));
+        assert_eq!(
+            ended(3, 5, 11),
+            crowded(false),
+            "half of it: another long call"
+        );
+        assert_eq!(
+            ended(3, 2, 11),
+            crowded(true),
+            "under a quarter of its core"
+        );
+        assert_eq!(ended(0, 10, 11), None, "the core is not known");
     }
 }
 
@@ -152,9 +286,11 @@ mod elsewhere {
     pub(crate) enum Placed {}
 
     impl Placed {
-        pub(crate) fn narrow(_pid: u32) -> Option<Placed> {
+        pub(crate) fn narrow(_pid: u32, _ended: Option<super::Ended>) -> Option<Placed> {
             None
         }
+
+        pub(crate) fn finish(self, _ended: Option<super::Ended>) {}
     }
 
     pub(crate) fn widen_this_worker() {}

@@ -694,7 +694,7 @@ impl Lease {
         self.phase = Phase::Sending;
         let placed =
             (self.placed.is_none() && self.pool.config.spread && self.pool.calls_run_long())
-                .then(|| Placed::narrow(worker.pid()))
+                .then(|| Placed::narrow(worker.pid(), worker.placed_ended()))
                 .flatten();
         worker.send(frames, polling, placed.is_some()).await?;
         self.placed = self.placed.take().or(placed);
@@ -714,7 +714,9 @@ impl Lease {
         }
         if worker.outstanding() == 0 {
             self.phase = Phase::Ready;
-            self.placed = None;
+            if let Some(placed) = self.placed.take() {
+                placed.finish(worker.placed_ended());
+            }
         }
         Ok(kind)
     }

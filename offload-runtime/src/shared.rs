@@ -22,7 +22,7 @@ const KEEP: usize = 128 << 20;
 pub(crate) const SHARED_FD: i32 = 5;
 
 /// Bytes mapped after the arguments' room, aligned: where the worker tells which core it runs
-/// on (see [`Region::worker_core`]).
+/// on (see [`Region::worker_core`]) and how its last placed call ended ([`Region::placed_ended`]).
 const STATUS: usize = 64;
 
 /// How much is mapped for a region with room for `len` bytes of arguments.
@@ -98,6 +98,18 @@ impl Region {
     /// waits for a call and as it starts one; its caller reads it while it waits for the
     /// reply, to tell whether the two share a core.
     pub(crate) fn worker_core(&self) -> &AtomicU32 {
+        self.status(0)
+    }
+
+    /// How the worker's last placed call ended, as [`crate::cores::Ended::word`] puts it (0:
+    /// none yet), written as the call ends and read by the caller's next placement.
+    pub(crate) fn placed_ended(&self) -> &AtomicU32 {
+        self.status(1)
+    }
+
+    /// The `index`th `u32` of the status.
+    fn status(&self, index: usize) -> &AtomicU32 {
+        debug_assert!((index + 1) * 4 <= STATUS);
         // SAFETY: the status lies within the mapping, aligned, zeroed at creation, and lives as
         // long as `self`; both processes only ever access it atomically.
         unsafe {
@@ -105,6 +117,7 @@ impl Region {
                 .start
                 .add(mapped(self.len) - STATUS)
                 .cast::<AtomicU32>()
+                .add(index)
         }
     }
 

@@ -312,13 +312,19 @@ fn run(
         } else {
             &input[4..]
         };
-        if placed {
+        let placed_at = placed.then(|| {
             cores::widen_this_worker();
-        }
+            cpu_time()
+        });
         let began = Instant::now();
         let cpu = step_back.start();
         answer(table, index, id, args, &mut output, max_frame);
         let took = began.elapsed();
+        if let (Some(cpu), Some(region)) = (placed_at, region) {
+            let ran = cpu_time().saturating_sub(cpu);
+            let word = cores::Ended::word(poll::this_core(), ran, took);
+            region.placed_ended().store(word, Ordering::Relaxed);
+        }
         step_back = step_back.finish(took, cpu);
         reader.next_call_soon(polling, took);
         writer.write_all(&output)?;
