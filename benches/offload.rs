@@ -31,8 +31,8 @@ use tokio::task::JoinSet;
 
 /// Switches a re-executed copy of this binary into one of the bench's own children.
 const CHILD: &str = "OFFLOAD_BENCH_CHILD";
-/// The core an echo child pins itself to, if set.
-const ECHO_CPU: &str = "OFFLOAD_BENCH_ECHO_CPU";
+/// The core an echo or spinning child pins itself to, if set.
+const CHILD_CPU: &str = "OFFLOAD_BENCH_CHILD_CPU";
 /// Repetitions of each measurement; the table shows their median and min–max.
 const REPS: usize = 11;
 const MIB: usize = 1 << 20;
@@ -279,6 +279,13 @@ fn main() {
     }
 }
 
+/// Pins a child to the core its parent named, if it named one.
+fn pin_as_told() {
+    if let Some(cpu) = std::env::var(CHILD_CPU).ok().and_then(|c| c.parse().ok()) {
+        pin_to(&[cpu]);
+    }
+}
+
 /// The bench's own children, chosen by `OFFLOAD_BENCH_CHILD`.
 fn run_child(mode: &str) -> ! {
     match mode {
@@ -286,9 +293,7 @@ fn run_child(mode: &str) -> ! {
         "exit" => {}
         // The far end of the raw ping-pongs: its stdin and stdout are a pipe each, or one socket.
         "echo" => {
-            if let Some(cpu) = std::env::var(ECHO_CPU).ok().and_then(|c| c.parse().ok()) {
-                pin_to(&[cpu]);
-            }
+            pin_as_told();
             let mut input = std::io::stdin().lock();
             let mut output = std::io::stdout().lock();
             let mut message = [0; 16];
@@ -303,9 +308,12 @@ fn run_child(mode: &str) -> ! {
             }
         }
         // Keeps a core busy until killed.
-        "spin" => loop {
-            black_box(0_u64);
-        },
+        "spin" => {
+            pin_as_told();
+            loop {
+                black_box(0_u64);
+            }
+        }
         // The same, pausing briefly every 4 ms.
         "pulse" => loop {
             let started = Instant::now();
@@ -715,7 +723,7 @@ impl Echo {
     fn child(cpu: Option<usize>) -> Command {
         let mut command = this_binary("echo");
         if let Some(cpu) = cpu {
-            command.env(ECHO_CPU, cpu.to_string());
+            command.env(CHILD_CPU, cpu.to_string());
         }
         command
     }
@@ -1085,6 +1093,34 @@ fn heavy_math_in_parallel(runtime: &Runtime, report: &mut Report) {
         "8 × heavy_math, 2 workers, max_batch(1)",
         Measure::time(&unbatched),
         ("the 8 calls inline", theirs),
+        Goal::None,
+        "",
+    );
+
+    // The same while another program keeps core 0 busy at normal priority, beside two plain
+    // threads under the same load: a worker that stepped back gets a tenth of that core, so
+    // placement must learn to leave it out.
+    let mut spinner = this_binary("spin")
+        .env(CHILD_CPU, "0")
+        .spawn()
+        .expect("a spinning child");
+    let (mut ours, mut floor) = (Vec::new(), Vec::new());
+    for rep in 0..REPS {
+        if rep % 2 == 0 {
+            floor.push(threads());
+            ours.push(on_runtime(runtime, offloaded(true)));
+        } else {
+            ours.push(on_runtime(runtime, offloaded(true)));
+            floor.push(threads());
+        }
+    }
+    let _ = spinner.kill();
+    let _ = spinner.wait();
+    report.compare(
+        5,
+        "8 × heavy_math, core 0 kept busy",
+        Measure::time(&ours),
+        ("2 plain threads, core 0 kept busy", Measure::time(&floor)),
         Goal::None,
         "",
     );
