@@ -14,8 +14,8 @@
 //! whether it had under a quarter of the CPU there: a core that other work keeps that busy is
 //! left out of placement for a second, since a worker that stepped back gets a tenth of it,
 //! less than it would get beside another long call. The core is one of those the fewest long
-//! calls of this process run on, the worker's last if it is one of them.
-//! Short calls are left alone: the system calls would cost more than a misplaced wake-up.
+//! calls of this process run on, the worker's last if it is one of them. Short calls are left
+//! alone: the system calls would cost more than a misplaced wake-up.
 
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{widen_this_worker, Placed};

@@ -203,7 +203,8 @@ fn lower_priority(increment: u8) {
 
 /// When a worker steps back: once a call has used more than [`LONG_CALL`] of CPU time, so that
 /// a short call that only waited for a core does not count. Reading the CPU clock costs two
-/// system calls a call, so it is read only for calls after one whose wall time was long.
+/// system calls a call, so it is read only for calls after one whose wall time was long (and
+/// for placed calls, whose worker tells how much of the CPU they had).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StepBack {
     /// The pool set the priority, or the worker has stepped back already.
@@ -226,20 +227,19 @@ impl StepBack {
         }
     }
 
-    /// This thread's CPU time as a call starts, where the state needs it.
-    fn start(self) -> Option<Duration> {
-        (self == StepBack::Measure).then(cpu_time)
+    /// Whether the next call's CPU time is needed.
+    fn measures(self) -> bool {
+        self == StepBack::Measure
     }
 
-    /// The state after a call that took `took` by the wall clock, having started with `cpu` of
-    /// CPU time used; it steps back if the call ran long on the CPU.
-    fn finish(self, took: Duration, cpu: Option<Duration>) -> StepBack {
+    /// The state after a call that took `took` by the wall clock and `ran` on the CPU (where it
+    /// was measured); it steps back if the call ran long on the CPU.
+    fn finish(self, took: Duration, ran: Option<Duration>) -> StepBack {
         let long = took > LONG_CALL;
-        let long_on_cpu = || cpu.is_some_and(|cpu| cpu_time().saturating_sub(cpu) > LONG_CALL);
         match self {
             StepBack::Watch if long => StepBack::Measure,
             StepBack::Measure if !long => StepBack::Watch,
-            StepBack::Measure if long_on_cpu() => {
+            StepBack::Measure if ran.is_some_and(|ran| ran > LONG_CALL) => {
                 lower_priority(STEP_BACK);
                 StepBack::Never
             }
@@ -312,20 +312,19 @@ fn run(
         } else {
             &input[4..]
         };
-        let placed_at = placed.then(|| {
+        if placed {
             cores::widen_this_worker();
-            cpu_time()
-        });
+        }
         let began = Instant::now();
-        let cpu = step_back.start();
+        let cpu = (placed || step_back.measures()).then(cpu_time);
         answer(table, index, id, args, &mut output, max_frame);
         let took = began.elapsed();
-        if let (Some(cpu), Some(region)) = (placed_at, region) {
-            let ran = cpu_time().saturating_sub(cpu);
+        let ran = cpu.map(|cpu| cpu_time().saturating_sub(cpu));
+        if let (true, Some(ran), Some(region)) = (placed, ran, region) {
             let word = cores::Ended::word(poll::this_core(), ran, took);
             region.placed_ended().store(word, Ordering::Relaxed);
         }
-        step_back = step_back.finish(took, cpu);
+        step_back = step_back.finish(took, ran);
         reader.next_call_soon(polling, took);
         writer.write_all(&output)?;
         // Keep small buffers for the next call; give a large one back to the allocator.
