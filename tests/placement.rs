@@ -18,12 +18,11 @@ static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// How long a test may wait for the machine to leave it its cores: a bound on liveness.
 const LIVENESS: Duration = Duration::from_secs(60);
 
-/// Where a call started and ended, on how many cores its worker may run as it starts, and
-/// when it started and ended (`CLOCK_MONOTONIC`, which all processes share, in microseconds).
+/// Where a call started, on how many cores its worker may run by then, and when it started and
+/// ended (`CLOCK_MONOTONIC`, which all processes share, in microseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Run {
     core: i32,
-    last_core: i32,
     allowed: i32,
     began: u64,
     ended: u64,
@@ -79,7 +78,6 @@ fn busy(millis: u64) -> Run {
     }
     Run {
         core,
-        last_core: this_core(),
         allowed,
         began,
         ended: micros(libc::CLOCK_MONOTONIC),
@@ -91,10 +89,12 @@ fn busy(millis: u64) -> Run {
 // the call starts, the worker may run on every core its caller may use again. Calls are
 // spawned as a program would, so that the runtime's threads keep the cores busy as they send.
 //
-// Other work on the machine (other tests, under `cargo nextest`) takes cores from the calls,
-// and a core that served a placed call badly is left out of placement for a second: a round
-// counts only when none of its calls, nor any in the two seconds before, had under half of its
-// core or was moved to another, and the test waits for three such rounds.
+// Other work on the machine (other tests, under `cargo nextest`) can crowd a call, and a core
+// where a call placed alone had under a quarter of the CPU is left out of placement for a
+// second, calls then going beside others on purpose: a round counts only when none of its
+// calls, nor any in the two seconds before, had under 40% of the CPU, and the test waits for
+// six such rounds. Two calls of ours sharing a core get half of it each, so the rounds that
+// show what this test looks for still count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_calls_running_at_once_started_on_cores_of_their_own() {
     const MILLIS: u64 = 10;
@@ -102,12 +102,7 @@ async fn long_calls_running_at_once_started_on_cores_of_their_own() {
     let Some(ours) = two_cores_or_more() else {
         return;
     };
-    // At the caller's priority, so that other work takes less of their cores from the calls.
-    ProcessPool::configure("spread")
-        .workers(2)
-        .nice(0)
-        .apply()
-        .unwrap();
+    ProcessPool::configure("spread").workers(2).apply().unwrap();
     ProcessPool::get("spread").unwrap().start().await.unwrap();
     // Calls are placed once they take over a millisecond on average.
     busy(20).await.unwrap();
@@ -115,7 +110,7 @@ async fn long_calls_running_at_once_started_on_cores_of_their_own() {
     let started = Instant::now();
     let mut disturbed: Option<Instant> = None;
     let mut counted = 0;
-    while counted < 3 {
+    while counted < 6 {
         assert!(
             started.elapsed() < LIVENESS,
             "in {LIVENESS:?}, other work never left the test two cores for long enough"
@@ -133,8 +128,7 @@ async fn long_calls_running_at_once_started_on_cores_of_their_own() {
         for run in &runs {
             assert_eq!(run.allowed, ours, "left on one core: {run:?}");
         }
-        let crowded =
-            |run: &Run| run.ended - run.began > 2 * MILLIS * 1000 || run.core != run.last_core;
+        let crowded = |run: &Run| 2 * (run.ended - run.began) > 5 * MILLIS * 1000;
         if runs.iter().any(crowded) {
             disturbed = Some(Instant::now());
         }
