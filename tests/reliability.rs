@@ -42,7 +42,8 @@ fn out_of_memory() -> usize {
     };
     // SAFETY: setrlimit only reads `limit`.
     unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) };
-    let hog = vec![1u8; 1 << 30];
+    // Hidden from the optimiser, which in a release build would otherwise drop the allocation.
+    let hog = std::hint::black_box(vec![1u8; 1 << 30]);
     hog.len()
 }
 
