@@ -86,7 +86,7 @@ fn busy(millis: u64) -> Run {
 
 // Before a long call is sent, its worker is narrowed to the core the fewest long calls run on,
 // so two running at once cannot have woken on one core to share it while another idles; once
-// the call starts, the worker may run on every core its caller may use again. Calls are
+// the call starts, the worker may run on every core it could as it started. Calls are
 // spawned as a program would, so that the runtime's threads keep the cores busy as they send.
 //
 // Other work on the machine (other tests, under `cargo nextest`) can crowd a call, and a core
@@ -181,10 +181,10 @@ fn pinning_kept(pin: bool) -> i32 {
     cores_at_start(pin)
 }
 
-// Placing a long call sets its worker's affinity back to the caller's as the call starts, so a
-// function that ties its worker to one core is undone by the next placed call (the next call,
-// unless other work has left every core out of placement for a while); a pool with
-// `spread(false)` never touches affinity, and the tie holds.
+// Placing a long call sets its worker's affinity back to what it started with as the call starts,
+// so a function that ties its worker to one core is undone by the next placed call (the next call,
+// unless other work has left every core out of placement for a while); a pool with `spread(false)`
+// never touches affinity, and the tie holds.
 #[tokio::test]
 async fn spread_false_leaves_a_workers_own_affinity_alone() {
     let _turn = TURN.lock().await;

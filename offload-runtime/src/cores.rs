@@ -7,21 +7,21 @@
 //! a scheduler tick later. The kernel also moves a worker that has not started running yet to
 //! whichever core idles first, which a moment later may be the busy one.
 //!
-//! So before a long call is sent, the caller narrows its worker's affinity to one core, where
-//! the wake-up must place it, and marks the call [`PLACED`](crate::wire::PLACED); the worker
-//! widens its affinity back to its caller's as it starts the call, so that from then on the
-//! kernel may move it as usual. As the call ends, the worker says which core it ended on and
-//! whether it had under a quarter of the CPU there: a core that other work keeps that busy is
-//! left out of placement for a second, since a worker that stepped back gets a tenth of it,
-//! less than it would get beside another long call. The core is one of those the fewest long
-//! calls of this process run on, the worker's last if it is one of them. Short calls are left
-//! alone: the system calls would cost more than a misplaced wake-up.
+//! So before a long call is sent, the caller narrows its worker's affinity to one core, where the
+//! wake-up must place it, and marks the call [`PLACED`](crate::wire::PLACED); the worker widens its
+//! affinity back to what it was when the worker started as it starts the call, so that from then on
+//! the kernel may move it as usual. As the call ends, the worker says which core it ended on and
+//! whether it had under a quarter of the CPU there: a core that other work keeps that busy is left
+//! out of placement for a second, since a worker that stepped back gets a tenth of it, less than it
+//! would get beside another long call. The core is one of those the fewest long calls of this
+//! process run on, the worker's last if it is one of them. Short calls are left alone: the system
+//! calls would cost more than a misplaced wake-up.
 
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{widen_this_worker, Placed};
+pub(crate) use linux::{note_worker_affinity, widen_this_worker, Placed};
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) use elsewhere::{widen_this_worker, Placed};
+pub(crate) use elsewhere::{note_worker_affinity, widen_this_worker, Placed};
 
 use std::time::Duration;
 
@@ -76,12 +76,14 @@ mod linux {
         since: Instant,
     }
 
-    /// `None` with a single core, or where the affinity cannot be read.
-    fn cores() -> Option<&'static Cores> {
+    /// The cores workers may run on, read from the first worker placed (`pid`), before it is:
+    /// workers inherit the affinity of the thread that starts them, which need not be that of
+    /// the thread placing a call. `None` with a single core, or where it cannot be read.
+    fn cores(pid: libc::pid_t) -> Option<&'static Cores> {
         static CORES: OnceLock<Option<Cores>> = OnceLock::new();
         CORES
             .get_or_init(|| {
-                let allowed = affinity(0)?;
+                let allowed = affinity(pid)?;
                 let ids: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
                     // SAFETY: CPU_ISSET reads one bit of a valid set.
                     .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &allowed) })
@@ -160,7 +162,8 @@ mod linux {
         /// the worker told of its last placed call. Best effort: `None` where there is nothing
         /// to pick or the affinity cannot be set, and the worker wakes where the kernel puts it.
         pub(crate) fn narrow(pid: u32, ended: Option<Ended>) -> Option<Placed> {
-            let cores = cores()?;
+            let pid = libc::pid_t::try_from(pid).ok()?;
+            let cores = cores(pid)?;
             let here = usize::try_from(crate::poll::this_core())
                 .ok()?
                 .checked_sub(1);
@@ -171,7 +174,7 @@ mod linux {
                 libc::CPU_SET(cores.ids[index], &mut one);
                 one
             };
-            if !set_affinity(libc::pid_t::try_from(pid).ok()?, &one) {
+            if !set_affinity(pid, &one) {
                 return None;
             }
             let beside = cores.running[index].fetch_add(1, Ordering::Relaxed) > 0;
@@ -197,11 +200,18 @@ mod linux {
         }
     }
 
-    /// In a worker starting a placed call: lets it run on every core its caller may use again.
+    /// The cores this worker may run on as it starts, before any call narrows them.
+    static STARTED_WITH: OnceLock<Option<libc::cpu_set_t>> = OnceLock::new();
+
+    /// In a worker, as it starts: remembers its affinity for [`widen_this_worker`].
+    pub(crate) fn note_worker_affinity() {
+        STARTED_WITH.get_or_init(|| affinity(0));
+    }
+
+    /// In a worker starting a placed call: lets it run on every core it could as it started.
     pub(crate) fn widen_this_worker() {
-        // SAFETY: getppid has no preconditions.
-        if let Some(callers) = affinity(unsafe { libc::getppid() }) {
-            set_affinity(0, &callers);
+        if let Some(Some(started_with)) = STARTED_WITH.get() {
+            set_affinity(0, started_with);
         }
     }
 
@@ -292,6 +302,8 @@ mod elsewhere {
 
         pub(crate) fn finish(self, _ended: Option<super::Ended>) {}
     }
+
+    pub(crate) fn note_worker_affinity() {}
 
     pub(crate) fn widen_this_worker() {}
 }

@@ -246,15 +246,15 @@ impl ProcessPoolBuilder {
 
     /// Whether long calls wake their workers on cores of their own (default `true`; Linux).
     ///
-    /// A pipe write wakes its reader on the writer's core unless a core is idle at that
-    /// instant, so when the caller's threads are busy sending several calls, two workers can
-    /// wake on one core and share it while another core idles for up to a scheduler tick. So
-    /// once the pool's calls take over a millisecond on average, each call first narrows its
-    /// worker's affinity to the core the fewest such calls of this process run on, and the
-    /// worker widens it back to the caller's as the call starts. A core where a call placed
-    /// alone had under a quarter of the CPU, because other work keeps it busy, is left out for
-    /// a second. Widening also undoes any affinity the function's own code gave its worker:
-    /// `spread(false)` leaves workers where the kernel and the function put them.
+    /// A pipe write wakes its reader on the writer's core unless a core is idle at that instant, so
+    /// when the caller's threads are busy sending several calls, two workers can wake on one core
+    /// and share it while another core idles for up to a scheduler tick. So once the pool's calls
+    /// take over a millisecond on average, each call first narrows its worker's affinity to the
+    /// core the fewest such calls of this process run on, and the worker widens it back to what it
+    /// started with as the call starts. A core where a call placed alone had under a quarter of the
+    /// CPU, because other work keeps it busy, is left out for a second. Widening also undoes any
+    /// affinity the function's own code gave its worker: `spread(false)` leaves workers where the
+    /// kernel and the function put them.
     pub fn spread(mut self, spread: bool) -> Self {
         self.config.spread = spread;
         self

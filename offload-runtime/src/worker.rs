@@ -153,6 +153,7 @@ fn serve(marker: Marker) -> ! {
         })
         .flatten();
     close_inherited_descriptors();
+    cores::note_worker_affinity();
     exit_with_parent();
     let step_back = StepBack::start_at(marker.nice);
     // SAFETY: descriptors 3 and 4 were placed by the launcher; nothing else in this process
