@@ -12,8 +12,8 @@
 //! affinity back to what it was when the worker started as it starts the call, so that from then on
 //! the kernel may move it as usual. As the call ends, the worker says which core it ended on and
 //! whether it had under a quarter of the CPU there: a core that other work keeps that busy is left
-//! out of placement for a second, since a worker that stepped back gets a tenth of it, less than it
-//! would get beside another long call. The core is one of those the fewest long calls of this
+//! out of placement for a second (twice as long each time in a row, up to eight), since a worker
+//! that stepped back gets a tenth of it, less than it would get beside another long call. The core is one of those the fewest long calls of this
 //! process run on, the worker's last if it is one of them. Short calls are left alone: the system
 //! calls would cost more than a misplaced wake-up.
 
@@ -58,21 +58,25 @@ impl Ended {
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
     use std::sync::OnceLock;
     use std::time::Instant;
 
     use super::{Duration, Ended};
 
-    /// How long a core that served a placed call badly is left out of placement.
+    /// How long a core that served a placed call badly is left out of placement, the first time;
+    /// each time again in a row, twice as long, up to eight times: a call that tries a core
+    /// still busy is a slow call.
     const AVOID: Duration = Duration::from_secs(1);
+    const AVOID_DOUBLINGS: u32 = 3;
 
-    /// The cores this process may run on, how many placed long calls run on each, and until
-    /// when each is left out (nanoseconds after `since`).
+    /// The cores this process may run on, how many placed long calls run on each, until when
+    /// each is left out (nanoseconds after `since`), and how many times in a row it was.
     struct Cores {
         ids: Vec<usize>,
         running: Vec<AtomicUsize>,
         avoided_until: Vec<AtomicU64>,
+        strikes: Vec<AtomicU32>,
         since: Instant,
     }
 
@@ -98,6 +102,7 @@ mod linux {
             Cores {
                 running: ids.iter().map(|_| AtomicUsize::new(0)).collect(),
                 avoided_until: ids.iter().map(|_| AtomicU64::new(0)).collect(),
+                strikes: ids.iter().map(|_| AtomicU32::new(0)).collect(),
                 ids,
                 since: Instant::now(),
             }
@@ -124,11 +129,19 @@ mod linux {
                 })
         }
 
-        /// Leaves the core at `index` out of placement for [`AVOID`]: other work kept it too
-        /// busy for a placed call.
+        /// Leaves the core at `index` out of placement, for longer each time in a row: other
+        /// work kept it too busy for a call placed on it alone.
         fn avoid(&self, index: usize) {
-            let until = self.now().saturating_add(AVOID.as_nanos() as u64);
+            let strikes = self.strikes[index].fetch_add(1, Ordering::Relaxed);
+            let span = AVOID * (1 << strikes.min(AVOID_DOUBLINGS));
+            let until = self.now().saturating_add(span.as_nanos() as u64);
             self.avoided_until[index].store(until, Ordering::Relaxed);
+        }
+
+        /// A call placed alone on the core at `index` had the CPU to itself: the next time the
+        /// core serves a call badly, it is left out for the shortest time again.
+        fn served(&self, index: usize) {
+            self.strikes[index].store(0, Ordering::Relaxed);
         }
     }
 
@@ -188,8 +201,10 @@ mod linux {
         /// The call is over, and `ended` is what its worker told of it: a core that crowded a
         /// call placed on it alone is left out of placement for a while.
         pub(crate) fn finish(self, ended: Option<Ended>) {
-            if !self.beside && ended.is_some_and(|ended| ended.crowded) {
-                self.cores.avoid(self.index);
+            match ended {
+                Some(ended) if !self.beside && ended.crowded => self.cores.avoid(self.index),
+                Some(_) if !self.beside => self.cores.served(self.index),
+                _ => {}
             }
         }
     }
@@ -260,6 +275,23 @@ mod linux {
             assert_eq!(cores.pick(None, None), None, "every core avoided");
             cores.avoided_until[1].store(0, Ordering::Relaxed);
             assert_eq!(cores.pick(None, None), Some(1), "left out for a while only");
+        }
+
+        #[test]
+        fn a_core_crowded_again_is_left_out_longer_until_it_serves_a_call_well() {
+            let cores = with_running([0, 0, 0]);
+            let span = |cores: &Cores| {
+                cores.avoid(0);
+                let until = cores.avoided_until[0].load(Ordering::Relaxed);
+                Duration::from_nanos(until.saturating_sub(cores.now()))
+            };
+            let spans: Vec<Duration> = (0..5).map(|_| span(&cores)).collect();
+            for (span, whole) in spans.iter().zip([1, 2, 4, 8, 8]) {
+                let whole = AVOID * whole;
+                assert!(*span <= whole && *span > whole - AVOID / 2, "{spans:?}");
+            }
+            cores.served(0);
+            assert!(span(&cores) <= AVOID, "back to the shortest");
         }
     }
 }

@@ -252,9 +252,9 @@ impl ProcessPoolBuilder {
     /// take over a millisecond on average, each call first narrows its worker's affinity to the
     /// core the fewest such calls of this process run on, and the worker widens it back to what it
     /// started with as the call starts. A core where a call placed alone had under a quarter of the
-    /// CPU, because other work keeps it busy, is left out for a second. Widening also undoes any
-    /// affinity the function's own code gave its worker: `spread(false)` leaves workers where the
-    /// kernel and the function put them.
+    /// CPU, because other work keeps it busy, is left out for a second, and longer if that happens
+    /// again. Widening also undoes any affinity the function's own code gave its worker:
+    /// `spread(false)` leaves workers where the kernel and the function put them.
     pub fn spread(mut self, spread: bool) -> Self {
         self.config.spread = spread;
         self
