@@ -381,17 +381,8 @@ fn thread_mode(runtime: &Runtime, report: &mut Report, python: Option<&Python>) 
         Goal::AtMost(1.10),
         "≤ 1.10× spawn_blocking",
     );
-    if let Some(python) = python {
-        let peer = ("Python ThreadPoolExecutor", python.thread_call);
-        report.compare_inverse(
-            1,
-            "thread: awaited no-op call",
-            Measure::time(&ours),
-            peer,
-            Goal::None,
-            "",
-        );
-    }
+    let peer = python.map(|python| ("Python ThreadPoolExecutor", python.thread_call));
+    report.beside_python(1, "thread: awaited no-op call", Measure::time(&ours), peer);
 
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for rep in 0..REPS {
@@ -587,10 +578,8 @@ fn small_calls(runtime: &Runtime, report: &mut Report, python: Option<&Python>) 
         Goal::AtLeast(2.0),
         "≥ 2× faster than procspawn",
     );
-    if let Some(python) = python {
-        let peer = ("Python ProcessPoolExecutor", python.process_call);
-        report.compare_inverse(2, what, ours, peer, Goal::None, "");
-    }
+    let peer = python.map(|python| ("Python ProcessPoolExecutor", python.process_call));
+    report.beside_python(2, what, ours, peer);
     let floor = "socket ping-pong, one core";
     report.compare(2, what, ours, (floor, socket), Goal::None, "");
     let floor = "socket ping-pong on tokio";
@@ -650,17 +639,8 @@ fn small_calls(runtime: &Runtime, report: &mut Report, python: Option<&Python>) 
         Goal::AtLeast(10.0),
         "≥ 10× procspawn",
     );
-    if let Some(python) = python {
-        let peer = ("Python ProcessPoolExecutor", python.process_in_flight);
-        report.compare_inverse(
-            3,
-            "process: 10,000 small calls in flight",
-            ours,
-            peer,
-            Goal::None,
-            "",
-        );
-    }
+    let peer = python.map(|python| ("Python ProcessPoolExecutor", python.process_in_flight));
+    report.beside_python(3, "process: 10,000 small calls in flight", ours, peer);
     if let Some(error) = failure {
         report.notes.push(format!(
             "procspawn with 10,000 calls in flight failed (open-files limit {}): {error}; it was \
@@ -920,17 +900,8 @@ fn large_argument(runtime: &Runtime, report: &mut Report, python: Option<&Python
         Goal::AtLeast(10.0),
         "≥ 10× faster than procspawn",
     );
-    if let Some(python) = python {
-        let peer = ("Python ProcessPoolExecutor", python.process_64mib);
-        report.compare_inverse(
-            4,
-            "process: one 64 MiB argument",
-            ours,
-            peer,
-            Goal::None,
-            "",
-        );
-    }
+    let peer = python.map(|python| ("Python ProcessPoolExecutor", python.process_64mib));
+    report.beside_python(4, "process: one 64 MiB argument", ours, peer);
 
     let pids = on_runtime(runtime, async {
         tokio::join!(default_worker_pid(), default_worker_pid())
@@ -1620,6 +1591,20 @@ impl Report {
             goal,
             target: target.to_owned(),
         });
+    }
+
+    /// A row beside Python's executors, where the Python peer ran: how many times offload beats
+    /// it, with no target.
+    fn beside_python(
+        &mut self,
+        figure: u8,
+        what: &str,
+        offload: Measure,
+        peer: Option<(&str, Measure)>,
+    ) {
+        if let Some(peer) = peer {
+            self.compare_inverse(figure, what, offload, peer, Goal::None, "");
+        }
     }
 
     /// A row held against an absolute target.

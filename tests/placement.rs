@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 offload::test_setup!();
 
+mod common;
+use common::busy_for;
+
 /// Held by each test for its whole run.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -33,13 +36,14 @@ fn this_core() -> i32 {
     unsafe { libc::sched_getcpu() }
 }
 
-fn micros(clock: libc::clockid_t) -> u64 {
+/// `CLOCK_MONOTONIC`, which all processes share, in microseconds.
+fn micros() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes one timespec through the pointer, which is valid.
-    unsafe { libc::clock_gettime(clock, &mut now) };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
 }
 
@@ -69,18 +73,15 @@ fn two_cores_or_more() -> Option<i32> {
 /// Keeps the CPU busy for `millis` milliseconds of its own time, and says how it ran.
 #[offload(process, pool = "spread")]
 fn busy(millis: u64) -> Run {
-    let began = micros(libc::CLOCK_MONOTONIC);
+    let began = micros();
     let core = this_core();
     let allowed = allowed_cores();
-    let cpu = micros(libc::CLOCK_THREAD_CPUTIME_ID);
-    while micros(libc::CLOCK_THREAD_CPUTIME_ID) - cpu < millis * 1000 {
-        std::hint::spin_loop();
-    }
+    busy_for(millis);
     Run {
         core,
         allowed,
         began,
-        ended: micros(libc::CLOCK_MONOTONIC),
+        ended: micros(),
     }
 }
 
@@ -164,10 +165,7 @@ fn cores_at_start(pin: bool) -> i32 {
             );
         }
     }
-    let cpu = micros(libc::CLOCK_THREAD_CPUTIME_ID);
-    while micros(libc::CLOCK_THREAD_CPUTIME_ID) - cpu < 5_000 {
-        std::hint::spin_loop();
-    }
+    busy_for(5);
     allowed
 }
 

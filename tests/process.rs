@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 offload::test_setup!();
 
 mod common;
-use common::{assert_died, assert_panicked};
+use common::{assert_died, assert_panicked, busy_for};
 
 #[offload(process)]
 fn add(a: u64, b: u64) -> u64 {
@@ -325,27 +325,11 @@ enum Work {
 /// This worker's scheduling priority, after `work` (milliseconds on the CPU or asleep).
 fn priority_after(work: Work) -> i32 {
     match work {
-        Work::Busy(millis) => {
-            let started = cpu_millis();
-            while cpu_millis() - started < millis as f64 {
-                std::hint::spin_loop();
-            }
-        }
+        Work::Busy(millis) => busy_for(millis),
         Work::Asleep(millis) => std::thread::sleep(std::time::Duration::from_millis(millis)),
     }
     // SAFETY: getpriority only reads this thread's priority.
     unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
-}
-
-/// The CPU time this thread has used, in milliseconds.
-fn cpu_millis() -> f64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec through the pointer, which is valid.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    now.tv_sec as f64 * 1e3 + now.tv_nsec as f64 / 1e6
 }
 
 #[offload(process, pool = "stepping-back")]

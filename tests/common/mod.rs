@@ -59,6 +59,24 @@ pub async fn gone(pid: u32) {
     wait_for(|| (!alive(pid)).then_some(())).await;
 }
 
+/// Keeps this thread on the CPU until it has used `millis` milliseconds of CPU time, however
+/// long other work makes that take.
+pub fn busy_for(millis: u64) {
+    let cpu = || {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec through the pointer, which is valid.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+        Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+    };
+    let started = cpu();
+    while cpu() - started < Duration::from_millis(millis) {
+        std::hint::spin_loop();
+    }
+}
+
 pub fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     // SAFETY: sysconf has no preconditions.
