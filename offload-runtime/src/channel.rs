@@ -117,11 +117,12 @@ impl Worker {
         self.sent
     }
 
-    /// Reads the worker's announcement and checks that it runs the same registry as we do.
-    pub(crate) async fn handshake(&mut self) -> Result<(), Fault> {
+    /// Reads the worker's announcement and checks that it runs the same registry as we do,
+    /// and, with `prove_build`, the same build.
+    pub(crate) async fn handshake(&mut self, prove_build: bool) -> Result<(), Fault> {
         let header = self.read_frame(1 << 20, false).await?;
         match header.kind {
-            Kind::Hello => check_hello(self.reply()).map_err(Fault::Refused),
+            Kind::Hello => check_hello(self.reply(), prove_build).map_err(Fault::Refused),
             Kind::GuardMissing => Err(Fault::Refused(Error::GuardMissing)),
             other => Err(Fault::Protocol(format!(
                 "expected a handshake, got a {other:?} frame"
@@ -175,28 +176,40 @@ impl Worker {
                     self.written += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if waiting.is_none() {
-                        let fd = self.calls.as_raw_fd();
-                        // SAFETY: the pipe outlives the registration, dropped at the latest
-                        // when this operation ends.
-                        let registered =
-                            unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) };
-                        waiting = Some(registered.map_err(|_| Fault::Died)?);
-                    }
-                    let waiting = waiting.as_ref().expect("registered just above");
-                    // A worker that died reads no more: stop writing, and let the reply's
-                    // end of file tell which calls it had read.
-                    let io = self.registered.take(&self.replies)?;
-                    let hung_up = tokio::select! {
+                    let waiting = match &mut waiting {
+                        Some(waiting) => waiting,
+                        None => {
+                            let fd = self.calls.as_raw_fd();
+                            // SAFETY: the pipe outlives the registration, dropped at the latest
+                            // when this operation ends.
+                            let registered =
+                                unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) };
+                            waiting.insert(registered.map_err(|_| Fault::Died)?)
+                        }
+                    };
+                    // The worker stops reading calls while its replies have nowhere to go, so
+                    // while the calls pipe is full, the replies are read ahead: the two ends
+                    // never wait on each other, whatever the sizes. And a worker's death is
+                    // seen on the process, whatever its children hold open.
+                    let io = self.registered.take(&self.replies, &self.process)?;
+                    let wake = tokio::select! {
                         room = waiting.writable() => {
                             room.map_err(|_| Fault::Died)?.clear_ready();
-                            false
+                            Wake::Room
                         }
-                        gone = hang_up(&self.replies, &io) => gone.is_ok(),
+                        ready = io.replies.readable() => {
+                            ready.map_err(|_| Fault::Died)?.clear_ready();
+                            Wake::Replies
+                        }
+                        () = io.exited() => Wake::Exited,
                     };
                     self.registered.keep(io);
-                    if hung_up {
-                        return Ok(());
+                    // A worker that is gone reads no more: stop writing, and let the end of its
+                    // replies tell which calls it had read.
+                    match wake {
+                        Wake::Room => {}
+                        Wake::Replies if self.read_ahead()? => {}
+                        Wake::Replies | Wake::Exited => return Ok(()),
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -204,6 +217,28 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Reads every reply byte there is into the inbox, growing it as needed; `false` once the
+    /// worker has closed its end. Readiness was cleared before, so this reads until the pipe is
+    /// empty, lest bytes left in it never wake the caller again.
+    fn read_ahead(&mut self) -> Result<bool, Fault> {
+        loop {
+            if self.filled == self.inbox.len() {
+                if self.start > 0 {
+                    self.inbox.copy_within(self.start..self.filled, 0);
+                    (self.start, self.filled) = (0, self.filled - self.start);
+                } else {
+                    let grown = (self.inbox.len() * 2).max(READ_AHEAD);
+                    self.inbox.resize(grown, 0);
+                }
+            }
+            match poll::read_now(&self.replies, &mut self.inbox[self.filled..]) {
+                Ok(Some(0)) | Err(_) => return Ok(false),
+                Ok(Some(n)) => self.filled += n,
+                Ok(None) => return Ok(true),
+            }
+        }
     }
 
     /// Reads the reply to the oldest call not answered yet; its payload is then in
@@ -289,7 +324,14 @@ impl Worker {
 
     /// How the worker ended, for a worker whose channel closed.
     pub(crate) async fn exit(self) -> Exit {
-        self.process.exit().await.unwrap_or(Exit::Unknown)
+        let Worker {
+            registered,
+            process,
+            ..
+        } = self;
+        // Deregistered before the process's descriptor closes.
+        drop(registered);
+        process.exit().await.unwrap_or(Exit::Unknown)
     }
 
     /// Closes the channel, which tells an idle worker to exit, and waits until it has.
@@ -332,19 +374,26 @@ impl Worker {
                     return Ok(header);
                 }
             }
-            if self.start + need > self.inbox.len() {
+            if self.start + need > self.inbox.len() && self.start > 0 {
                 self.inbox.copy_within(self.start..self.filled, 0);
                 self.filled = unparsed;
                 self.start = 0;
-                if self.inbox.len() < need.max(READ_AHEAD) {
-                    self.inbox.resize(need.max(READ_AHEAD), 0);
-                }
+            }
+            if self.filled == self.inbox.len() {
+                // Grown as bytes arrive, not as the header announces: a length that lies costs
+                // no more memory than the bytes actually sent.
+                let grown = (self.inbox.len() * 2).clamp(READ_AHEAD, need.max(READ_AHEAD));
+                self.inbox.resize(grown, 0);
             }
             let poller = poll.then_some(&mut self.poller);
             let core = self.region.as_ref().map(Region::worker_core);
             let buf = &mut self.inbox[self.filled..];
-            self.filled +=
-                read_some(&self.replies, &mut self.registered, buf, poller, core).await?;
+            let watch = Watched {
+                replies: &self.replies,
+                process: &self.process,
+                registered: &mut self.registered,
+            };
+            self.filled += read_some(watch, buf, poller, core).await?;
         }
     }
 }
@@ -364,8 +413,11 @@ const READ_AHEAD: usize = 64 * 1024;
 /// is dropped when the next call polls: while it is registered, every reply wakes the runtime's
 /// idle threads, on some core, to report what the caller has already read.
 async fn read_some(
-    replies: &File,
-    registered: &mut Registered,
+    Watched {
+        replies,
+        process,
+        registered,
+    }: Watched<'_>,
     buf: &mut [u8],
     poller: Option<&mut Poller>,
     worker_core: Option<&AtomicU32>,
@@ -393,51 +445,92 @@ async fn read_some(
             }
         }
     }
-    let io = registered.take(replies)?;
+    let io = registered.take(replies, process)?;
     loop {
-        io.readable().await.map_err(|_| Fault::Died)?.clear_ready();
+        let exited = tokio::select! {
+            ready = io.replies.readable() => {
+                ready.map_err(|_| Fault::Died)?.clear_ready();
+                false
+            }
+            () = io.exited() => true,
+        };
         if let Some(n) = read_now(replies, buf)? {
             registered.keep(io);
             return Ok(n);
         }
+        // Every byte the worker wrote is in the pipe once it has exited; a child of its that
+        // still holds the pipe open does not keep the call waiting.
+        if exited {
+            return Err(Fault::Died);
+        }
     }
 }
 
-/// Resolves once the worker has closed its end of the reply pipe, whether or not replies are
-/// still to be read; `io` is that pipe's registration.
-async fn hang_up(replies: &File, io: &AsyncFd<RawFd>) -> io::Result<()> {
-    loop {
-        let mut ready = io.readable().await?;
-        if poll::hung_up(replies) {
-            return Ok(());
+/// What woke a write waiting for room in the calls pipe.
+enum Wake {
+    Room,
+    Replies,
+    Exited,
+}
+
+/// What a read of the replies watches: the pipe, the process, and their registration.
+struct Watched<'a> {
+    replies: &'a File,
+    process: &'a Process,
+    registered: &'a mut Registered,
+}
+
+/// The registrations with the runtime of the reply pipe and of the process's exit.
+struct Registration {
+    replies: AsyncFd<RawFd>,
+    exited: Option<AsyncFd<RawFd>>,
+}
+
+impl Registration {
+    /// Resolves once the process has exited; never, where that cannot be watched.
+    async fn exited(&self) {
+        match &self.exited {
+            Some(exited) => {
+                let _ = exited.readable().await;
+            }
+            None => std::future::pending().await,
         }
-        ready.clear_ready();
     }
 }
 
 /// The reply pipe's registration with the runtime of the task that last slept on it, if any.
 #[derive(Default)]
-struct Registered(Option<(runtime::Id, AsyncFd<RawFd>)>);
+struct Registered(Option<(runtime::Id, Registration)>);
 
 impl Registered {
     /// The registration kept from the last sleep if that was on the current runtime, else a
     /// new one. Hand it back with [`Registered::keep`]; dropped instead (an operation cancelled
     /// half-way), it deregisters.
-    fn take(&mut self, replies: &File) -> Result<AsyncFd<RawFd>, Fault> {
+    fn take(&mut self, replies: &File, process: &Process) -> Result<Registration, Fault> {
         let runtime = Handle::try_current().map_err(|_| Fault::Died)?.id();
         if let Some((id, io)) = self.0.take() {
             if id == runtime {
                 return Ok(io);
             }
         }
-        // SAFETY: the registration lives in the `Worker` that owns the pipe, or in an operation
-        // borrowing it, and is dropped before the pipe closes (field order), so the descriptor
-        // stays open and unchanged for as long as it is registered.
-        unsafe { AsyncFd::register_with_interest(replies.as_raw_fd(), Interest::READABLE) }
-            .map_err(|_| Fault::Died)
+        let register = |fd: RawFd| {
+            // SAFETY: the registration lives in the `Worker` that owns the pipe and the process,
+            // or in an operation borrowing it, and is dropped before either closes (field
+            // order), so the descriptor stays open and unchanged for as long as it is
+            // registered.
+            unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+                .map_err(|_| Fault::Died)
+        };
+        Ok(Registration {
+            replies: register(replies.as_raw_fd())?,
+            exited: match &process.exited {
+                Some(fd) => Some(register(fd.as_raw_fd())?),
+                None => None,
+            },
+        })
     }
 
-    fn keep(&mut self, io: AsyncFd<RawFd>) {
+    fn keep(&mut self, io: Registration) {
         if let Ok(runtime) = Handle::try_current() {
             self.0 = Some((runtime.id(), io));
         }
@@ -452,9 +545,10 @@ fn read_now(replies: &File, buf: &mut [u8]) -> Result<Option<usize>, Fault> {
     }
 }
 
-fn check_hello(payload: &[u8]) -> Result<(), Error> {
-    let (protocol, _pid, theirs): (u16, u32, Vec<(String, u64)>) = postcard::from_bytes(payload)
-        .map_err(|e| Error::Protocol {
+fn check_hello(payload: &[u8], prove_build: bool) -> Result<(), Error> {
+    type Hello = (u16, u32, Vec<(String, u64)>, Option<u64>);
+    let (protocol, _pid, theirs, build): Hello =
+        postcard::from_bytes(payload).map_err(|e| Error::Protocol {
             detail: format!("unreadable handshake: {e}"),
         })?;
     if protocol != wire::PROTOCOL {
@@ -468,7 +562,24 @@ fn check_hello(payload: &[u8]) -> Result<(), Error> {
     let ours = Table::get().signature();
     let same = |a: &(&str, u64), b: &(String, u64)| a.0 == b.0 && a.1 == b.1;
     if ours.len() == theirs.len() && ours.iter().zip(&theirs).all(|(a, b)| same(a, b)) {
-        return Ok(());
+        if !prove_build {
+            return Ok(());
+        }
+        let ours = crate::image::build_id().map_err(|detail| Error::WorkerStart {
+            reason: format!("cannot tell this program's build: {detail}"),
+        })?;
+        return match build {
+            Some(theirs) if theirs == ours => Ok(()),
+            Some(_) => Err(Error::VersionMismatch {
+                detail: "the worker's executable is another build: the same functions, but \
+                         their types may be laid out differently"
+                    .to_owned(),
+            }),
+            None => Err(Error::VersionMismatch {
+                detail: "the worker could not read its own executable to prove its build"
+                    .to_owned(),
+            }),
+        };
     }
     let detail = match ours.iter().find(|a| !theirs.iter().any(|b| same(a, b))) {
         Some((name, _)) => format!("`{name}` is missing or different in the worker"),

@@ -3,30 +3,39 @@
 //! Spawning happens on one long-lived thread: on Linux a child's parent-death signal fires when
 //! the *thread* that forked it exits, so forking from a short-lived blocking-pool thread would
 //! kill healthy workers when that thread retires.
+//!
+//! Each worker leads a process group of its own. A terminal's Ctrl-C, sent to the caller's
+//! group, then reaches only the caller, which decides what becomes of running calls; and when a
+//! worker ends, whether it exited, crashed or was killed for a timeout or a cancelled call, the
+//! processes it started and left in its group are killed with it, so no call leaves a process
+//! of its own behind. (A program that must outlive its worker starts a session of its own.)
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use crate::error::Exit;
+use crate::image::Program;
 use crate::shared::{Region, SHARED_FD};
 use crate::worker::{Marker, CALLS_FD, REPLIES_FD};
 
-/// A worker process. Dropping it kills and reaps the process, so no code path that loses a
-/// worker (a cancelled start, a timed-out call) can leave it running or a zombie.
+/// A worker process. Dropping it kills and reaps the process and its group, so no code path
+/// that loses a worker (a cancelled start, a timed-out call) can leave it running or a zombie.
 pub(crate) struct Process {
     child: Option<Child>,
     pub pid: u32,
+    /// Readable once the process has exited, whatever its children still hold open (Linux's
+    /// pidfd); `None` where the platform has none.
+    pub exited: Option<OwnedFd>,
 }
 
 impl Process {
@@ -38,13 +47,21 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some(child) = self.child.take() {
             // Killed here, before its channel closes (it is dropped after this), so that the
             // worker dies quietly instead of reporting a broken channel first.
-            let _ = child.kill();
+            kill_group(child.id());
             reap(child, true);
         }
     }
+}
+
+/// Kills a worker's process group: the worker, if it still runs, and every process it started
+/// that stayed in its group. The group keeps the worker's pid as its id until the worker is
+/// reaped, so this never reaches another group.
+pub(crate) fn kill_group(pid: u32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
 }
 
 /// A freshly started worker: the process, the caller's ends of its channel, and the region it
@@ -66,43 +83,47 @@ pub(crate) struct Ends {
 }
 
 struct Request {
-    program: PathBuf,
+    program: Program,
     marker: Marker,
     reply: oneshot::Sender<io::Result<Spawned>>,
 }
 
 /// Starts `program` as a worker and returns once the process exists (not once it is ready).
-pub(crate) async fn spawn(program: PathBuf, marker: Marker) -> io::Result<Spawned> {
-    static LAUNCHER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
-    let launcher = LAUNCHER.get_or_init(|| {
-        let (send, receive) = mpsc::channel::<Request>();
-        thread::Builder::new()
-            .name("offload-launcher".into())
-            .spawn(move || {
-                for request in receive {
-                    let _ = request.reply.send(start(&request.program, &request.marker));
-                }
-            })
-            .expect("offload: cannot start the launcher thread");
-        Mutex::new(send)
-    });
+pub(crate) async fn spawn(program: Program, marker: Marker) -> io::Result<Spawned> {
+    static LAUNCHER: Mutex<Option<mpsc::Sender<Request>>> = Mutex::new(None);
+    let gone = || io::Error::other("the offload launcher thread is gone");
     let (reply, answer) = oneshot::channel();
     let request = Request {
         program,
         marker,
         reply,
     };
-    let sent = launcher
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .send(request);
-    sent.map_err(|_| io::Error::other("the offload launcher thread is gone"))?;
-    answer
-        .await
-        .map_err(|_| io::Error::other("the offload launcher thread is gone"))?
+    {
+        let mut launcher = LAUNCHER.lock().unwrap_or_else(|p| p.into_inner());
+        let request = match &*launcher {
+            Some(sender) => sender.send(request).err().map(|back| back.0),
+            None => Some(request),
+        };
+        // No launcher yet, or it is gone: start one. A system with no thread to spare fails
+        // this start with an error, and the next start tries again.
+        if let Some(request) = request {
+            let (send, receive) = mpsc::channel::<Request>();
+            thread::Builder::new()
+                .name("offload-launcher".into())
+                .spawn(move || {
+                    for request in receive {
+                        let _ = request.reply.send(start(&request.program, request.marker));
+                    }
+                })
+                .map_err(|e| io::Error::other(format!("cannot start a thread: {e}")))?;
+            send.send(request).map_err(|_| gone())?;
+            *launcher = Some(send);
+        }
+    }
+    answer.await.map_err(|_| gone())?
 }
 
-fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
+fn start(program: &Program, marker: Marker) -> io::Result<Spawned> {
     let (their_calls, calls) = pipe()?;
     let (replies, their_replies) = pipe()?;
     for end in [&calls, &replies] {
@@ -119,14 +140,19 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
     ];
     let marker = Marker {
         shared: region.as_ref().map_or(0, Region::len),
-        ..*marker
+        // What tells the worker that its descriptors 3 and 4 are the pipes made for it, and
+        // not a marker that leaked into some other program's environment.
+        pipes: [inode(&their_replies)?, inode(&their_calls)?],
+        ..marker
     };
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
-    let mut command = Command::new(program);
+    let mut command = Command::new(&program.path);
     command
+        .arg0(&program.name)
         .env(crate::worker::MARKER, marker.encode())
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .process_group(0);
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions.
     unsafe {
         command.pre_exec(move || {
@@ -170,6 +196,7 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
         Process {
             child: Some(child),
             pid,
+            exited: pidfd(pid),
         },
         Ends {
             calls: File::from(calls),
@@ -178,6 +205,26 @@ fn start(program: &PathBuf, marker: &Marker) -> io::Result<Spawned> {
         },
         region,
     ))
+}
+
+fn inode(end: &OwnedFd) -> io::Result<u64> {
+    Ok(File::from(end.try_clone()?).metadata()?.ino())
+}
+
+/// A descriptor that becomes readable when `pid` exits (Linux 5.3 and later).
+fn pidfd(pid: u32) -> Option<OwnedFd> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::O_CLOEXEC) };
+        // SAFETY: a descriptor just returned, owned by nothing else.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        None
+    }
 }
 
 /// How many bytes a channel's pipe holds, where the platform lets the size be set (Linux): about
@@ -233,31 +280,52 @@ fn shared_region(len: usize) -> (Option<Region>, Option<std::os::fd::OwnedFd>) {
 }
 
 /// Waits for `child` to exit on a thread of its own, so that no worker is left a zombie, and
-/// yields how it ended. With `kill` it is killed first; without, it gets a grace period (its
-/// channel already closed, so it is exiting) before it is killed anyway, so reaping never hangs.
-fn reap(mut child: Child, kill: bool) -> oneshot::Receiver<Exit> {
+/// yields how it ended; its process group is killed before it is reaped. With `kill` it is
+/// killed first; without, it gets a grace period (its channel already closed, so it is exiting)
+/// before it is killed anyway, so reaping never hangs. Where no thread can be started, it is
+/// killed and reaped at once.
+fn reap(child: Child, kill: bool) -> oneshot::Receiver<Exit> {
     const GRACE: Duration = Duration::from_secs(2);
     let (send, receive) = oneshot::channel();
+    let job = Arc::new(Mutex::new(Some((child, send))));
+    let reaping = |job: &Mutex<Option<(Child, oneshot::Sender<Exit>)>>, kill: bool| {
+        let Some((mut child, send)) = job.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let started = Instant::now();
+        let mut pause = Duration::from_micros(50);
+        while !kill && started.elapsed() < GRACE && !exited(child.id()) {
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+        kill_group(child.id());
+        let exit = child.wait().map_or(Exit::Unknown, Exit::from);
+        let _ = send.send(exit);
+    };
+    let on_thread = job.clone();
     let reaper = thread::Builder::new()
         .name("offload-reaper".into())
-        .spawn(move || {
-            let started = Instant::now();
-            let mut pause = Duration::from_micros(50);
-            while !kill && started.elapsed() < GRACE {
-                if let Ok(Some(status)) = child.try_wait() {
-                    let _ = send.send(Exit::from(status));
-                    return;
-                }
-                thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let exit = child.wait().map_or(Exit::Unknown, Exit::from);
-            let _ = send.send(exit);
-        });
-    if let Err(error) = reaper {
-        // Without a thread the status cannot be awaited; the receiver reports it as unknown.
-        eprintln!("offload: cannot start a reaper thread: {error}");
+        .spawn(move || reaping(&on_thread, kill));
+    if reaper.is_err() {
+        reaping(&job, true);
     }
     receive
+}
+
+/// Whether `pid`, a child not reaped yet, has exited; it stays a zombie, keeping its pid and its
+/// group's id from being reused.
+fn exited(pid: u32) -> bool {
+    // SAFETY: an all-zero siginfo_t is valid; waitid writes one through the pointer.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; WNOWAIT leaves the child waitable.
+    let asked = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // With WNOHANG and nothing to report, the info stays zeroed.
+    asked == -1 || info.si_signo != 0
 }

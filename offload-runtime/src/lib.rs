@@ -32,6 +32,10 @@ mod channel;
 #[cfg(unix)]
 mod cores;
 #[cfg(unix)]
+mod depth;
+#[cfg(unix)]
+mod image;
+#[cfg(unix)]
 mod launch;
 #[cfg(unix)]
 mod map;

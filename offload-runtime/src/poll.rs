@@ -103,18 +103,6 @@ pub(crate) fn unread(file: &File) -> Option<usize> {
     (asked == 0).then(|| usize::try_from(count).ok()).flatten()
 }
 
-/// Whether every writer of the pipe whose read end is `file` has closed it, read or not.
-pub(crate) fn hung_up(file: &File) -> bool {
-    let mut wanted = libc::pollfd {
-        fd: file.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, polled without waiting.
-    let polled = unsafe { libc::poll(&mut wanted, 1, 0) };
-    polled > 0 && wanted.revents & libc::POLLHUP != 0
-}
-
 /// Sleeps until `file` has something to read, or its writer closed it.
 pub(crate) fn wait_readable(file: &File) -> io::Result<()> {
     let mut wanted = libc::pollfd {

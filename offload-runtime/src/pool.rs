@@ -22,8 +22,10 @@ use crate::channel::{Fault, Worker};
 use crate::config::{self, Pools};
 use crate::cores::Placed;
 use crate::error::Exit;
+use crate::image::{self, Program};
 use crate::launch;
 use crate::poll::POLL_FOR;
+use crate::registry::DEFAULT_MAX_DEPTH;
 use crate::shared::Region;
 use crate::wire::{Kind, HEADER};
 use crate::worker::{self, Marker};
@@ -126,6 +128,7 @@ struct PoolConfig {
     max_queue: usize,
     handshake_timeout: Duration,
     max_frame: usize,
+    max_depth: u32,
     max_calls_per_worker: Option<u64>,
     max_worker_memory: Option<u64>,
     /// `None` for the default: 16, and none for long calls.
@@ -146,6 +149,7 @@ impl Default for PoolConfig {
             max_queue: 4096,
             handshake_timeout: Duration::from_secs(5),
             max_frame: 1 << 30,
+            max_depth: DEFAULT_MAX_DEPTH,
             max_calls_per_worker: None,
             max_worker_memory: None,
             max_batch: None,
@@ -189,6 +193,15 @@ impl ProcessPoolBuilder {
     /// arguments and the encoded result of one call.
     pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
         self.config.max_frame = bytes.min(u32::MAX as usize - HEADER);
+        self
+    }
+
+    /// How deeply nested a value either side decodes (default 1024 levels: each `Vec`, struct,
+    /// tuple, map, enum or `Some` is one level down). Beyond it a call fails with
+    /// [`Error::Codec`] instead of recursing: a result nested 100,000 deep would overflow the
+    /// caller's stack, and bytes from a corrupt worker could ask for that with 100 kB.
+    pub fn max_depth(mut self, levels: u32) -> Self {
+        self.config.max_depth = levels;
         self
     }
 
@@ -580,30 +593,29 @@ impl ProcessPool {
             return Err(error.clone());
         }
         let from_ctor = worker::entry().map_err(|e| self.break_with(e))?;
-        let program = match &self.config.program {
-            Some(program) => program.clone(),
-            None => std::env::current_exe().map_err(|e| Error::WorkerStart {
-                reason: format!("cannot find this program's executable to re-run it: {e}"),
-            })?,
-        };
+        let program = self.program()?;
         let marker = Marker {
             from_ctor,
             max_frame: self.config.max_frame,
             shared: self.config.max_frame,
             poll_micros: u64::try_from(self.config.poll.as_micros()).unwrap_or(u64::MAX),
             nice: self.config.nice,
+            pipes: [0, 0],
+            // A worker started from this process's own image is its build by construction.
+            prove_build: self.config.program.is_some(),
+            max_depth: self.config.max_depth,
         };
+        let shown = program.name.display().to_string();
         let failed = |e: std::io::Error| Error::WorkerStart {
-            reason: format!("cannot run {}: {e}", program.display()),
+            reason: format!("cannot run {shown}: {e}"),
         };
-        let (process, ends, region) = launch::spawn(program.clone(), marker)
-            .await
-            .map_err(failed)?;
+        let prove_build = marker.prove_build;
+        let (process, ends, region) = launch::spawn(program, marker).await.map_err(failed)?;
         let pid = process.pid;
         let mut worker =
             Box::new(Worker::new(process, ends, region, self.config.poll).map_err(failed)?);
         let limit = self.config.handshake_timeout;
-        match tokio::time::timeout(limit, worker.handshake()).await {
+        match tokio::time::timeout(limit, worker.handshake(prove_build)).await {
             Ok(Ok(())) => Ok(worker),
             Ok(Err(Fault::Refused(error))) => Err(self.break_with(error)),
             Ok(Err(Fault::Protocol(detail))) => Err(Error::Protocol { detail }),
@@ -621,6 +633,17 @@ impl ProcessPool {
                      offload::serve_if_worker()), before any other work"
                 ),
             }),
+        }
+    }
+
+    /// What workers run: this program's image, or the pool's `program`.
+    fn program(&self) -> Result<Program, Error> {
+        match &self.config.program {
+            Some(path) => Ok(Program {
+                path: path.clone(),
+                name: path.clone(),
+            }),
+            None => image::this_program().map_err(|e| self.break_with(e)),
         }
     }
 

@@ -2,11 +2,13 @@
 //! [`Registration`] through `inventory`, and a worker looks functions up in it by name.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::depth;
 use crate::panic::{self, PanicReport};
 use crate::process::Remote;
 
@@ -70,28 +72,46 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct PanicReportBox(pub(crate) Box<PanicReport>);
 
-/// The body of every generated `Invoke` function: decode, run under `catch_unwind`, encode.
+/// The body of every generated `Invoke` function: decode, run, encode, all under
+/// `catch_unwind`: a panic in the user's serde code counts as one in the body, and the worker
+/// goes on serving.
 pub fn invoke<A, R>(input: &[u8], output: &mut Vec<u8>, body: impl FnOnce(A) -> R) -> Outcome
 where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let args = match postcard::from_bytes::<A>(input) {
-        Ok(args) => args,
-        Err(error) => return Outcome::DecodeFailed(error.to_string()),
-    };
-    let value = match panic::catch(|| body(args)) {
-        Ok(value) => value,
-        Err(report) => return Outcome::Panicked(PanicReportBox(Box::new(report))),
-    };
     let start = output.len();
-    match postcard::to_io(&value, &mut *output) {
-        Ok(_) => Outcome::Returned,
-        Err(error) => {
-            output.truncate(start);
-            Outcome::EncodeFailed(error.to_string())
+    let outcome = panic::catch(|| {
+        let args = match depth::from_bytes::<A>(input, max_depth()) {
+            Ok(args) => args,
+            Err(error) => return Outcome::DecodeFailed(error.to_string()),
+        };
+        match postcard::to_io(&body(args), &mut *output) {
+            Ok(_) => Outcome::Returned,
+            Err(error) => Outcome::EncodeFailed(error.to_string()),
         }
+    });
+    let outcome =
+        outcome.unwrap_or_else(|report| Outcome::Panicked(PanicReportBox(Box::new(report))));
+    if !matches!(outcome, Outcome::Returned) {
+        output.truncate(start);
     }
+    outcome
+}
+
+/// How deep a value is decoded unless the pool says otherwise (see `depth.rs`): far deeper than
+/// data usually nests, and shallow enough that a hostile peer cannot make decoding costly.
+pub(crate) const DEFAULT_MAX_DEPTH: u32 = 1024;
+
+/// How deep a value this worker decodes: its pool's `max_depth`, set as the worker starts.
+static MAX_DEPTH: AtomicU32 = AtomicU32::new(DEFAULT_MAX_DEPTH);
+
+pub(crate) fn set_max_depth(levels: u32) {
+    MAX_DEPTH.store(levels, Ordering::Relaxed);
+}
+
+fn max_depth() -> u32 {
+    MAX_DEPTH.load(Ordering::Relaxed)
 }
 
 /// The registry of this binary, in the order a worker announces it.

@@ -10,7 +10,7 @@
 use std::fmt;
 
 /// Bumped whenever the frame layout or a payload changes meaning.
-pub(crate) const PROTOCOL: u16 = 3;
+pub(crate) const PROTOCOL: u16 = 4;
 
 /// The kind byte's flag: the caller polls for this call's reply.
 pub(crate) const POLLING: u8 = 0x80;
@@ -25,7 +25,7 @@ const LEN: usize = 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Kind {
-    /// Worker → caller, once, first: `(protocol, pid, [(name, fingerprint)])`.
+    /// Worker → caller, once, first: `(protocol, pid, [(name, fingerprint)], build id)`.
     Hello = 1,
     /// Caller → worker: `index: u32 LE | encoded arguments`.
     Call = 2,

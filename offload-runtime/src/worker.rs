@@ -37,15 +37,27 @@ pub(crate) struct Marker {
     pub poll_micros: u64,
     /// The nice increment to run at from the start; `None` for [`STEP_BACK`] after a long call.
     pub nice: Option<u8>,
+    /// The inodes of the pipes on descriptors 3 and 4: a process whose descriptors are not
+    /// those pipes is not the worker this marker was made for, whatever its environment says.
+    pub pipes: [u64; 2],
+    /// Whether the handshake carries this executable's build id (see `image.rs`).
+    pub prove_build: bool,
+    /// How deep a value the worker decodes (see `depth.rs`).
+    pub max_depth: u32,
 }
 
 impl Marker {
     pub(crate) fn encode(&self) -> String {
         let mode = if self.from_ctor { "ctor" } else { "main" };
         let nice = self.nice.map_or("auto".to_owned(), |n| n.to_string());
+        let [replies, calls] = self.pipes;
         format!(
-            "{mode}:{}:{}:{}:{nice}",
-            self.max_frame, self.shared, self.poll_micros
+            "{mode}:{}:{}:{}:{nice}:{replies}:{calls}:{}:{}",
+            self.max_frame,
+            self.shared,
+            self.poll_micros,
+            u8::from(self.prove_build),
+            self.max_depth
         )
     }
 
@@ -63,17 +75,39 @@ impl Marker {
             "auto" => None,
             n => Some(n.parse().ok()?),
         };
+        let pipes = [fields.next()?.parse().ok()?, fields.next()?.parse().ok()?];
+        let prove_build = match fields.next()? {
+            "1" => true,
+            "0" => false,
+            _ => return None,
+        };
+        let max_depth = fields.next()?.parse().ok()?;
         fields.next().is_none().then_some(Marker {
             from_ctor,
             max_frame,
             shared,
             poll_micros,
             nice,
+            pipes,
+            prove_build,
+            max_depth,
         })
     }
 
+    /// The marker, if this process is a worker: the marker is set and descriptors 3 and 4 are
+    /// the very pipes its caller made for it. A marker alone (inherited, or set by hand) does
+    /// not make a program skip its `main`.
     fn of_this_process() -> Option<Marker> {
-        Marker::decode(std::env::var(MARKER).ok()?.as_str())
+        let marker = Marker::decode(std::env::var(MARKER).ok()?.as_str())?;
+        let is_pipe = |fd: i32, inode: u64| {
+            // SAFETY: an all-zero stat is valid; fstat writes one through the pointer.
+            let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: as above; an unopened descriptor makes fstat fail.
+            let found = unsafe { libc::fstat(fd, &mut stat) } == 0;
+            found && stat.st_mode & libc::S_IFMT == libc::S_IFIFO && stat.st_ino as u64 == inode
+        };
+        let [replies, calls] = marker.pipes;
+        (is_pipe(REPLIES_FD, replies) && is_pipe(CALLS_FD, calls)).then_some(marker)
     }
 }
 
@@ -133,6 +167,7 @@ static SERVE_FROM_CTOR: extern "C" fn() = serve_from_ctor;
 /// this crate is linked after every crate that depends on it, so theirs have run by now, and the
 /// handshake compares registries with the parent in case a linker ever orders them otherwise.
 extern "C" fn serve_from_ctor() {
+    crate::image::note_start();
     if let Some(marker) = Marker::of_this_process().filter(|m| m.from_ctor) {
         serve(marker)
     }
@@ -140,7 +175,11 @@ extern "C" fn serve_from_ctor() {
 
 fn serve(marker: Marker) -> ! {
     std::env::remove_var(MARKER);
-    GUARD_RAN.store(true, Ordering::Relaxed);
+    // A worker served from the constructor (a test binary) starts its own workers the same
+    // way, should its functions call process-mode functions in turn.
+    if !marker.from_ctor {
+        GUARD_RAN.store(true, Ordering::Relaxed);
+    }
     // SAFETY: ignoring SIGPIPE turns writes to a closed channel into errors (Rust's `main` does
     // the same, but a worker served from a constructor starts before it).
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
@@ -153,6 +192,12 @@ fn serve(marker: Marker) -> ! {
         })
         .flatten();
     close_inherited_descriptors();
+    // The channel is this worker's alone: programs that the functions it runs start must not
+    // inherit it, to read calls meant for it or to hold its replies open after it died.
+    for fd in [REPLIES_FD, CALLS_FD] {
+        // SAFETY: only the descriptor's close-on-exec flag changes.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
     cores::note_worker_affinity();
     exit_with_parent();
     let step_back = StepBack::start_at(marker.nice);
@@ -169,11 +214,19 @@ fn serve(marker: Marker) -> ! {
             quick: false,
         },
     );
+    crate::registry::set_max_depth(marker.max_depth);
+    let build = marker
+        .prove_build
+        .then(|| crate::image::build_id().ok())
+        .flatten();
     let code = match poll::set_nonblocking(&calls).and_then(|()| {
         run(
             reader,
             &replies,
-            marker.max_frame,
+            Limits {
+                max_frame: marker.max_frame,
+                build,
+            },
             region.as_ref(),
             step_back,
         )
@@ -260,19 +313,27 @@ fn cpu_time() -> Duration {
     Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
+/// What a worker announces and enforces beside its registry.
+struct Limits {
+    /// The largest frame it reads or writes.
+    max_frame: usize,
+    /// Its build id, when its caller asked for proof of its build.
+    build: Option<u64>,
+}
+
 /// Announces the registry, then serves calls until the caller closes the channel, stepping back
 /// as `step_back` says. An error means the caller broke the protocol or the channel failed: the
 /// worker cannot go on.
 fn run(
     mut reader: impl Inbox,
     mut writer: impl Write,
-    max_frame: usize,
+    Limits { max_frame, build }: Limits,
     region: Option<&Region>,
     mut step_back: StepBack,
 ) -> io::Result<()> {
     let table = Table::get();
-    let hello = postcard::to_stdvec(&(wire::PROTOCOL, std::process::id(), table.signature()))
-        .map_err(io::Error::other)?;
+    let hello = (wire::PROTOCOL, std::process::id(), table.signature(), build);
+    let hello = postcard::to_stdvec(&hello).map_err(io::Error::other)?;
     writer.write_all(&wire::frame(Kind::Hello, 0, &hello))?;
 
     let mut input = Vec::new();
@@ -299,8 +360,14 @@ fn run(
                 )))
             }
         };
-        input.resize(payload_len, 0);
-        reader.read_exact(&mut input)?;
+        // Read as it arrives rather than allocated as announced.
+        input.clear();
+        let read = (&mut reader)
+            .take(payload_len as u64)
+            .read_to_end(&mut input)?;
+        if read < payload_len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
         let index = u32::from_le_bytes(input[..4].try_into().expect("4 bytes"));
         let args = if shared {
             let len = u64::from_le_bytes(input[4..12].try_into().expect("8 bytes"));
@@ -534,6 +601,13 @@ mod tests {
         wire::frame(Kind::Call, id, &payload)
     }
 
+    fn limits(max_frame: usize) -> Limits {
+        Limits {
+            max_frame,
+            build: None,
+        }
+    }
+
     fn index_of(name: &'static str, fingerprint: u64) -> u32 {
         Table::get().index_of(name, fingerprint).unwrap()
     }
@@ -547,7 +621,14 @@ mod tests {
         input.extend(call(3, 999, &[]));
         input.extend(call(4, echo, &[200]));
         let mut output = Vec::new();
-        run(&input[..], &mut output, 1 << 20, None, StepBack::Never).unwrap();
+        run(
+            &input[..],
+            &mut output,
+            limits(1 << 20),
+            None,
+            StepBack::Never,
+        )
+        .unwrap();
         let kinds: Vec<(Kind, u64)> = replies(&output)
             .iter()
             .map(|(k, id, _)| (*k, *id))
@@ -575,7 +656,14 @@ mod tests {
         let foreign = wire::frame(Kind::Returned, 1, b"");
         for input in [oversized, foreign] {
             let mut output = Vec::new();
-            assert!(run(&input[..], &mut output, 1 << 20, None, StepBack::Never).is_err());
+            assert!(run(
+                &input[..],
+                &mut output,
+                limits(1 << 20),
+                None,
+                StepBack::Never
+            )
+            .is_err());
             assert_eq!(replies(&output).len(), 1, "only the handshake was written");
         }
     }
@@ -612,7 +700,7 @@ mod tests {
                 input.extend(frame);
             }
             let mut output = Vec::new();
-            let _ = run(&input[..], &mut output, 1024, None, StepBack::Never);
+            let _ = run(&input[..], &mut output, limits(1024), None, StepBack::Never);
             assert!(!replies(&output).is_empty());
         }
     }
@@ -668,6 +756,9 @@ mod tests {
                 shared: 7,
                 poll_micros: 50,
                 nice: None,
+                pipes: [3, u64::MAX],
+                prove_build: true,
+                max_depth: 1024,
             },
             Marker {
                 from_ctor: false,
@@ -675,6 +766,9 @@ mod tests {
                 shared: 0,
                 poll_micros: 0,
                 nice: Some(19),
+                pipes: [0, 0],
+                prove_build: false,
+                max_depth: 0,
             },
         ] {
             assert_eq!(Marker::decode(&marker.encode()), Some(marker));

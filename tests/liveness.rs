@@ -1,0 +1,135 @@
+//! Every call ends, whatever the sizes: calls and replies from 0 B to 4 MiB, one at a time or
+//! piled up in batches, alone or through `f_map`, each round bounded by a liveness timeout.
+//!
+//! The sizes in between are where a caller and a worker can wait on each other: a batch of
+//! calls larger than the calls pipe, whose replies fill the reply pipe before the caller has
+//! finished writing.
+
+use std::time::Duration;
+
+use offload::{offload, ProcessPool};
+
+offload::test_setup!();
+
+mod common;
+use common::LIVENESS;
+
+/// Returns `len` bytes derived from the argument, so that both directions carry real data.
+#[offload(process, pool = "sizes")]
+fn reshape(bytes: Vec<u8>, len: usize) -> Vec<u8> {
+    let seed = bytes.iter().fold(len as u8, |a, &b| a.wrapping_add(b));
+    (0..len).map(|i| seed.wrapping_add(i as u8)).collect()
+}
+
+fn expected(bytes: &[u8], len: usize) -> Vec<u8> {
+    reshape_blocking(bytes.to_vec(), len)
+}
+
+#[offload(process, pool = "echo")]
+fn echo(bytes: Vec<u8>) -> Vec<u8> {
+    bytes
+}
+
+/// A small deterministic generator, so that every run checks the same sizes.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// A size from 0 B to 4 MiB, spread evenly over the orders of magnitude.
+    fn size(&mut self) -> usize {
+        match self.below(8) {
+            0 => 0,
+            _ => {
+                let bits = self.below(23) as u32;
+                (1usize << bits) + self.below(1 << bits) as usize
+            }
+        }
+    }
+}
+
+async fn within<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(LIVENESS, work)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not end within {LIVENESS:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_of_every_size_piled_up_in_batches_all_end() {
+    ProcessPool::configure("sizes").workers(2).apply().unwrap();
+    let mut random = Random(0x5eed_1234_abcd_0001);
+    for round in 0..24 {
+        // Rounds of 1 to 32 calls at once: with two workers, queued calls go out in batches.
+        let count = 1 + random.below(32) as usize;
+        let calls: Vec<(Vec<u8>, usize)> = (0..count)
+            .map(|_| (vec![round as u8; random.size()], random.size()))
+            .collect();
+        let handles: Vec<_> = calls
+            .iter()
+            .cloned()
+            .map(|(bytes, len)| tokio::spawn(reshape(bytes, len)))
+            .collect();
+        let sizes: Vec<(usize, usize)> = calls.iter().map(|(b, l)| (b.len(), *l)).collect();
+        within(&format!("round {round}, sizes {sizes:?}"), async {
+            for (handle, (bytes, len)) in handles.into_iter().zip(&calls) {
+                let got = handle.await.unwrap().unwrap();
+                assert_eq!(got.len(), *len);
+                assert!(got == expected(bytes, *len), "wrong bytes for {len}");
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maps_of_every_size_and_chunk_all_end() {
+    ProcessPool::configure("sizes").workers(2).apply().ok();
+    let mut random = Random(0x5eed_1234_abcd_0002);
+    for round in 0..16 {
+        let count = 1 + random.below(48) as usize;
+        let chunk = 1 + random.below(32) as usize;
+        let calls: Vec<(Vec<u8>, usize)> = (0..count)
+            .map(|_| (vec![round as u8; random.size() / 4], random.size() / 4))
+            .collect();
+        let results = within(&format!("map round {round}, chunk {chunk}"), {
+            reshape_map(calls.clone()).chunk_size(chunk).collect()
+        })
+        .await;
+        assert_eq!(results.len(), calls.len());
+        for (result, (bytes, len)) in results.into_iter().zip(&calls) {
+            assert!(result.unwrap() == expected(bytes, *len));
+        }
+    }
+}
+
+/// The reported cases: 64 calls of 100 kB at once on the default batching, and a map of 32
+/// inputs of 50 kB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_calls_of_100_kb_and_a_map_of_50_kb_inputs_end() {
+    ProcessPool::configure("echo").workers(2).apply().unwrap();
+    let handles: Vec<_> = (0..64)
+        .map(|_| tokio::spawn(echo(vec![7u8; 100_000])))
+        .collect();
+    within("64 calls of 100 kB", async {
+        for handle in handles {
+            assert_eq!(handle.await.unwrap().unwrap(), vec![7u8; 100_000]);
+        }
+    })
+    .await;
+    let all = within(
+        "a map of 32 × 50 kB",
+        echo_map((0..32).map(|_| vec![1u8; 50_000])).collect(),
+    )
+    .await;
+    assert!(all.into_iter().all(|r| r.unwrap() == vec![1u8; 50_000]));
+    let _ = Duration::ZERO;
+}
