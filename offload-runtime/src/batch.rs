@@ -31,7 +31,11 @@ impl Batch {
         combine: bool,
     ) -> Batch {
         let taken = if combine {
-            pool.adopt(pool.max_batch() - 1)
+            // Never more than the worker may still run, its own call included.
+            let room = lease.calls_left().map_or(usize::MAX, |left| {
+                usize::try_from(left.saturating_sub(1)).unwrap_or(usize::MAX)
+            });
+            pool.adopt((pool.max_batch() - 1).min(room))
         } else {
             VecDeque::new()
         };

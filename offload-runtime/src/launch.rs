@@ -211,12 +211,12 @@ fn inode(end: &OwnedFd) -> io::Result<u64> {
     Ok(File::from(end.try_clone()?).metadata()?.ino())
 }
 
-/// A descriptor that becomes readable when `pid` exits (Linux 5.3 and later).
+/// A descriptor that becomes readable when `pid` exits (Linux 5.3 and later; close-on-exec).
 fn pidfd(pid: u32) -> Option<OwnedFd> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::O_CLOEXEC) };
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
         // SAFETY: a descriptor just returned, owned by nothing else.
         (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
     }

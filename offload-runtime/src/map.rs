@@ -8,6 +8,8 @@
 //! that dies fails only the call it was running; the calls sent behind it never started, so
 //! they go back to be sent again.
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
@@ -33,8 +35,13 @@ pub struct Map<R> {
 
 struct Running<R> {
     results: mpsc::Receiver<(usize, Result<R, Error>)>,
+    /// The panic of the caller's iterator, if it panicked: resumed on the caller once the
+    /// inputs taken before it have their results.
+    panicked: Arc<Panicked>,
     _drivers: JoinSet<()>,
 }
+
+type Panicked = Mutex<Option<Box<dyn Any + Send>>>;
 
 impl<R: Send + 'static> Map<R> {
     /// Sends up to `calls` calls to a worker in one frame batch (default 16): larger chunks
@@ -45,11 +52,28 @@ impl<R: Send + 'static> Map<R> {
     }
 
     /// The next result to complete, with the index of its input; `None` once all are out.
+    ///
+    /// # Panics
+    ///
+    /// If the iterator of inputs panicked: once every input taken before the panic has its
+    /// result, the panic is resumed here, on the caller, as a joined thread's would be.
     pub async fn next(&mut self) -> Option<(usize, Result<R, Error>)> {
         if let Some(start) = self.start.take() {
             self.running = Some(start(self.chunk));
         }
-        self.running.as_mut()?.results.recv().await
+        let running = self.running.as_mut()?;
+        let next = running.results.recv().await;
+        if next.is_none() {
+            let panicked = running
+                .panicked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(payload) = panicked {
+                std::panic::resume_unwind(payload);
+            }
+        }
+        next
     }
 
     /// Every result, in the order of the inputs.
@@ -71,9 +95,11 @@ struct Item {
 }
 
 struct Inputs<I> {
-    inputs: Mutex<(I, usize)>,
+    /// The caller's iterator, until it panicked, and how many inputs it gave.
+    inputs: Mutex<(Option<I>, usize)>,
     /// Calls sent to a worker that died before starting them: sent again first.
     again: Mutex<Vec<Item>>,
+    panicked: Arc<Panicked>,
 }
 
 /// Runs `function` once per input on its process pool; see [`Map`].
@@ -88,11 +114,13 @@ where
     let start = move |chunk: usize| {
         let (send, results) = mpsc::channel(chunk * 4);
         let mut drivers = JoinSet::new();
+        let panicked = Arc::new(Mutex::new(None));
         match function.resolve() {
             Ok((pool, index)) => {
                 let shared = Arc::new(Inputs {
-                    inputs: Mutex::new((inputs, 0)),
+                    inputs: Mutex::new((Some(inputs), 0)),
                     again: Mutex::new(Vec::new()),
+                    panicked: panicked.clone(),
                 });
                 for _ in 0..pool.workers() {
                     drivers.spawn(drive(
@@ -118,6 +146,7 @@ where
         }
         Running {
             results,
+            panicked,
             _drivers: drivers,
         }
     };
@@ -142,7 +171,7 @@ async fn drive<I, A, R>(
 {
     let deliver = |index: usize, result: Result<R, Error>| results.send((index, result));
     loop {
-        let (batch, refused) = take(function, pool, index, &shared, chunk);
+        let (mut batch, refused) = take(function, pool, index, &shared, chunk);
         for (index, error) in refused {
             if deliver(index, Err(error)).await.is_err() {
                 return;
@@ -164,6 +193,14 @@ async fn drive<I, A, R>(
                 continue;
             }
         };
+        // Never more than the worker may still run before it is replaced.
+        if let Some(left) = lease.calls_left() {
+            let left = usize::try_from(left).unwrap_or(usize::MAX);
+            if batch.len() > left {
+                let mut again = shared.again.lock().unwrap_or_else(|p| p.into_inner());
+                again.extend(batch.drain(left..));
+            }
+        }
         let Some((resolved, was_running)) =
             run_batch(function, pool, lease, &batch, &deliver).await
         else {
@@ -199,7 +236,20 @@ where
     let mut refused = Vec::new();
     let mut inputs = shared.inputs.lock().unwrap_or_else(|p| p.into_inner());
     while batch.len() < chunk {
-        let Some(input) = inputs.0.next() else { break };
+        let Some(iterator) = inputs.0.as_mut() else {
+            break;
+        };
+        // The caller's iterator runs here, on a driver task: its panic is kept for the caller
+        // (see `Map::next`) rather than lost with the task, and no input is taken after it.
+        let input = match std::panic::catch_unwind(AssertUnwindSafe(|| iterator.next())) {
+            Ok(Some(input)) => input,
+            Ok(None) => break,
+            Err(payload) => {
+                inputs.0 = None;
+                *shared.panicked.lock().unwrap_or_else(|p| p.into_inner()) = Some(payload);
+                break;
+            }
+        };
         let position = inputs.1;
         inputs.1 += 1;
         match encode_call(function, pool, index, &input) {
@@ -262,7 +312,7 @@ where
             },
         };
         let result = match received {
-            Ok(kind) => decode(function.name, kind, lease.reply()),
+            Ok(kind) => decode(function.name, pool, kind, lease.reply()),
             Err(Fault::Died) => {
                 let pid = lease.pid();
                 let exit = lease.exit().await;

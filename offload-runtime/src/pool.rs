@@ -407,6 +407,10 @@ impl ProcessPool {
         self.config.max_frame
     }
 
+    pub(crate) fn max_depth(&self) -> u32 {
+        self.config.max_depth
+    }
+
     /// Whether a worker that just died was killed by [`ProcessPool::shutdown_now`].
     pub(crate) fn killed_by_shutdown(&self) -> bool {
         self.lock().killing
@@ -697,6 +701,15 @@ impl Lease {
             self.worker = Some(self.pool.worker().await?);
         }
         Ok(())
+    }
+
+    /// How many more calls the worker in this slot may be sent before it is replaced (see
+    /// [`ProcessPoolBuilder::max_calls_per_worker`]); `None` for no limit. A slot without a
+    /// worker yet will get a fresh one.
+    pub(crate) fn calls_left(&self) -> Option<u64> {
+        let max = self.pool.config.max_calls_per_worker?;
+        let sent = self.worker.as_ref().map_or(0, |worker| worker.calls_sent());
+        Some(max.saturating_sub(sent))
     }
 
     /// Whether a call sent now should poll for its reply (see `poll.rs`): only while no other

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::batch::Batch;
 use crate::channel::Fault;
 use crate::config::DEFAULT_POOL;
+use crate::depth;
 use crate::error::{CodecStage, Exit};
 use crate::pool::{ProcessPool, Turn};
 use crate::registry::Table;
@@ -205,11 +206,11 @@ async fn exchange<R: DeserializeOwned>(
             Turn::Lease(lease, own) => {
                 Box::pin(Batch::new(function, pool, lease, combine).run(own)).await
             }
-            Turn::Answered(kind, payload) => return decode(function.name, kind, &payload),
+            Turn::Answered(kind, payload) => return decode(function.name, pool, kind, &payload),
             other => other,
         };
         match outcome {
-            Turn::Answered(kind, payload) => return decode(function.name, kind, &payload),
+            Turn::Answered(kind, payload) => return decode(function.name, pool, kind, &payload),
             Turn::Failed(error) => return Err(error),
             Turn::Again(own) => frame = own,
             Turn::Died {
@@ -272,7 +273,7 @@ async fn exchange_large<A: Serialize, R: DeserializeOwned>(
             region.release(used);
         }
         match outcome {
-            Ok(kind) => return decode(function.name, kind, lease.reply()),
+            Ok(kind) => return decode(function.name, pool, kind, lease.reply()),
             Err(Fault::Protocol(detail)) => return Err(Error::Protocol { detail }),
             Err(Fault::Refused(error)) => return Err(error),
             Err(Fault::Died) => {
@@ -314,6 +315,7 @@ fn after_death(
 /// The caller's value from a reply, or the error the reply reports.
 pub(crate) fn decode<R: DeserializeOwned>(
     function: &'static str,
+    pool: &ProcessPool,
     kind: Kind,
     payload: &[u8],
 ) -> Result<R, Error> {
@@ -326,7 +328,9 @@ pub(crate) fn decode<R: DeserializeOwned>(
         })
     };
     match kind {
-        Kind::Returned => postcard::from_bytes(payload)
+        // Bounded in depth: a deeply nested result, or a corrupt worker's bytes, must not
+        // overflow the stack of the runtime thread that decodes it.
+        Kind::Returned => depth::from_bytes(payload, pool.max_depth())
             .or_else(|e| codec(CodecStage::DecodeResult, e.to_string())),
         Kind::DecodeFailed => codec(CodecStage::DecodeArguments, text()),
         Kind::EncodeFailed => codec(CodecStage::EncodeResult, text()),
