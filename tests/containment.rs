@@ -66,6 +66,8 @@ fn start_a_program_and_stall(dir: PathBuf) -> u32 {
         .spawn()
         .unwrap();
     write_pid(&dir, child.id());
+    // Never waited for: the call is meant to be stopped with it running.
+    std::mem::forget(child);
     loop {
         std::thread::park();
     }
@@ -314,10 +316,7 @@ fn input_echo(value: u32) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_f_map_whose_inputs_panic_resumes_the_panic_after_the_earlier_results() {
-    let inputs = (0..10u32).map(|i| {
-        assert!(i != 6, "input {i} cannot be made");
-        i
-    });
+    let inputs = (0..10u32).inspect(|i| assert!(*i != 6, "input {i} cannot be made"));
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut results = input_echo_map(inputs).chunk_size(2);
     let record = seen.clone();
