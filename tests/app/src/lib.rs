@@ -33,3 +33,15 @@ pub fn park_forever(dir: PathBuf) {
 pub fn worker_pid() -> u32 {
     std::process::id()
 }
+
+/// Writes the worker's pid into `dir`, then works until `release` exists, and returns the pid:
+/// a call still running when the program is told to stop.
+#[offload(process)]
+pub fn work_until(dir: PathBuf, release: PathBuf) -> u32 {
+    let pid = std::process::id();
+    std::fs::write(dir.join(pid.to_string()), b"").expect("pid file");
+    while !release.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    pid
+}

@@ -2,7 +2,6 @@
 
 use std::io::Read;
 use std::os::unix::io::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -133,26 +132,60 @@ fn a_forgotten_guard_is_a_clear_error_not_a_fork_bomb() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
+/// A pipe, `(read end, write end)`, and the inode that names it.
+fn pipe() -> (std::fs::File, std::fs::File, u64) {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::FromRawFd;
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` has room for two descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both were just created and are owned by nothing else.
+    let (read, write) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    };
+    let inode = read.metadata().unwrap().ino();
+    (read, write, inode)
+}
+
 #[test]
 fn a_copy_started_as_worker_without_the_guard_refuses_to_start_workers() {
     // Play the parent: start the unguarded program the way offload starts a worker, with the
-    // marker set and a channel on descriptor 3, and read what it says on that channel.
-    let (mut ours, theirs) = UnixStream::pair().unwrap();
-    let fd = theirs.as_raw_fd();
+    // marker set and its channel on descriptors 3 and 4, and read what it says on it.
+    let (mut ours, replies, replies_inode) = pipe();
+    let (calls, _calls_held, calls_inode) = pipe();
+    let (replies_fd, calls_fd) = (replies.as_raw_fd(), calls.as_raw_fd());
     let mut command = program("no_guard");
-    command.env("OFFLOAD_WORKER", "main:1048576:0:0:auto");
-    // SAFETY: dup2 is async-signal-safe.
+    command.env(
+        "OFFLOAD_WORKER",
+        format!("main:1048576:0:0:auto:{replies_inode}:{calls_inode}:0:1024"),
+    );
+    // SAFETY: fcntl and dup2 are async-signal-safe.
     unsafe {
-        command.pre_exec(move || match libc::dup2(fd, 3) {
-            -1 => Err(std::io::Error::last_os_error()),
-            _ => Ok(()),
+        command.pre_exec(move || {
+            let replies = libc::fcntl(replies_fd, libc::F_DUPFD, 10);
+            let calls = libc::fcntl(calls_fd, libc::F_DUPFD, 10);
+            if replies == -1 || calls == -1 || libc::dup2(replies, 3) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            match libc::dup2(calls, 4) {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            }
         });
     }
     let mut child: Child = command.spawn().unwrap();
-    drop(theirs);
-    let mut said = Vec::new();
-    ours.set_read_timeout(Some(LIVENESS)).unwrap();
-    ours.read_to_end(&mut said)
+    drop((replies, calls));
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut said = Vec::new();
+        let _ = ours.read_to_end(&mut said);
+        send.send(said)
+    });
+    let said = receive
+        .recv_timeout(LIVENESS)
         .expect("the copy closes its channel when it exits");
     let status = child.wait().unwrap();
     // One frame: length 9, kind 8 (guard missing), id 0.
@@ -166,6 +199,85 @@ fn a_copy_started_as_worker_without_the_guard_refuses_to_start_workers() {
         .read_to_string(&mut stdout)
         .unwrap();
     assert_eq!(stdout, "main started\n", "the copy went on after refusing");
+}
+
+// The marker alone, inherited or set by hand, without the channel its caller made, does not
+// turn a program into a worker: its main runs as usual.
+#[test]
+fn a_marker_without_its_channel_does_not_make_a_program_skip_its_main() {
+    for marker in ["ctor:1048576:0:0:auto", "ctor:1048576:0:0:auto:1:2:0:1024"] {
+        let (output, _) = finish({
+            let mut c = program("no_guard");
+            c.env("OFFLOAD_WORKER", marker);
+            c
+        });
+        let stdout = text(&output.stdout);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert!(stdout.starts_with("main started\n"), "{marker}: {stdout}");
+    }
+}
+
+// A terminal's Ctrl-C goes to the whole foreground process group: it reaches the program,
+// which shuts its pool down gracefully, and not its workers, whose calls finish.
+#[test]
+fn ctrl_c_reaches_the_program_and_not_its_workers() {
+    let dir = std::env::temp_dir().join(format!("offload-ctrl-c-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut command = program("with_guard");
+    command
+        .arg("ctrl-c")
+        .arg(&dir)
+        .env("OFFLOAD_WORKERS", "2")
+        .process_group(0);
+    let mut child = command.spawn().unwrap();
+    let pid = child.id() as i32;
+    let mut stdout = child.stdout.take().unwrap();
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut byte = [0];
+        while stdout.read(&mut byte).is_ok_and(|n| n == 1) {
+            all.push(byte[0] as char);
+            if all.ends_with('\n') {
+                let _ = send.send(all.clone());
+            }
+        }
+    });
+    let ready = receive.recv_timeout(LIVENESS).expect("the calls start");
+    assert_eq!(ready, "running\n");
+    // SAFETY: kill has no memory-safety preconditions; the group is the program's.
+    assert_eq!(unsafe { libc::kill(-pid, libc::SIGINT) }, 0);
+    let said = receive.recv_timeout(LIVENESS).expect("the program ends");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        said,
+        "running\nafter ctrl-c: true, true, new call: Err(Shutdown)\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// A deploy that replaces the executable on disk, or a rebuild while the program runs, leaves
+// the pool able to start workers: they are started from the running image.
+#[cfg(target_os = "linux")]
+#[test]
+fn replacing_the_program_on_disk_does_not_stop_the_pool_from_starting_workers() {
+    let dir = std::env::temp_dir().join(format!("offload-replaced-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("app");
+    std::fs::copy(env!("CARGO_BIN_EXE_with_guard"), &copy).unwrap();
+    let mut command = Command::new(&copy);
+    command
+        .arg("replaced")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("OFFLOAD_WORKER");
+    let (output, _) = finish(command);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "before: Ok(9), after: Ok(16)\n");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! A program with the guard: `with_guard square N` prints N², `with_guard say TEXT` prints TEXT
 //! from a worker, `with_guard park DIR` starts two workers that never return, and
 //! `with_guard between-calls` restores SIGPIPE's default action, as command-line tools do, then
-//! kills its idle worker and calls again.
+//! kills its idle worker and calls again. `with_guard ctrl-c DIR` shuts down gracefully on
+//! Ctrl-C while two calls run, and `with_guard replaced` replaces its own executable on disk
+//! between two calls.
 
 #[offload::main]
 #[tokio::main]
@@ -44,6 +46,59 @@ async fn main() {
             let fresh = offload_test_app::worker_pid().await.unwrap();
             println!("square = {square:?}, fresh worker: {}", fresh != dead);
         }
+        ["ctrl-c", dir] => {
+            use tokio::signal::unix::{signal, SignalKind};
+            let dir = std::path::PathBuf::from(dir);
+            let release = dir.join("release");
+            // Listening before anything can send it, so that Ctrl-C never finds the default
+            // action (ending the program) in place.
+            let mut interrupt = signal(SignalKind::interrupt()).unwrap();
+            let calls = tokio::spawn(futures_join(dir.clone(), release.clone()));
+            while std::fs::read_dir(&dir).unwrap().count() < 2 {
+                tokio::task::yield_now().await;
+            }
+            println!("running");
+            interrupt.recv().await;
+            // The pattern: stop admitting calls, let the running ones finish (here they are
+            // told to), then exit.
+            std::fs::write(&release, b"").unwrap();
+            offload::ProcessPool::get("default")
+                .unwrap()
+                .shutdown()
+                .await;
+            let refused = offload_test_app::square(2).await;
+            let (a, b) = calls.await.unwrap();
+            println!(
+                "after ctrl-c: {}, {}, new call: {refused:?}",
+                a.is_ok(),
+                b.is_ok()
+            );
+        }
+        ["replaced"] => {
+            use std::os::unix::fs::PermissionsExt;
+            offload::ProcessPool::configure("default")
+                .max_calls_per_worker(1)
+                .apply()
+                .unwrap();
+            let before = offload_test_app::square(3).await;
+            // A deploy, or a `cargo build` while the program runs: another file at its path.
+            let exe = std::env::current_exe().unwrap();
+            std::fs::remove_file(&exe).unwrap();
+            std::fs::write(&exe, "#!/bin/sh\nexit 3\n").unwrap();
+            std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let after = offload_test_app::square(4).await;
+            println!("before: {before:?}, after: {after:?}");
+        }
         _ => panic!("unknown arguments {args:?}"),
     }
+}
+
+async fn futures_join(
+    dir: std::path::PathBuf,
+    release: std::path::PathBuf,
+) -> (Result<u32, offload::Error>, Result<u32, offload::Error>) {
+    tokio::join!(
+        offload_test_app::work_until(dir.clone(), release.clone()),
+        offload_test_app::work_until(dir, release)
+    )
 }
