@@ -14,6 +14,7 @@ fn program(name: &str) -> Command {
     let path = match name {
         "with_guard" => env!("CARGO_BIN_EXE_with_guard"),
         "no_guard" => env!("CARGO_BIN_EXE_no_guard"),
+        "starved" => env!("CARGO_BIN_EXE_starved"),
         _ => unreachable!(),
     };
     let mut command = Command::new(path);
@@ -278,6 +279,47 @@ fn replacing_the_program_on_disk_does_not_stop_the_pool_from_starting_workers() 
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "before: Ok(9), after: Ok(16)\n");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// Out of threads and processes: a start that cannot get a thread fails with an error instead
+// of a panic, and a dead worker whose reaper thread cannot start is reaped anyway, so the next
+// start finds room. The process limit binds only an unprivileged user, so the program runs as
+// `nobody` (which this test, as root, can arrange).
+#[cfg(target_os = "linux")]
+#[test]
+fn running_out_of_threads_is_an_error_and_leaves_no_zombie() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "skipped: only root can start the program as another user, whose process limit binds"
+        );
+        return;
+    }
+    let mut command = program("starved");
+    // SAFETY: setgid and setuid are async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setgid(65534) == -1 || libc::setuid(65534) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (output, _) = finish(command);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stdout,
+        text(&output.stderr)
+    );
+    let mut lines = stdout.lines();
+    let refused = lines.next().unwrap_or_default();
+    assert!(
+        refused.starts_with("refused: WorkerStart: ") && refused.contains("thread"),
+        "{stdout}"
+    );
+    assert_eq!(lines.next(), Some("after: Ok(16), zombie left: false"));
 }
 
 #[test]
