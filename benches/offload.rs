@@ -4,24 +4,26 @@
 //! repetitions with its min–max spread, the same for the peer or floor it is held against, their
 //! ratio and the target. It also writes the chart to `BENCHMARKS.svg` at the workspace root (or
 //! to `$OFFLOAD_BENCH_SVG`) and every figure as JSON to `target/offload-bench.json` (or to
-//! `$OFFLOAD_BENCH_JSON`). `OFFLOAD_BENCH_ONLY=2,6` runs only the figures named. BENCHMARKS.md
-//! says what each row measures.
+//! `$OFFLOAD_BENCH_JSON`). `OFFLOAD_BENCH_ONLY=2,6` runs only the figures named, so
+//! `OFFLOAD_BENCH_ONLY=9 cargo bench --bench offload` runs only figure 9 (1,000 calls of 100 kB
+//! in flight beside a raw pipe). BENCHMARKS.md says what each row measures.
 //!
 //! The binary is its own peer: re-executed with `OFFLOAD_BENCH_CHILD` set, it becomes the echo
-//! end of the pipe and socket ping-pongs, the child that exits at once (the start-up floor), the
-//! idle child (the memory floor) or a child that spins (the scheduler's floor under load);
-//! offload and procspawn re-execute it as their workers.
+//! end of the pipe and socket ping-pongs and of the streamed pipe, the child that exits at once
+//! (the start-up floor), the idle child (the memory floor) or a child that spins (the
+//! scheduler's floor under load); offload and procspawn re-execute it as their workers.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
+use std::fs::File;
 use std::future::Future;
 use std::hint::black_box;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,11 @@ const IN_FLIGHT: usize = 10_000;
 const QUEUED: usize = 100_000;
 /// The "queue" pool's `max_queue`: how many of those calls are admitted (encoded) at once.
 const QUEUE_ADMITTED: usize = 4096;
+/// Figure 9: this many calls in flight, each carrying `MEDIUM` bytes each way.
+const MEDIUM_CALLS: usize = 1_000;
+const MEDIUM: usize = 100_000;
+/// What each of a worker's pipes holds (`F_SETPIPE_SZ`), as offload-runtime's launch.rs sets it.
+const PIPE_BYTES: usize = 256 << 10;
 
 // The functions under test.
 
@@ -55,6 +62,11 @@ fn add(a: u64, b: u64) -> u64 {
 #[offload(process)]
 fn byte_count(bytes: Vec<u8>) -> u64 {
     bytes.len() as u64
+}
+
+#[offload(process)]
+fn echo_bytes(bytes: Vec<u8>) -> Vec<u8> {
+    bytes
 }
 
 #[offload(process)]
@@ -251,6 +263,10 @@ fn main() {
     if wanted("4") {
         large_argument(&runtime, &mut report, python.as_ref());
     }
+    // After figure 4, whose note reads the default pool's workers as its 64 MiB calls left them.
+    if wanted("9") {
+        medium_calls_in_flight(&runtime, &mut report);
+    }
     // Other processes on this machine compete for its two cores: the load says how much.
     report.notes.push(format!(
         "whole run: {:.1} s; load average (1 min) {load_before} before, {} after",
@@ -304,6 +320,21 @@ fn run_child(mode: &str) -> ! {
                     .is_err()
                 {
                     break;
+                }
+            }
+        }
+        // The far end of the streamed pipe: echoes what arrives as it arrives, through its raw
+        // descriptors (stdin's and stdout's buffers would split and copy the stream).
+        "stream" => {
+            let input = std::io::stdin().as_fd().try_clone_to_owned();
+            let output = std::io::stdout().as_fd().try_clone_to_owned();
+            if let (Ok(input), Ok(output)) = (input, output) {
+                let (mut input, mut output) = (File::from(input), File::from(output));
+                let mut buffer = vec![0; PIPE_BYTES];
+                while let Ok(read @ 1..) = input.read(&mut buffer) {
+                    if output.write_all(&buffer[..read]).is_err() {
+                        break;
+                    }
                 }
             }
         }
@@ -699,6 +730,60 @@ impl Echo {
         }
     }
 
+    /// The stream child, unpinned, both pipes holding [`PIPE_BYTES`] as a worker's do; a pipe
+    /// that could not be enlarged is noted.
+    fn streaming(report: &mut Report) -> Echo {
+        let child = this_binary("stream")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the stream child starts");
+        let ends = [
+            child.stdin.as_ref().expect("piped").as_raw_fd(),
+            child.stdout.as_ref().expect("piped").as_raw_fd(),
+        ];
+        for end in ends {
+            // SAFETY: `end` is an open pipe; F_SETPIPE_SZ only resizes its buffer.
+            let size = unsafe { libc::fcntl(end, libc::F_SETPIPE_SZ, PIPE_BYTES as libc::c_int) };
+            if size < PIPE_BYTES as libc::c_int {
+                report.notes.push(format!(
+                    "the raw pipe of figure 9 could not be enlarged to {} KiB: {}",
+                    PIPE_BYTES >> 10,
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        Echo {
+            child,
+            socket: None,
+            message: *b"0123456789abcdef",
+        }
+    }
+
+    /// Writes `messages` copies of `message` to the stream child from a second thread while
+    /// this one reads the echo back; returns the seconds until the last byte came back.
+    fn stream(&mut self, message: &[u8], messages: usize) -> f64 {
+        let input = self.child.stdin.as_mut().expect("piped");
+        let output = self.child.stdout.as_mut().expect("piped");
+        let total = message.len() * messages;
+        let mut buffer = vec![0; PIPE_BYTES];
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for _ in 0..messages {
+                    input.write_all(message).expect("the stream child reads");
+                }
+            });
+            let mut received = 0;
+            while received < total {
+                let read = output.read(&mut buffer).expect("the stream child answers");
+                assert!(read > 0, "the stream child closed its end");
+                received += read;
+            }
+        });
+        started.elapsed().as_secs_f64()
+    }
+
     /// The echo child, pinned to core `cpu` if given.
     fn child(cpu: Option<usize>) -> Command {
         let mut command = this_binary("echo");
@@ -917,6 +1002,62 @@ fn large_argument(runtime: &Runtime, report: &mut Report, python: Option<&Python
             bytes as f64 / MIB as f64
         ));
     }
+}
+
+// Figure 9: 1,000 calls of 100 kB in flight against a raw pipe streaming the same bytes.
+
+/// The load that deadlocked while a caller wrote a batch of calls and read no replies until the
+/// write was done, as the worker blocked writing replies: `MEDIUM_CALLS` tasks each await one
+/// `echo_bytes` of `MEDIUM` bytes on the default pool. Beside it, the same bytes streamed to the
+/// stream child and back through one pipe each way, as large as a worker's.
+fn medium_calls_in_flight(runtime: &Runtime, report: &mut Report) {
+    /// A deadlock would hang the run; this makes it a failure that says what it was.
+    const LIMIT: Duration = Duration::from_secs(60);
+    let payload: Arc<Vec<u8>> = Arc::new((0..MEDIUM).map(|i| i as u8).collect());
+    let echoed = on_runtime(runtime, {
+        let payload = Arc::clone(&payload);
+        async move {
+            ProcessPool::get(offload::DEFAULT_POOL)?.start().await?;
+            echo_bytes(payload.to_vec()).await
+        }
+    })
+    .expect("the default pool starts");
+    assert!(echoed == *payload, "echo_bytes changed its bytes");
+    // Calls per second; the arguments are made before the clock starts.
+    let calls = |payload: Arc<Vec<u8>>| async move {
+        let arguments = Mutex::new(vec![payload.to_vec(); MEDIUM_CALLS]);
+        let next = || arguments.lock().expect("the arguments").pop();
+        let calls = in_flight(MEDIUM_CALLS, |_| echo_bytes(next().expect("an argument")));
+        tokio::time::timeout(LIMIT, calls)
+            .await
+            .expect("1,000 calls of 100 kB in flight did not finish in 60 s: deadlocked?")
+    };
+    let mut pipe = Echo::streaming(report);
+    on_runtime(runtime, calls(Arc::clone(&payload)));
+    pipe.stream(&payload, MEDIUM_CALLS);
+    let (mut ours, mut floor) = (Vec::new(), Vec::new());
+    for rep in 0..REPS {
+        // Alternate the order, so that a drift in the machine hits offload and its floor alike.
+        if rep % 2 == 0 {
+            ours.push(on_runtime(runtime, calls(Arc::clone(&payload))));
+            floor.push(pipe.stream(&payload, MEDIUM_CALLS));
+        } else {
+            floor.push(pipe.stream(&payload, MEDIUM_CALLS));
+            ours.push(on_runtime(runtime, calls(Arc::clone(&payload))));
+        }
+    }
+    drop(pipe);
+    // Bytes moved count both directions: every call's argument and its reply.
+    let per_call = (2 * MEDIUM) as f64;
+    let moved: Vec<f64> = ours.iter().map(|rate| rate * per_call).collect();
+    let floor: Vec<f64> = floor
+        .iter()
+        .map(|seconds| per_call * MEDIUM_CALLS as f64 / seconds)
+        .collect();
+    let what = "process: 1,000 calls of 100 kB in flight";
+    let pipe = ("raw pipe echo, same bytes", Measure::byte_rate(&floor));
+    report.compare(9, what, Measure::byte_rate(&moved), pipe, Goal::None, "");
+    report.info(9, what, Measure::rate(&ours));
 }
 
 /// Python's `loop.run_in_executor` over its executors, measured by `python_executors.py` as this
@@ -1385,6 +1526,7 @@ enum Unit {
     Seconds,
     PerSecond,
     Bytes,
+    BytesPerSecond,
 }
 
 /// A figure over repetitions: its median and min–max.
@@ -1420,6 +1562,10 @@ impl Measure {
         Measure::of(reps, Unit::Bytes)
     }
 
+    fn byte_rate(reps: &[f64]) -> Measure {
+        Measure::of(reps, Unit::BytesPerSecond)
+    }
+
     fn show(&self) -> String {
         format!(
             "{} [{}–{}]",
@@ -1443,6 +1589,7 @@ fn unit_of(value: f64, unit: Unit) -> &'static str {
         Unit::PerSecond => "k/s",
         Unit::Bytes if value.abs() < 4096.0 => "B",
         Unit::Bytes => "MiB",
+        Unit::BytesPerSecond => "MiB/s",
     }
 }
 
@@ -1454,7 +1601,7 @@ fn number(value: f64, unit: Unit) -> String {
         Unit::Seconds => value,
         Unit::PerSecond => value / 1e3,
         Unit::Bytes if value.abs() < 4096.0 => value,
-        Unit::Bytes => value / MIB as f64,
+        Unit::Bytes | Unit::BytesPerSecond => value / MIB as f64,
     };
     if scaled.abs() >= 100.0 {
         format!("{scaled:.0}")
@@ -1828,6 +1975,7 @@ impl Report {
                 Unit::Seconds => "s",
                 Unit::PerSecond => "calls/s",
                 Unit::Bytes => "bytes",
+                Unit::BytesPerSecond => "bytes/s",
             };
             format!(
                 r#"{{"median": {:e}, "min": {:e}, "max": {:e}, "unit": "{unit}"}}"#,

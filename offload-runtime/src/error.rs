@@ -57,7 +57,9 @@ pub enum Error {
         function: &'static str,
     },
     /// The worker was built from different sources than this process: its registry of
-    /// process-mode functions differs, so arguments could be mis-decoded. Rebuild and restart.
+    /// process-mode functions differs, or (for a pool given another `program`) its executable's
+    /// bytes do, so arguments could be mis-decoded; or this program's executable was replaced
+    /// on disk (outside Linux). Rebuild and restart.
     VersionMismatch {
         /// What differs.
         detail: String,

@@ -3,13 +3,14 @@
 //!
 //! The path of a process-mode call, file by file: `process` encodes the arguments (large ones
 //! into the region in `shared`, byte strings as in `bytes`) and waits in the `pool` for a
-//! worker, which the pool starts with `launch`; the `batch` that holds a worker sends its calls,
+//! worker, which the pool starts with `launch` from the executable `image` names; the `batch`
+//! that holds a worker sends its calls,
 //! and those it took along, through the `channel`, in frames laid out in `wire`, a long call
 //! first narrowing its worker to a core of its own with `cores`; on the other side the `worker`
 //! decodes and runs the function it finds in the `registry`, catching panics with `panic`, and
 //! sends the replies back. Both ends ask `poll` whether to poll for the next message before
-//! sleeping. `map` drives many inputs the same way; `thread` is thread mode; `config` and
-//! `error` serve both.
+//! sleeping. Both ends decode values with `depth`, which bounds how deep they nest. `map`
+//! drives many inputs the same way; `thread` is thread mode; `config` and `error` serve both.
 
 mod config;
 mod error;
