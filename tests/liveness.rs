@@ -5,14 +5,12 @@
 //! calls larger than the calls pipe, whose replies fill the reply pipe before the caller has
 //! finished writing.
 
-use std::time::Duration;
-
 use offload::{offload, ProcessPool};
 
 offload::test_setup!();
 
 mod common;
-use common::LIVENESS;
+use common::{within, Random};
 
 /// Returns `len` bytes derived from the argument, so that both directions carry real data.
 #[offload(process, pool = "sizes")]
@@ -30,37 +28,15 @@ fn echo(bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
-/// A small deterministic generator, so that every run checks the same sizes.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// A size from 0 B to 4 MiB, spread evenly over the orders of magnitude.
-    fn size(&mut self) -> usize {
-        match self.below(8) {
-            0 => 0,
-            _ => {
-                let bits = self.below(23) as u32;
-                (1usize << bits) + self.below(1 << bits) as usize
-            }
+/// A size from 0 B to 4 MiB, spread evenly over the orders of magnitude.
+fn size(random: &mut Random) -> usize {
+    match random.below(8) {
+        0 => 0,
+        _ => {
+            let bits = random.below(23) as u32;
+            (1usize << bits) + random.below(1 << bits) as usize
         }
     }
-}
-
-async fn within<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIVENESS, work)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not end within {LIVENESS:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +47,7 @@ async fn calls_of_every_size_piled_up_in_batches_all_end() {
         // Rounds of 1 to 32 calls at once: with two workers, queued calls go out in batches.
         let count = 1 + random.below(32) as usize;
         let calls: Vec<(Vec<u8>, usize)> = (0..count)
-            .map(|_| (vec![round as u8; random.size()], random.size()))
+            .map(|_| (vec![round as u8; size(&mut random)], size(&mut random)))
             .collect();
         let handles: Vec<_> = calls
             .iter()
@@ -98,7 +74,12 @@ async fn maps_of_every_size_and_chunk_all_end() {
         let count = 1 + random.below(48) as usize;
         let chunk = 1 + random.below(32) as usize;
         let calls: Vec<(Vec<u8>, usize)> = (0..count)
-            .map(|_| (vec![round as u8; random.size() / 4], random.size() / 4))
+            .map(|_| {
+                (
+                    vec![round as u8; size(&mut random) / 4],
+                    size(&mut random) / 4,
+                )
+            })
             .collect();
         let results = within(&format!("map round {round}, chunk {chunk}"), {
             reshape_map(calls.clone()).chunk_size(chunk).collect()
@@ -131,5 +112,4 @@ async fn sixty_four_calls_of_100_kb_and_a_map_of_50_kb_inputs_end() {
     )
     .await;
     assert!(all.into_iter().all(|r| r.unwrap() == vec![1u8; 50_000]));
-    let _ = Duration::ZERO;
 }

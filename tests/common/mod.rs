@@ -124,3 +124,26 @@ pub fn assert_panicked<T: std::fmt::Debug>(
     let location = location.as_deref().unwrap_or_default();
     assert!(location.starts_with(&format!("{file}:")), "{location}");
 }
+
+/// Awaits `work`, failing the test if it has not ended after [`LIVENESS`].
+pub async fn within<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(LIVENESS, work)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not end within {LIVENESS:?}"))
+}
+
+/// A small deterministic generator, so that every run checks the same inputs.
+pub struct Random(pub u64);
+
+impl Random {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
