@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 offload::test_setup!();
 
 mod common;
-use common::{alive, gone, resident_bytes, scratch, wait_for, within};
+use common::{alive, gone, pid_in, resident_bytes, scratch, within};
 
 fn write_pid(dir: &Path, pid: u32) {
     std::fs::write(dir.join(pid.to_string()), b"").unwrap();
@@ -54,6 +54,11 @@ fn die_leaving_a_child(dir: PathBuf) -> u32 {
 /// Starts a long-running program, then waits for ever.
 #[offload(process, pool = "children", timeout = "500ms")]
 fn start_a_program_and_stall(dir: PathBuf) -> u32 {
+    start_a_program_and_stall_without_timeout_blocking(dir)
+}
+
+#[offload(process, pool = "children")]
+fn start_a_program_and_stall_without_timeout(dir: PathBuf) -> u32 {
     let child = std::process::Command::new("sleep")
         .arg("1000")
         .spawn()
@@ -83,18 +88,12 @@ async fn a_worker_that_dies_is_noticed_at_once_whatever_its_children_hold() {
     let died = within("a call whose worker died", die_leaving_a_child(dir.clone())).await;
     assert!(matches!(died, Err(Error::WorkerDied { .. })), "{died:?}");
     // Its group went with it.
-    let child = wait_for(|| {
-        std::fs::read_dir(&dir)
-            .ok()?
-            .find_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-    })
-    .await;
-    gone(child).await;
+    gone(pid_in(&dir).await).await;
 }
 
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn a_timed_out_call_leaves_no_process_behind() {
+async fn a_timed_out_or_cancelled_call_leaves_no_process_behind() {
     let dir = scratch("leftover");
     let timed_out = within(
         "a call that times out",
@@ -105,10 +104,13 @@ async fn a_timed_out_call_leaves_no_process_behind() {
         matches!(timed_out, Err(Error::Timeout { .. })),
         "{timed_out:?}"
     );
-    let program = std::fs::read_dir(&dir)
-        .unwrap()
-        .find_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .expect("the program was started before the timeout");
+    gone(pid_in(&dir).await).await;
+    // Cancelled: its future dropped once the program it started is running.
+    let dir = scratch("cancelled");
+    let call = tokio::spawn(start_a_program_and_stall_without_timeout(dir.clone()));
+    let program = pid_in(&dir).await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
     gone(program).await;
 }
 
