@@ -16,6 +16,8 @@ mod config;
 mod error;
 mod panic;
 mod thread;
+#[cfg(unix)]
+mod tuning;
 
 // Process mode needs Unix (fork/exec with inherited pipes); elsewhere only thread mode
 // exists, and a process-mode function fails to compile rather than at run time.

@@ -27,15 +27,12 @@ use crate::launch;
 use crate::poll::POLL_FOR;
 use crate::registry::DEFAULT_MAX_DEPTH;
 use crate::shared::Region;
+use crate::tuning::LONG_CALL;
 use crate::wire::{Kind, HEADER};
 use crate::worker::{self, Marker};
 use crate::Error;
 
 static POOLS: Pools<PoolConfig, ProcessPool> = Pools::new();
-
-/// Calls that take longer than this on average are not taken along by others (see
-/// [`ProcessPool::adopt`]).
-pub(crate) const LONG_CALL: Duration = Duration::from_millis(1);
 
 /// A pool of worker processes, each a re-executed copy of this program.
 ///

@@ -1,185 +1,25 @@
-//! The worker side: the guard that turns a re-executed copy of the program into a worker, and
-//! the loop that serves calls read from file descriptor 4 and answers them on descriptor 3.
+//! The serving loop of a worker started by a local pool: it reads calls from descriptor 4,
+//! runs each with `exec`, and answers on descriptor 3, polling for the next call while its
+//! caller does, and stepping back in priority once its calls run long.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::BorrowedFd;
 use std::os::unix::io::FromRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::boot::{Marker, CALLS_FD, REPLIES_FD};
+use super::exec::answer;
 use crate::cores;
 use crate::poll::{self, read_now, Poller};
-use crate::pool::LONG_CALL;
-use crate::registry::{Outcome, Table};
+use crate::registry::Table;
 use crate::shared::{Region, SHARED_FD};
+use crate::tuning::LONG_CALL;
 use crate::wire::{self, Header, Kind, HEADER};
 
-/// Environment variable that marks a process as a worker; removed as soon as the worker starts,
-/// so that processes the worker starts itself are ordinary programs.
-pub(crate) const MARKER: &str = "OFFLOAD_WORKER";
-
-/// The worker's ends of its channel, placed here by the launcher between fork and exec: replies
-/// go out on the first, calls come in on the second.
-pub(crate) const REPLIES_FD: i32 = 3;
-pub(crate) const CALLS_FD: i32 = 4;
-
-static GUARD_RAN: AtomicBool = AtomicBool::new(false);
-
-/// How a worker finds its way to [`serve`], and the frame limit it enforces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Marker {
-    pub from_ctor: bool,
-    pub max_frame: usize,
-    /// The length of the region shared on descriptor 4; 0 for none.
-    pub shared: usize,
-    /// How long to poll for the next call after a call whose caller polls, in microseconds.
-    pub poll_micros: u64,
-    /// The nice increment to run at from the start; `None` for [`STEP_BACK`] after a long call.
-    pub nice: Option<u8>,
-    /// The inodes of the pipes on descriptors 3 and 4: a process whose descriptors are not
-    /// those pipes is not the worker this marker was made for, whatever its environment says.
-    pub pipes: [u64; 2],
-    /// Whether the handshake carries this executable's build id (see `image.rs`).
-    pub prove_build: bool,
-    /// How deep a value the worker decodes (see `depth.rs`).
-    pub max_depth: u32,
-}
-
-impl Marker {
-    pub(crate) fn encode(&self) -> String {
-        let mode = if self.from_ctor { "ctor" } else { "main" };
-        let nice = self.nice.map_or("auto".to_owned(), |n| n.to_string());
-        let [replies, calls] = self.pipes;
-        format!(
-            "{mode}:{}:{}:{}:{nice}:{replies}:{calls}:{}:{}",
-            self.max_frame,
-            self.shared,
-            self.poll_micros,
-            u8::from(self.prove_build),
-            self.max_depth
-        )
-    }
-
-    fn decode(text: &str) -> Option<Marker> {
-        let mut fields = text.split(':');
-        let from_ctor = match fields.next()? {
-            "ctor" => true,
-            "main" => false,
-            _ => return None,
-        };
-        let max_frame = fields.next()?.parse().ok()?;
-        let shared = fields.next()?.parse().ok()?;
-        let poll_micros = fields.next()?.parse().ok()?;
-        let nice = match fields.next()? {
-            "auto" => None,
-            n => Some(n.parse().ok()?),
-        };
-        let pipes = [fields.next()?.parse().ok()?, fields.next()?.parse().ok()?];
-        let prove_build = match fields.next()? {
-            "1" => true,
-            "0" => false,
-            _ => return None,
-        };
-        let max_depth = fields.next()?.parse().ok()?;
-        fields.next().is_none().then_some(Marker {
-            from_ctor,
-            max_frame,
-            shared,
-            poll_micros,
-            nice,
-            pipes,
-            prove_build,
-            max_depth,
-        })
-    }
-
-    /// The marker, if this process is a worker: the marker is set and descriptors 3 and 4 are
-    /// the very pipes its caller made for it. A marker alone (inherited, or set by hand) does
-    /// not make a program skip its `main`.
-    fn of_this_process() -> Option<Marker> {
-        let marker = Marker::decode(std::env::var(MARKER).ok()?.as_str())?;
-        let is_pipe = |fd: i32, inode: u64| {
-            // SAFETY: an all-zero stat is valid; fstat writes one through the pointer.
-            let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: as above; an unopened descriptor makes fstat fail.
-            let found = unsafe { libc::fstat(fd, &mut stat) } == 0;
-            found && stat.st_mode & libc::S_IFMT == libc::S_IFIFO && stat.st_ino as u64 == inode
-        };
-        let [replies, calls] = marker.pipes;
-        (is_pipe(REPLIES_FD, replies) && is_pipe(CALLS_FD, calls)).then_some(marker)
-    }
-}
-
-/// The worker guard: in a process started as an offload worker, serves calls and exits without
-/// returning; in any other process, returns at once.
-///
-/// Call it as the first line of `main`, before anything else runs, or let `#[offload::main]`
-/// insert it. Everything `main` does before it would also run in every worker.
-pub fn serve_if_worker() {
-    GUARD_RAN.store(true, Ordering::Relaxed);
-    if let Some(marker) = Marker::of_this_process() {
-        serve(marker)
-    }
-}
-
-/// The one-line test setup, `offload::test_setup!()`, submits this. A test harness owns `main`,
-/// so its workers are served from a constructor that runs before it instead.
-pub struct TestSetup;
-
-inventory::collect!(TestSetup);
-
-/// Whether this process can start workers, and how they will reach [`serve`].
-pub(crate) fn entry() -> Result<bool, crate::Error> {
-    if Marker::of_this_process().is_some() {
-        // A re-executed copy whose main did not run the guard: starting workers from here would
-        // fork without end. Tell the process that started us, then stop.
-        refuse_as_unguarded_copy();
-    }
-    if GUARD_RAN.load(Ordering::Relaxed) {
-        Ok(false)
-    } else if inventory::iter::<TestSetup>().next().is_some() {
-        Ok(true)
-    } else {
-        Err(crate::Error::GuardMissing)
-    }
-}
-
-fn refuse_as_unguarded_copy() -> ! {
-    // SAFETY: descriptor 3 was placed by the launcher; nothing else in this copy owns it.
-    let mut replies = unsafe { File::from_raw_fd(REPLIES_FD) };
-    let _ = replies.write_all(&wire::frame(Kind::GuardMissing, 0, &[]));
-    eprintln!("offload: {}", crate::Error::GuardMissing);
-    std::process::exit(2)
-}
-
-#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-#[used]
-#[link_section = ".init_array"]
-static SERVE_FROM_CTOR: extern "C" fn() = serve_from_ctor;
-
-#[cfg(target_vendor = "apple")]
-#[used]
-#[link_section = "__DATA,__mod_init_func"]
-static SERVE_FROM_CTOR: extern "C" fn() = serve_from_ctor;
-
-/// Runs before `main` in every process that links offload. Registrations are constructors too;
-/// this crate is linked after every crate that depends on it, so theirs have run by now, and the
-/// handshake compares registries with the parent in case a linker ever orders them otherwise.
-extern "C" fn serve_from_ctor() {
-    crate::image::note_start();
-    if let Some(marker) = Marker::of_this_process().filter(|m| m.from_ctor) {
-        serve(marker)
-    }
-}
-
-fn serve(marker: Marker) -> ! {
-    std::env::remove_var(MARKER);
-    // A worker served from the constructor (a test binary) starts its own workers the same
-    // way, should its functions call process-mode functions in turn.
-    if !marker.from_ctor {
-        GUARD_RAN.store(true, Ordering::Relaxed);
-    }
+/// Serves calls until the caller goes away, then exits the process.
+pub(super) fn serve(marker: Marker) -> ! {
     // SAFETY: ignoring SIGPIPE turns writes to a closed channel into errors (Rust's `main` does
     // the same, but a worker served from a constructor starts before it).
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
@@ -490,33 +330,6 @@ fn is_hang_up(error: &io::Error) -> bool {
     )
 }
 
-/// Runs one call and leaves the reply frame in `output`.
-fn answer(table: &Table, index: u32, id: u64, args: &[u8], output: &mut Vec<u8>, max_frame: usize) {
-    let Some(invoke) = table.invoke_at(index) else {
-        *output = wire::frame(Kind::UnknownFunction, id, &index.to_le_bytes());
-        return;
-    };
-    wire::begin(output, Kind::Returned, id);
-    let outcome = invoke(args, output);
-    let reply = match outcome {
-        Outcome::Returned => match wire::finish(output, max_frame) {
-            Ok(()) => return,
-            Err(too_long) => (Kind::EncodeFailed, too_long.to_string().into_bytes()),
-        },
-        Outcome::DecodeFailed(detail) => (Kind::DecodeFailed, detail.into_bytes()),
-        Outcome::EncodeFailed(detail) => (Kind::EncodeFailed, detail.into_bytes()),
-        Outcome::Panicked(report) => {
-            let report = *report.0;
-            let payload = (report.message, report.location, report.backtrace);
-            (
-                Kind::Panicked,
-                postcard::to_stdvec(&payload).unwrap_or_default(),
-            )
-        }
-    };
-    *output = wire::frame(reply.0, id, &reply.1);
-}
-
 /// On Linux the launcher set a parent-death signal. Elsewhere an idle worker notices its parent's
 /// death as the end of its channel, and a busy one through this watchdog.
 fn exit_with_parent() {
@@ -745,39 +558,5 @@ mod tests {
             // The core is told plus one, so a quick worker never says 0.
             assert_eq!(told != 0, tells, "after a call of {took:?}");
         }
-    }
-
-    #[test]
-    fn markers_round_trip() {
-        for marker in [
-            Marker {
-                from_ctor: true,
-                max_frame: 7,
-                shared: 7,
-                poll_micros: 50,
-                nice: None,
-                pipes: [3, u64::MAX],
-                prove_build: true,
-                max_depth: 1024,
-            },
-            Marker {
-                from_ctor: false,
-                max_frame: 0,
-                shared: 0,
-                poll_micros: 0,
-                nice: Some(19),
-                pipes: [0, 0],
-                prove_build: false,
-                max_depth: 0,
-            },
-        ] {
-            assert_eq!(Marker::decode(&marker.encode()), Some(marker));
-        }
-        assert_eq!(Marker::decode("main"), None);
-        assert_eq!(Marker::decode("fork:1:0"), None);
-        assert_eq!(Marker::decode("main:1"), None);
-        assert_eq!(Marker::decode("main:1:0"), None);
-        assert_eq!(Marker::decode("main:1:0:50"), None);
-        assert_eq!(Marker::decode("main:1:0:50:low"), None);
     }
 }

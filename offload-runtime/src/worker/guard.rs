@@ -1,0 +1,86 @@
+//! The guard that turns a re-executed copy of the program into a worker: `serve_if_worker` at
+//! the top of `main`, or, in a test binary, a constructor that runs before the harness.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::io::FromRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::boot::{Marker, REPLIES_FD};
+use super::serve::serve;
+use crate::wire::{self, Kind};
+
+static GUARD_RAN: AtomicBool = AtomicBool::new(false);
+
+/// The worker guard: in a process started as an offload worker, serves calls and exits without
+/// returning; in any other process, returns at once.
+///
+/// Call it as the first line of `main`, before anything else runs, or let `#[offload::main]`
+/// insert it. Everything `main` does before it would also run in every worker.
+pub fn serve_if_worker() {
+    GUARD_RAN.store(true, Ordering::Relaxed);
+    if let Some(marker) = Marker::of_this_process() {
+        become_worker(marker)
+    }
+}
+
+/// The one-line test setup, `offload::test_setup!()`, submits this. A test harness owns `main`,
+/// so its workers are served from a constructor that runs before it instead.
+pub struct TestSetup;
+
+inventory::collect!(TestSetup);
+
+/// Whether this process can start workers, and how they will reach [`serve`].
+pub(crate) fn entry() -> Result<bool, crate::Error> {
+    if Marker::of_this_process().is_some() {
+        // A re-executed copy whose main did not run the guard: starting workers from here would
+        // fork without end. Tell the process that started us, then stop.
+        refuse_as_unguarded_copy();
+    }
+    if GUARD_RAN.load(Ordering::Relaxed) {
+        Ok(false)
+    } else if inventory::iter::<TestSetup>().next().is_some() {
+        Ok(true)
+    } else {
+        Err(crate::Error::GuardMissing)
+    }
+}
+
+/// Turns this process into a worker for good.
+fn become_worker(marker: Marker) -> ! {
+    std::env::remove_var(super::boot::MARKER);
+    // A worker served from the constructor (a test binary) starts its own workers the same
+    // way, should its functions call process-mode functions in turn.
+    if !marker.from_ctor {
+        GUARD_RAN.store(true, Ordering::Relaxed);
+    }
+    serve(marker)
+}
+
+fn refuse_as_unguarded_copy() -> ! {
+    // SAFETY: descriptor 3 was placed by the launcher; nothing else in this copy owns it.
+    let mut replies = unsafe { File::from_raw_fd(REPLIES_FD) };
+    let _ = replies.write_all(&wire::frame(Kind::GuardMissing, 0, &[]));
+    eprintln!("offload: {}", crate::Error::GuardMissing);
+    std::process::exit(2)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+#[used]
+#[link_section = ".init_array"]
+static SERVE_FROM_CTOR: extern "C" fn() = serve_from_ctor;
+
+#[cfg(target_vendor = "apple")]
+#[used]
+#[link_section = "__DATA,__mod_init_func"]
+static SERVE_FROM_CTOR: extern "C" fn() = serve_from_ctor;
+
+/// Runs before `main` in every process that links offload. Registrations are constructors too;
+/// this crate is linked after every crate that depends on it, so theirs have run by now, and the
+/// handshake compares registries with the parent in case a linker ever orders them otherwise.
+extern "C" fn serve_from_ctor() {
+    crate::image::note_start();
+    if let Some(marker) = Marker::of_this_process().filter(|m| m.from_ctor) {
+        become_worker(marker)
+    }
+}

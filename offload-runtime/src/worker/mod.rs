@@ -1,0 +1,12 @@
+//! The worker side: the guard that turns a re-executed copy of the program into a worker, the
+//! marker it is started with, the loop that serves a local pool's calls, and the code that runs
+//! one call.
+
+mod boot;
+mod exec;
+mod guard;
+mod serve;
+
+pub(crate) use boot::{Marker, CALLS_FD, MARKER, REPLIES_FD};
+pub(crate) use guard::entry;
+pub use guard::{serve_if_worker, TestSetup};
