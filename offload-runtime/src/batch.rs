@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use crate::channel::Fault;
 use crate::error::Exit;
 use crate::pool::{Lease, OnCancel, ProcessPool, Turn, Waiting};
-use crate::process::Remote;
+use crate::registry::FnSpec;
 use crate::Error;
 
 /// The calls one lease sends in one write: queued calls it took along, then its own. The worker
@@ -15,7 +15,7 @@ use crate::Error;
 /// rest never started. Dropped with calls of others still unanswered (its own caller went
 /// away), it finishes them on a task of their own.
 pub(crate) struct Batch {
-    function: &'static Remote,
+    function: &'static FnSpec,
     pool: &'static ProcessPool,
     lease: Option<Lease>,
     taken: VecDeque<Waiting>,
@@ -25,7 +25,7 @@ pub(crate) struct Batch {
 
 impl Batch {
     pub(crate) fn new(
-        function: &'static Remote,
+        function: &'static FnSpec,
         pool: &'static ProcessPool,
         lease: Lease,
         combine: bool,

@@ -280,7 +280,7 @@ where
     Fut:
         std::future::Future<Output = Result<(), mpsc::error::SendError<(usize, Result<R, Error>)>>>,
 {
-    if function.timeout.is_some() {
+    if function.spec.timeout.is_some() {
         lease.kill_if_dropped();
     }
     let mut frames = Vec::with_capacity(batch.iter().map(|item| item.frame.len()).sum());
@@ -293,7 +293,7 @@ where
         return Some((0, false));
     }
     for (done, item) in batch.iter().enumerate() {
-        let received = match function.timeout {
+        let received = match function.spec.timeout {
             None => lease.receive().await,
             Some(after) => match tokio::time::timeout(after, lease.receive()).await {
                 Ok(received) => received,
@@ -301,7 +301,7 @@ where
                     deliver(
                         item.index,
                         Err(Error::Timeout {
-                            function: function.name,
+                            function: function.spec.name,
                             after,
                         }),
                     )
@@ -312,7 +312,7 @@ where
             },
         };
         let result = match received {
-            Ok(kind) => decode(function.name, pool, kind, lease.reply()),
+            Ok(kind) => decode(function.spec.name, pool, kind, lease.reply()),
             Err(Fault::Died) => {
                 let pid = lease.pid();
                 let exit = lease.exit().await;
@@ -322,13 +322,13 @@ where
                     }
                     return Some((batch.len(), false));
                 }
-                if item.attempts < function.retries {
+                if item.attempts < function.spec.retries {
                     return Some((done, true));
                 }
                 deliver(
                     item.index,
                     Err(Error::WorkerDied {
-                        function: function.name,
+                        function: function.spec.name,
                         pid,
                         exit,
                     }),

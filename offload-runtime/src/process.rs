@@ -13,19 +13,26 @@ use crate::config::DEFAULT_POOL;
 use crate::depth;
 use crate::error::{CodecStage, Exit};
 use crate::pool::{ProcessPool, Turn};
-use crate::registry::Table;
+use crate::registry::{FnSpec, Invoke, Registration, Table};
 use crate::shared;
 use crate::wire::{self, Kind};
 use crate::Error;
 
-/// A process-mode function as its caller sees it. Built by the `#[offload(process)]` expansion.
+/// A process-mode function as its caller sees it: what it is, and where its calls go once
+/// that is known. Built by the `#[offload(process)]` expansion.
 pub struct Remote {
-    pub(crate) name: &'static str,
-    pub(crate) fingerprint: u64,
-    pool: &'static str,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) retries: u32,
+    pub(crate) spec: FnSpec,
     resolved: OnceLock<(&'static ProcessPool, u32)>,
+}
+
+impl Registration {
+    /// Registers `function`, run in a worker by `invoke`.
+    pub const fn new(function: &'static Remote, invoke: Invoke) -> Self {
+        Registration {
+            spec: &function.spec,
+            invoke,
+        }
+    }
 }
 
 impl Remote {
@@ -33,30 +40,32 @@ impl Remote {
     /// pool without a timeout or retries.
     pub const fn new(name: &'static str, fingerprint: u64) -> Self {
         Remote {
-            name,
-            fingerprint,
-            pool: DEFAULT_POOL,
-            timeout: None,
-            retries: 0,
+            spec: FnSpec {
+                name,
+                fingerprint,
+                pool: DEFAULT_POOL,
+                timeout: None,
+                retries: 0,
+            },
             resolved: OnceLock::new(),
         }
     }
 
     /// Runs on the pool called `pool`.
     pub const fn pool(mut self, pool: &'static str) -> Self {
-        self.pool = pool;
+        self.spec.pool = pool;
         self
     }
 
     /// Kills the worker and fails the call after `millis` milliseconds.
     pub const fn timeout_ms(mut self, millis: u64) -> Self {
-        self.timeout = Some(Duration::from_millis(millis));
+        self.spec.timeout = Some(Duration::from_millis(millis));
         self
     }
 
     /// Re-runs the call on a fresh worker up to `count` times when its worker dies.
     pub const fn retries(mut self, count: u32) -> Self {
-        self.retries = count;
+        self.spec.retries = count;
         self
     }
 
@@ -65,8 +74,8 @@ impl Remote {
             return Ok(*resolved);
         }
         let resolved = (
-            ProcessPool::get(self.pool)?,
-            Table::get().index_of(self.name, self.fingerprint)?,
+            ProcessPool::get(self.spec.pool)?,
+            Table::get().index_of(self.spec.name, self.spec.fingerprint)?,
         );
         Ok(*self.resolved.get_or_init(|| resolved))
     }
@@ -156,7 +165,7 @@ fn encode_within<A: Serialize>(
 
 fn codec(function: &Remote, detail: &impl std::fmt::Display) -> Error {
     Error::Codec {
-        function: function.name,
+        function: function.spec.name,
         stage: CodecStage::EncodeArguments,
         detail: detail.to_string(),
     }
@@ -198,19 +207,23 @@ async fn exchange<R: DeserializeOwned>(
 ) -> Result<R, Error> {
     // A call with a timeout neither waits behind others on a worker nor makes others wait
     // behind it, so its time runs only while it runs.
-    let combine = function.timeout.is_none() && pool.max_batch() > 1;
-    let mut retries_left = function.retries;
+    let combine = function.spec.timeout.is_none() && pool.max_batch() > 1;
+    let mut retries_left = function.spec.retries;
     loop {
         let outcome = match pool.turn(frame, combine).await? {
             // Boxed: only a call that holds a worker pays for the batch's state.
             Turn::Lease(lease, own) => {
-                Box::pin(Batch::new(function, pool, lease, combine).run(own)).await
+                Box::pin(Batch::new(&function.spec, pool, lease, combine).run(own)).await
             }
-            Turn::Answered(kind, payload) => return decode(function.name, pool, kind, &payload),
+            Turn::Answered(kind, payload) => {
+                return decode(function.spec.name, pool, kind, &payload)
+            }
             other => other,
         };
         match outcome {
-            Turn::Answered(kind, payload) => return decode(function.name, pool, kind, &payload),
+            Turn::Answered(kind, payload) => {
+                return decode(function.spec.name, pool, kind, &payload)
+            }
             Turn::Failed(error) => return Err(error),
             Turn::Again(own) => frame = own,
             Turn::Died {
@@ -235,7 +248,7 @@ async fn exchange_large<A: Serialize, R: DeserializeOwned>(
     index: u32,
     args: &A,
 ) -> Result<R, Error> {
-    let mut retries_left = function.retries;
+    let mut retries_left = function.spec.retries;
     loop {
         let mut lease = pool.lease().await?;
         let (mut frame, used) = match lease.region() {
@@ -252,7 +265,7 @@ async fn exchange_large<A: Serialize, R: DeserializeOwned>(
             }
             None => (encode_call(function, pool, index, args)?, 0),
         };
-        if function.timeout.is_some() {
+        if function.spec.timeout.is_some() {
             lease.kill_if_dropped();
         }
         let call = async {
@@ -260,12 +273,12 @@ async fn exchange_large<A: Serialize, R: DeserializeOwned>(
             lease.send(&mut frame, false).await?;
             lease.receive().await
         };
-        let outcome = match function.timeout {
+        let outcome = match function.spec.timeout {
             None => call.await,
             Some(after) => tokio::time::timeout(after, call)
                 .await
                 .map_err(|_| Error::Timeout {
-                    function: function.name,
+                    function: function.spec.name,
                     after,
                 })?,
         };
@@ -273,7 +286,7 @@ async fn exchange_large<A: Serialize, R: DeserializeOwned>(
             region.release(used);
         }
         match outcome {
-            Ok(kind) => return decode(function.name, pool, kind, lease.reply()),
+            Ok(kind) => return decode(function.spec.name, pool, kind, lease.reply()),
             Err(Fault::Protocol(detail)) => return Err(Error::Protocol { detail }),
             Err(Fault::Refused(error)) => return Err(error),
             Err(Fault::Died) => {
@@ -303,7 +316,7 @@ fn after_death(
     }
     if *retries_left == 0 {
         return Err(Error::WorkerDied {
-            function: function.name,
+            function: function.spec.name,
             pid,
             exit,
         });

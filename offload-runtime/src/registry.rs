@@ -4,18 +4,29 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::depth;
 use crate::panic::{self, PanicReport};
-use crate::process::Remote;
 
-/// One process-mode function as the worker sees it. Built by the `#[offload(process)]` expansion.
+/// What a process-mode function is, on either side of any transport: the name workers look it
+/// up by, the hash of its signature, and the options its attribute gave it.
+pub struct FnSpec {
+    pub(crate) name: &'static str,
+    pub(crate) fingerprint: u64,
+    pub(crate) pool: &'static str,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: u32,
+}
+
+/// One process-mode function as the worker sees it. Built by the `#[offload(process)]` expansion
+/// (with `Registration::new`, which the caller's side defines, beside the function's handle).
 pub struct Registration {
-    function: &'static Remote,
-    invoke: Invoke,
+    pub(crate) spec: &'static FnSpec,
+    pub(crate) invoke: Invoke,
 }
 
 /// Decodes the arguments from the first slice, runs the body, and appends the encoded result.
@@ -24,17 +35,12 @@ pub type Invoke = fn(&[u8], &mut Vec<u8>) -> Outcome;
 inventory::collect!(Registration);
 
 impl Registration {
-    /// Registers `function`, run in a worker by `invoke`.
-    pub const fn new(function: &'static Remote, invoke: Invoke) -> Self {
-        Registration { function, invoke }
-    }
-
     fn name(&self) -> &'static str {
-        self.function.name
+        self.spec.name
     }
 
     fn fingerprint(&self) -> u64 {
-        self.function.fingerprint
+        self.spec.fingerprint
     }
 }
 
