@@ -1,68 +1,53 @@
 //! The runtime behind the [`offload`](https://docs.rs/offload) crate: thread pools, worker
 //! processes and the protocol between them. Depend on `offload`, not on this crate.
 //!
-//! The path of a process-mode call, file by file: `process` encodes the arguments (large ones
-//! into the region in `shared`, byte strings as in `bytes`) and waits in the `pool` for a
-//! worker, which the pool starts with `launch` from the executable `image` names; the `batch`
-//! that holds a worker sends its calls,
-//! and those it took along, through the `channel`, in frames laid out in `wire`, a long call
-//! first narrowing its worker to a core of its own with `cores`; on the other side the `worker`
-//! decodes and runs the function it finds in the `registry`, catching panics with `panic`, and
-//! sends the replies back. Both ends ask `poll` whether to poll for the next message before
-//! sleeping. Both ends decode values with `depth`, which bounds how deep they nest. `map`
-//! drives many inputs the same way; `thread` is thread mode; `config` and `error` serve both.
+//! The path of a process-mode call, folder by folder:
+//! - `call`: the caller's side, for any transport: `call_in_process` and `f_map`'s `Map` encode
+//!   the arguments, wait for their turn, run the call, retry or time it out, and decode.
+//! - `function`: what a function is on both sides: its `FnSpec`, the registry workers look it
+//!   up in, and the codec (byte strings in `bytes`, a bound on nesting in `depth`).
+//! - `transport::local`: workers on this machine: the `pool` that admits, queues and leases,
+//!   the `batch` of queued calls a lease sends along, the caller's end of a worker's channel
+//!   (`conn`, frames laid out in `wire`), starting and reaping workers (`spawn`), and placing
+//!   long calls on cores of their own (`placement`).
+//! - `worker`: the other side: the guard (`serve_if_worker`), the marker a worker is started
+//!   with, the local serving loop, and the code that runs one call.
+//! - `sys`: descriptors and polling, memory shared with a worker, the executable image.
+//!
+//! `thread` is thread mode; `config`, `error`, `panic` and `tuning` serve all of them.
 
 mod config;
 mod error;
 mod panic;
 mod thread;
-#[cfg(unix)]
-mod tuning;
 
 // Process mode needs Unix (fork/exec with inherited pipes); elsewhere only thread mode
 // exists, and a process-mode function fails to compile rather than at run time.
 #[cfg(unix)]
-mod registry;
+mod call;
+#[cfg(unix)]
+mod function;
+#[cfg(unix)]
+mod sys;
+#[cfg(unix)]
+mod transport;
+#[cfg(unix)]
+mod tuning;
 #[cfg(unix)]
 mod wire;
-
-#[cfg(unix)]
-mod batch;
-#[cfg(unix)]
-mod bytes;
-#[cfg(unix)]
-mod channel;
-#[cfg(unix)]
-mod cores;
-#[cfg(unix)]
-mod depth;
-#[cfg(unix)]
-mod image;
-#[cfg(unix)]
-mod launch;
-#[cfg(unix)]
-mod map;
-#[cfg(unix)]
-mod poll;
-#[cfg(unix)]
-mod pool;
-#[cfg(unix)]
-mod process;
-#[cfg(unix)]
-mod shared;
 #[cfg(unix)]
 mod worker;
 
 #[cfg(not(unix))]
 mod unsupported;
 
+#[cfg(unix)]
+pub use call::map::Map;
 pub use config::DEFAULT_POOL;
 pub use error::{CodecStage, Error, Exit};
-#[cfg(unix)]
-pub use map::Map;
-#[cfg(unix)]
-pub use pool::{OnCancel, ProcessPool, ProcessPoolBuilder};
 pub use thread::{ThreadPool, ThreadPoolBuilder};
+#[cfg(unix)]
+pub use transport::local::pool::{OnCancel, ProcessPool, ProcessPoolBuilder};
 #[cfg(not(unix))]
 #[doc(hidden)]
 pub use unsupported::Map;
@@ -78,13 +63,13 @@ pub fn serve_if_worker() {}
 #[doc(hidden)]
 pub mod __private {
     #[cfg(unix)]
-    pub use crate::bytes::Bytes;
+    pub use crate::call::map::map_in_process;
     #[cfg(unix)]
-    pub use crate::map::map_in_process;
+    pub use crate::call::{call_in_process, Remote};
     #[cfg(unix)]
-    pub use crate::process::{call_in_process, Remote};
+    pub use crate::function::bytes::Bytes;
     #[cfg(unix)]
-    pub use crate::registry::{assert_transferable, fingerprint, invoke, Outcome, Registration};
+    pub use crate::function::{assert_transferable, fingerprint, invoke, Outcome, Registration};
     pub use crate::thread::{call_in_thread, Local};
     #[cfg(unix)]
     pub use crate::worker::TestSetup;

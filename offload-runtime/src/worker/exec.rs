@@ -1,7 +1,7 @@
 //! Running one call, the same for every transport: look the function up, run it (decoding its
 //! arguments and encoding its result under `catch_unwind`), and make the reply frame.
 
-use crate::registry::{Outcome, Table};
+use crate::function::{Outcome, Table};
 use crate::wire::{self, Kind};
 
 /// Runs one call and leaves the reply frame in `output`.

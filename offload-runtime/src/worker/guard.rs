@@ -79,7 +79,7 @@ static SERVE_FROM_CTOR: extern "C" fn() = serve_from_ctor;
 /// this crate is linked after every crate that depends on it, so theirs have run by now, and the
 /// handshake compares registries with the parent in case a linker ever orders them otherwise.
 extern "C" fn serve_from_ctor() {
-    crate::image::note_start();
+    crate::sys::image::note_start();
     if let Some(marker) = Marker::of_this_process().filter(|m| m.from_ctor) {
         become_worker(marker)
     }

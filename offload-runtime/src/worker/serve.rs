@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use super::boot::{Marker, CALLS_FD, REPLIES_FD};
 use super::exec::answer;
-use crate::cores;
-use crate::poll::{self, read_now, Poller};
-use crate::registry::Table;
-use crate::shared::{Region, SHARED_FD};
+use crate::function::Table;
+use crate::sys::poll::{self, read_now, Poller};
+use crate::sys::shm::{Region, SHARED_FD};
+use crate::transport::local::placement;
 use crate::tuning::LONG_CALL;
 use crate::wire::{self, Header, Kind, HEADER};
 
@@ -38,7 +38,7 @@ pub(super) fn serve(marker: Marker) -> ! {
         // SAFETY: only the descriptor's close-on-exec flag changes.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
-    cores::note_worker_affinity();
+    placement::note_worker_affinity();
     exit_with_parent();
     let step_back = StepBack::start_at(marker.nice);
     // SAFETY: descriptors 3 and 4 were placed by the launcher; nothing else in this process
@@ -54,10 +54,10 @@ pub(super) fn serve(marker: Marker) -> ! {
             quick: false,
         },
     );
-    crate::registry::set_max_depth(marker.max_depth);
+    crate::function::set_max_depth(marker.max_depth);
     let build = marker
         .prove_build
-        .then(|| crate::image::build_id().ok())
+        .then(|| crate::sys::image::build_id().ok())
         .flatten();
     let code = match poll::set_nonblocking(&calls).and_then(|()| {
         run(
@@ -221,7 +221,7 @@ fn run(
             &input[4..]
         };
         if placed {
-            cores::widen_this_worker();
+            placement::widen_this_worker();
         }
         let began = Instant::now();
         let cpu = (placed || step_back.measures()).then(cpu_time);
@@ -229,7 +229,7 @@ fn run(
         let took = began.elapsed();
         let ran = cpu.map(|cpu| cpu_time().saturating_sub(cpu));
         if let (true, Some(ran), Some(region)) = (placed, ran, region) {
-            let word = cores::Ended::word(poll::this_core(), ran, took);
+            let word = placement::Ended::word(poll::this_core(), ran, took);
             region.placed_ended().store(word, Ordering::Relaxed);
         }
         step_back = step_back.finish(took, ran);
@@ -365,8 +365,8 @@ fn close_inherited_descriptors() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::Remote;
-    use crate::registry::{invoke, Registration};
+    use crate::call::Remote;
+    use crate::function::{invoke, Registration};
 
     static ECHO: Remote = Remote::new("worker::tests::echo", 1);
     inventory::submit! { Registration::new(&ECHO, |args, out| invoke(args, out, |v: Vec<u8>| v)) }
@@ -536,7 +536,7 @@ mod tests {
     #[test]
     fn a_worker_tells_its_core_while_its_calls_are_quick_and_only_then() {
         let (region, _fd) = Region::create(4096).unwrap();
-        let (read, write) = crate::launch::pipe().unwrap();
+        let (read, write) = crate::transport::local::spawn::pipe().unwrap();
         let (calls, mut caller) = (File::from(read), File::from(write));
         poll::set_nonblocking(&calls).unwrap();
         let mut inbox = BufReader::new(Polling {

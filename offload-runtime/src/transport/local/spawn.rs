@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::error::Exit;
-use crate::image::Program;
-use crate::shared::{Region, SHARED_FD};
+use crate::sys::image::Program;
+use crate::sys::shm::{Region, SHARED_FD};
 use crate::worker::{Marker, CALLS_FD, REPLIES_FD};
 
 /// A worker process. Dropping it kills and reaps the process and its group, so no code path

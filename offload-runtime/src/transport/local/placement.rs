@@ -40,7 +40,7 @@ const CROWDED: u32 = 1 << 31;
 
 impl Ended {
     /// The status word for a call that ended on core `ended`, plus one as
-    /// [`crate::poll::this_core`] gives it (0: not known), having had the CPU for `ran` of its
+    /// [`crate::sys::poll::this_core`] gives it (0: not known), having had the CPU for `ran` of its
     /// `took`.
     pub(crate) fn word(ended: u32, ran: Duration, took: Duration) -> u32 {
         (ended & !CROWDED) | if ran * 4 < took { CROWDED } else { 0 }
@@ -177,7 +177,7 @@ mod linux {
         pub(crate) fn narrow(pid: u32, ended: Option<Ended>) -> Option<Placed> {
             let pid = libc::pid_t::try_from(pid).ok()?;
             let cores = cores(pid)?;
-            let here = usize::try_from(crate::poll::this_core())
+            let here = usize::try_from(crate::sys::poll::this_core())
                 .ok()?
                 .checked_sub(1);
             let index = cores.pick(here, ended.map(|ended| ended.core))?;

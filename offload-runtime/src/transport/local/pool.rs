@@ -18,15 +18,15 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
 
-use crate::channel::{Fault, Worker};
 use crate::config::{self, Pools};
-use crate::cores::Placed;
 use crate::error::Exit;
-use crate::image::{self, Program};
-use crate::launch;
-use crate::poll::POLL_FOR;
-use crate::registry::DEFAULT_MAX_DEPTH;
-use crate::shared::Region;
+use crate::function::DEFAULT_MAX_DEPTH;
+use crate::sys::image::{self, Program};
+use crate::sys::poll::POLL_FOR;
+use crate::sys::shm::Region;
+use crate::transport::local::conn::{Fault, Worker};
+use crate::transport::local::placement::Placed;
+use crate::transport::local::spawn;
 use crate::tuning::LONG_CALL;
 use crate::wire::{Kind, HEADER};
 use crate::worker::{self, Marker};
@@ -613,7 +613,7 @@ impl ProcessPool {
             reason: format!("cannot run {shown}: {e}"),
         };
         let prove_build = marker.prove_build;
-        let (process, ends, region) = launch::spawn(program, marker).await.map_err(failed)?;
+        let (process, ends, region) = spawn::spawn(program, marker).await.map_err(failed)?;
         let pid = process.pid;
         let mut worker =
             Box::new(Worker::new(process, ends, region, self.config.poll).map_err(failed)?);

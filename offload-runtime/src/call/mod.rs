@@ -1,20 +1,22 @@
 //! Process mode, caller side: encode the arguments, wait for a worker, exchange frames (with
 //! the calls taken along, in `batch.rs`), decode.
 
+pub(crate) mod map;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::batch::Batch;
-use crate::channel::Fault;
 use crate::config::DEFAULT_POOL;
-use crate::depth;
 use crate::error::{CodecStage, Exit};
-use crate::pool::{ProcessPool, Turn};
-use crate::registry::{FnSpec, Invoke, Registration, Table};
-use crate::shared;
+use crate::function::depth;
+use crate::function::{FnSpec, Invoke, Registration, Table};
+use crate::sys::shm;
+use crate::transport::local::batch::Batch;
+use crate::transport::local::conn::Fault;
+use crate::transport::local::pool::{ProcessPool, Turn};
 use crate::wire::{self, Kind};
 use crate::Error;
 
@@ -112,7 +114,7 @@ where
     A: Serialize,
     R: DeserializeOwned,
 {
-    let small = encode_within(index, &args, shared::THRESHOLD.min(pool.max_frame()))
+    let small = encode_within(index, &args, shm::THRESHOLD.min(pool.max_frame()))
         .map_err(|e| codec(function, &e))?;
     match small {
         Some(frame) => {

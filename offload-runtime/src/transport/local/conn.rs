@@ -19,12 +19,12 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::runtime::{self, Handle};
 
-use crate::cores::Ended;
 use crate::error::Exit;
-use crate::launch::{Ends, Process};
-use crate::poll::{self, Poller};
-use crate::registry::Table;
-use crate::shared::Region;
+use crate::function::Table;
+use crate::sys::poll::{self, Poller};
+use crate::sys::shm::Region;
+use crate::transport::local::placement::Ended;
+use crate::transport::local::spawn::{Ends, Process};
 use crate::wire::{self, Header, Kind, HEADER};
 use crate::Error;
 
@@ -565,7 +565,7 @@ fn check_hello(payload: &[u8], prove_build: bool) -> Result<(), Error> {
         if !prove_build {
             return Ok(());
         }
-        let ours = crate::image::build_id().map_err(|detail| Error::WorkerStart {
+        let ours = crate::sys::image::build_id().map_err(|detail| Error::WorkerStart {
             reason: format!("cannot tell this program's build: {detail}"),
         })?;
         return match build {

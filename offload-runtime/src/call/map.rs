@@ -17,10 +17,10 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::channel::Fault;
-use crate::pool::{Lease, ProcessPool};
-use crate::process::{decode, encode_call, Remote};
-use crate::registry::Transferable;
+use crate::call::{decode, encode_call, Remote};
+use crate::function::Transferable;
+use crate::transport::local::conn::Fault;
+use crate::transport::local::pool::{Lease, ProcessPool};
 use crate::Error;
 
 /// The results of a process-mode function's `f_map(inputs)` companion: `(input index, result)`

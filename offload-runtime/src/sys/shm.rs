@@ -101,8 +101,8 @@ impl Region {
         self.status(0)
     }
 
-    /// How the worker's last placed call ended, as [`crate::cores::Ended::word`] puts it (0:
-    /// none yet), written as the call ends and read by the caller's next placement.
+    /// How the worker's last placed call ended, as `placement::Ended::word` puts it (0: none
+    /// yet), written as the call ends and read by the caller's next placement.
     pub(crate) fn placed_ended(&self) -> &AtomicU32 {
         self.status(1)
     }

@@ -659,7 +659,7 @@ mod tests {
             })),
         });
         round_trip(List::Cons(Box::new(List::Cons(Box::new(List::Nil)))));
-        round_trip(crate::bytes::Bytes(vec![0, 1, 2, 255]));
+        round_trip(crate::function::bytes::Bytes(vec![0, 1, 2, 255]));
     }
 
     struct Random(u64);

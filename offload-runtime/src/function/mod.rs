@@ -1,6 +1,9 @@
 //! The registry of process-mode functions: every `#[offload(process)]` function submits a
 //! [`Registration`] through `inventory`, and a worker looks functions up in it by name.
 
+pub(crate) mod bytes;
+pub(crate) mod depth;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -9,7 +12,6 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::depth;
 use crate::panic::{self, PanicReport};
 
 /// What a process-mode function is, on either side of any transport: the name workers look it
