@@ -17,10 +17,10 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::call::{decode, encode_call, Remote};
-use crate::function::Transferable;
-use crate::transport::local::conn::Fault;
-use crate::transport::local::pool::{Lease, ProcessPool};
+use super::{after_loss, Remote};
+use crate::function::codec::{decode, encode_call};
+use crate::function::{FnSpec, Transferable};
+use crate::transport::{Attempt, Backend};
 use crate::Error;
 
 /// The results of a process-mode function's `f_map(inputs)` companion: `(input index, result)`
@@ -116,16 +116,16 @@ where
         let mut drivers = JoinSet::new();
         let panicked = Arc::new(Mutex::new(None));
         match function.resolve() {
-            Ok((pool, index)) => {
+            Ok((backend, index)) => {
                 let shared = Arc::new(Inputs {
                     inputs: Mutex::new((Some(inputs), 0)),
                     again: Mutex::new(Vec::new()),
                     panicked: panicked.clone(),
                 });
-                for _ in 0..pool.workers() {
+                for _ in 0..backend.workers() {
                     drivers.spawn(drive(
                         function,
-                        pool,
+                        backend,
                         index,
                         shared.clone(),
                         chunk,
@@ -159,7 +159,7 @@ where
 
 async fn drive<I, A, R>(
     function: &'static Remote,
-    pool: &'static ProcessPool,
+    backend: Backend,
     index: u32,
     shared: Arc<Inputs<I>>,
     chunk: usize,
@@ -169,9 +169,10 @@ async fn drive<I, A, R>(
     A: Serialize,
     R: DeserializeOwned,
 {
+    let spec = &function.spec;
     let deliver = |index: usize, result: Result<R, Error>| results.send((index, result));
     loop {
-        let (mut batch, refused) = take(function, pool, index, &shared, chunk);
+        let (batch, refused) = take(spec, backend, index, &shared, chunk);
         for (index, error) in refused {
             if deliver(index, Err(error)).await.is_err() {
                 return;
@@ -182,8 +183,9 @@ async fn drive<I, A, R>(
         if batch.is_empty() {
             return;
         }
-        let lease = match pool.lease().await {
-            Ok(lease) => lease,
+        let frames: Vec<&[u8]> = batch.iter().map(|item| &item.frame[..]).collect();
+        let mut sent = match backend.chunk(spec, &frames).await {
+            Ok(sent) => sent,
             Err(error) => {
                 for item in batch {
                     if deliver(item.index, Err(error.clone())).await.is_err() {
@@ -193,32 +195,49 @@ async fn drive<I, A, R>(
                 continue;
             }
         };
-        // Never more than the worker may still run before it is replaced.
-        if let Some(left) = lease.calls_left() {
-            let left = usize::try_from(left).unwrap_or(usize::MAX);
-            if batch.len() > left {
-                let mut again = shared.again.lock().unwrap_or_else(|p| p.into_inner());
-                again.extend(batch.drain(left..));
+        // Calls the worker was not sent (it may not run that many more), and calls that never
+        // started, go again.
+        let mut again = Vec::new();
+        let mut batch = batch.into_iter();
+        for mut item in batch.by_ref().take(sent.len()) {
+            let read = |kind, payload: &[u8]| decode(spec.name, backend.max_depth(), kind, payload);
+            let result = match sent.next(read).await {
+                Attempt::Answered(result) => result,
+                Attempt::Failed(error) => Err(error),
+                Attempt::NotStarted(_) => {
+                    again.push(item);
+                    continue;
+                }
+                Attempt::Lost { worker, exit, .. } => {
+                    match after_loss(spec, backend, worker, exit, item.attempts) {
+                        Ok(()) => {
+                            item.attempts += 1;
+                            again.push(item);
+                            continue;
+                        }
+                        Err(error) => Err(error),
+                    }
+                }
+            };
+            if deliver(item.index, result).await.is_err() {
+                return;
             }
         }
-        let Some((resolved, was_running)) =
-            run_batch(function, pool, lease, &batch, &deliver).await
-        else {
-            return;
-        };
-        let mut again = shared.again.lock().unwrap_or_else(|p| p.into_inner());
-        for (position, mut item) in batch.into_iter().enumerate().skip(resolved) {
-            item.attempts += u32::from(position == resolved && was_running);
-            again.push(item);
-        }
+        drop(sent);
+        again.extend(batch);
+        shared
+            .again
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(again);
     }
 }
 
 /// Takes up to `chunk` calls, those to send again first, encoding fresh inputs; an input that
 /// does not encode is refused at once.
 fn take<I, A>(
-    function: &'static Remote,
-    pool: &ProcessPool,
+    spec: &FnSpec,
+    backend: Backend,
     index: u32,
     shared: &Inputs<I>,
     chunk: usize,
@@ -252,7 +271,7 @@ where
         };
         let position = inputs.1;
         inputs.1 += 1;
-        match encode_call(function, pool, index, &input) {
+        match encode_call(spec, backend.max_frame(), index, &input) {
             Ok(frame) => batch.push(Item {
                 index: position,
                 frame,
@@ -262,95 +281,4 @@ where
         }
     }
     (batch, refused)
-}
-
-/// Sends `batch` to the leased worker and delivers its results. Returns how many calls were
-/// resolved, and whether the next one was running when its worker died (it is to be retried,
-/// as its function allows; the calls after it never started). `None` when the receiver is gone.
-async fn run_batch<R, F, Fut>(
-    function: &'static Remote,
-    pool: &ProcessPool,
-    mut lease: Lease,
-    batch: &[Item],
-    deliver: &F,
-) -> Option<(usize, bool)>
-where
-    R: DeserializeOwned,
-    F: Fn(usize, Result<R, Error>) -> Fut,
-    Fut:
-        std::future::Future<Output = Result<(), mpsc::error::SendError<(usize, Result<R, Error>)>>>,
-{
-    if function.spec.timeout.is_some() {
-        lease.kill_if_dropped();
-    }
-    let mut frames = Vec::with_capacity(batch.iter().map(|item| item.frame.len()).sum());
-    for item in batch {
-        frames.extend_from_slice(&item.frame);
-    }
-    // A map is after throughput: its drivers sleep between replies, leaving the thread to others.
-    if lease.send(&mut frames, false).await.is_err() {
-        lease.exit().await;
-        return Some((0, false));
-    }
-    for (done, item) in batch.iter().enumerate() {
-        let received = match function.spec.timeout {
-            None => lease.receive().await,
-            Some(after) => match tokio::time::timeout(after, lease.receive()).await {
-                Ok(received) => received,
-                Err(_) => {
-                    deliver(
-                        item.index,
-                        Err(Error::Timeout {
-                            function: function.spec.name,
-                            after,
-                        }),
-                    )
-                    .await
-                    .ok()?;
-                    return Some((done + 1, false));
-                }
-            },
-        };
-        let result = match received {
-            Ok(kind) => decode(function.spec.name, pool, kind, lease.reply()),
-            Err(Fault::Died) => {
-                let pid = lease.pid();
-                let exit = lease.exit().await;
-                if pool.killed_by_shutdown() {
-                    for item in &batch[done..] {
-                        deliver(item.index, Err(Error::Shutdown)).await.ok()?;
-                    }
-                    return Some((batch.len(), false));
-                }
-                if item.attempts < function.spec.retries {
-                    return Some((done, true));
-                }
-                deliver(
-                    item.index,
-                    Err(Error::WorkerDied {
-                        function: function.spec.name,
-                        pid,
-                        exit,
-                    }),
-                )
-                .await
-                .ok()?;
-                return Some((done + 1, false));
-            }
-            // It died between calls: this one and those behind it never started.
-            Err(Fault::DiedIdle) => {
-                lease.exit().await;
-                return Some((done, false));
-            }
-            Err(Fault::Protocol(detail)) => {
-                deliver(item.index, Err(Error::Protocol { detail }))
-                    .await
-                    .ok()?;
-                return Some((done + 1, false));
-            }
-            Err(Fault::Refused(error)) => Err(error),
-        };
-        deliver(item.index, result).await.ok()?;
-    }
-    Some((batch.len(), false))
 }

@@ -2,6 +2,7 @@
 //! [`Registration`] through `inventory`, and a worker looks functions up in it by name.
 
 pub(crate) mod bytes;
+pub(crate) mod codec;
 pub(crate) mod depth;
 
 use std::collections::HashMap;

@@ -1,4 +1,134 @@
-//! How a call travels to a worker and its reply back. `local` runs workers on this machine:
-//! copies of this program, started and reaped by a pool, each talking over two pipes.
+//! The seam between the caller's side and the ways a call travels. The caller (`call`) asks a
+//! [`Backend`] for one attempt at a call and learns how it ended, as an [`Attempt`]: whether the
+//! call ran, whether it may have run, or whether it never started. What that means for the
+//! caller (a value, a retry, an `offload::Error`) is decided above the seam, once for every
+//! transport. `local` runs workers on this machine: copies of this program, started and reaped
+//! by a pool, each talking over two pipes.
 
 pub(crate) mod local;
+pub(crate) mod outcome;
+
+pub(crate) use outcome::{Attempt, WorkerId};
+
+use serde::Serialize;
+use tokio::sync::SemaphorePermit;
+
+use crate::function::FnSpec;
+use crate::wire::Kind;
+use crate::Error;
+use local::pool::ProcessPool;
+
+/// Where the calls of one pool go.
+#[derive(Clone, Copy)]
+pub(crate) enum Backend {
+    Local(&'static ProcessPool),
+}
+
+/// A place in a backend's admission, held while a call is encoded and runs.
+pub(crate) type Admission = SemaphorePermit<'static>;
+
+impl Backend {
+    /// The backend of the pool called `name`.
+    pub(crate) fn get(name: &str) -> Result<Backend, Error> {
+        ProcessPool::get(name).map(Backend::Local)
+    }
+
+    /// Waits, in arrival order, until a call may encode its arguments.
+    pub(crate) async fn admit(self) -> Result<Admission, Error> {
+        match self {
+            Backend::Local(pool) => pool.admit().await,
+        }
+    }
+
+    /// One attempt at the call whose frame is `frame`.
+    pub(crate) async fn attempt(
+        self,
+        spec: &'static FnSpec,
+        frame: Vec<u8>,
+    ) -> Attempt<(Kind, Vec<u8>)> {
+        match self {
+            Backend::Local(pool) => pool.attempt(spec, frame).await,
+        }
+    }
+
+    /// One attempt at a call whose arguments did not fit [`Backend::inline_limit`]: the
+    /// transport encodes them where it carries them best, and `read` makes the caller's value
+    /// of the reply where it lies.
+    pub(crate) async fn attempt_large<A: Serialize, T>(
+        self,
+        spec: &'static FnSpec,
+        index: u32,
+        args: &A,
+        read: impl FnOnce(Kind, &[u8]) -> T,
+    ) -> Attempt<T> {
+        match self {
+            Backend::Local(pool) => pool.attempt_large(spec, index, args, read).await,
+        }
+    }
+
+    /// Sends the frames of several calls to one worker, as many as it may take; see [`Chunk`].
+    pub(crate) async fn chunk(
+        self,
+        spec: &'static FnSpec,
+        frames: &[&[u8]],
+    ) -> Result<Chunk, Error> {
+        match self {
+            Backend::Local(pool) => pool.chunk(spec, frames).await.map(Chunk::Local),
+        }
+    }
+
+    /// Arguments that encode to more than this go through [`Backend::attempt_large`].
+    pub(crate) fn inline_limit(self) -> usize {
+        match self {
+            Backend::Local(pool) => crate::sys::shm::THRESHOLD.min(pool.max_frame()),
+        }
+    }
+
+    pub(crate) fn max_frame(self) -> usize {
+        match self {
+            Backend::Local(pool) => pool.max_frame(),
+        }
+    }
+
+    pub(crate) fn max_depth(self) -> u32 {
+        match self {
+            Backend::Local(pool) => pool.max_depth(),
+        }
+    }
+
+    /// How many calls run at once at most.
+    pub(crate) fn workers(self) -> usize {
+        match self {
+            Backend::Local(pool) => pool.workers(),
+        }
+    }
+
+    /// Whether a worker lost now was stopped by a forceful shutdown of the pool.
+    pub(crate) fn stopped(self) -> bool {
+        match self {
+            Backend::Local(pool) => pool.killed_by_shutdown(),
+        }
+    }
+}
+
+/// Calls sent together to one worker, answered in order.
+pub(crate) enum Chunk {
+    Local(local::attempt::Chunk),
+}
+
+impl Chunk {
+    /// How many of the frames offered were sent; the rest are the caller's to send again.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Chunk::Local(chunk) => chunk.len(),
+        }
+    }
+
+    /// How the next call of the chunk ended, in the order sent; once one was lost or failed,
+    /// the calls behind it never started.
+    pub(crate) async fn next<T>(&mut self, read: impl FnOnce(Kind, &[u8]) -> T) -> Attempt<T> {
+        match self {
+            Chunk::Local(chunk) => chunk.next(read).await,
+        }
+    }
+}

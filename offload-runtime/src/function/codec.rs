@@ -1,0 +1,138 @@
+//! The codec of a call: arguments into a call frame (stopping as soon as they outgrow a limit),
+//! and a reply into the caller's value or the error it reports. postcard both ways; decoding is
+//! bounded in depth (see `depth`).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{depth, FnSpec};
+use crate::error::CodecStage;
+use crate::wire::{self, Kind};
+use crate::Error;
+
+/// A call frame, its id still blank: the function's index in the registry, then the arguments.
+pub(crate) fn encode_call<A: Serialize>(
+    spec: &FnSpec,
+    max_frame: usize,
+    index: u32,
+    args: &A,
+) -> Result<Vec<u8>, Error> {
+    match encode_within(index, args, max_frame) {
+        Ok(Some(frame)) => Ok(frame),
+        Ok(None) => Err(encode_failed(
+            spec,
+            &format!("the arguments exceed the frame limit of {max_frame} bytes"),
+        )),
+        Err(error) => Err(encode_failed(spec, &error)),
+    }
+}
+
+/// The call frame, or `None` as soon as the encoded arguments pass `limit` bytes.
+pub(crate) fn encode_within<A: Serialize>(
+    index: u32,
+    args: &A,
+    limit: usize,
+) -> postcard::Result<Option<Vec<u8>>> {
+    let mut frame = Vec::new();
+    wire::begin(&mut frame, Kind::Call, 0);
+    frame.extend_from_slice(&index.to_le_bytes());
+    // The payload (the index, then the arguments) may take `limit` bytes after the header.
+    let end = wire::HEADER.saturating_add(limit);
+    // Only the flavor reports a full buffer; serde's own failures are other errors.
+    match postcard::serialize_with_flavor(args, Capped { frame, end }) {
+        Ok(mut frame) => Ok(wire::finish(&mut frame, limit).ok().map(|()| frame)),
+        Err(postcard::Error::SerializeBufferFull) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// The error for arguments that do not encode.
+pub(crate) fn encode_failed(spec: &FnSpec, detail: &impl std::fmt::Display) -> Error {
+    Error::Codec {
+        function: spec.name,
+        stage: CodecStage::EncodeArguments,
+        detail: detail.to_string(),
+    }
+}
+
+/// A postcard output that refuses to grow past `end`.
+struct Capped {
+    frame: Vec<u8>,
+    end: usize,
+}
+
+impl postcard::ser_flavors::Flavor for Capped {
+    type Output = Vec<u8>;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.try_extend(&[byte])
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        if self.frame.len() + bytes.len() > self.end {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.frame.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.frame)
+    }
+}
+
+/// The caller's value from a reply, or the error the reply reports.
+pub(crate) fn decode<R: DeserializeOwned>(
+    function: &'static str,
+    max_depth: u32,
+    kind: Kind,
+    payload: &[u8],
+) -> Result<R, Error> {
+    let text = || String::from_utf8_lossy(payload).into_owned();
+    let codec = |stage, detail| {
+        Err(Error::Codec {
+            function,
+            stage,
+            detail,
+        })
+    };
+    match kind {
+        // Bounded in depth: a deeply nested result, or a corrupt worker's bytes, must not
+        // overflow the stack of the runtime thread that decodes it.
+        Kind::Returned => depth::from_bytes(payload, max_depth)
+            .or_else(|e| codec(CodecStage::DecodeResult, e.to_string())),
+        Kind::DecodeFailed => codec(CodecStage::DecodeArguments, text()),
+        Kind::EncodeFailed => codec(CodecStage::EncodeResult, text()),
+        Kind::UnknownFunction => Err(Error::NotRegistered { function }),
+        Kind::Panicked => {
+            let (message, location, backtrace) =
+                postcard::from_bytes(payload).map_err(|e| Error::Protocol {
+                    detail: format!("unreadable panic report: {e}"),
+                })?;
+            Err(Error::Panicked {
+                function,
+                message,
+                location,
+                backtrace,
+            })
+        }
+        Kind::Hello | Kind::Call | Kind::CallShared | Kind::GuardMissing => {
+            unreachable!("rejected by the exchange")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_stops_at_the_limit_and_not_before() {
+        // A 100-byte Vec<u8> encodes to 101 bytes; with the 4-byte index, a payload of 105.
+        let args = (vec![7u8; 100],);
+        let frame = encode_within(3, &args, 105).unwrap().expect("fits exactly");
+        assert_eq!(frame.len(), wire::HEADER + 105);
+        assert_eq!(encode_within(3, &args, 104).unwrap(), None);
+        assert_eq!(encode_within(3, &args, 0).unwrap(), None);
+    }
+}

@@ -1,0 +1,29 @@
+//! What crosses the seam back to the caller: how one attempt at a call ended, and which worker
+//! ran it.
+
+use crate::error::Exit;
+use crate::Error;
+
+/// How one attempt at a call ended.
+pub(crate) enum Attempt<T> {
+    /// The worker answered; `T` is what the caller made of the reply.
+    Answered(T),
+    /// The worker was lost while it ran the call: the call may have run, in part or whole.
+    Lost {
+        worker: WorkerId,
+        exit: Exit,
+        /// The call's frame, handed back where the transport held it (else empty).
+        frame: Vec<u8>,
+    },
+    /// The call never started (its worker was lost before reading it): send it again.
+    NotStarted(Vec<u8>),
+    /// The call failed for good: a timeout, a broken protocol, a pool shut down.
+    Failed(Error),
+}
+
+/// Which worker ran a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WorkerId {
+    /// A worker process on this machine.
+    Process(u32),
+}
