@@ -6,7 +6,7 @@ use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit, LitStr, Path, Token};
 
-use crate::Errors;
+use crate::errors::Errors;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

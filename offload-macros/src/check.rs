@@ -8,8 +8,9 @@ use syn::visit::Visit;
 use syn::{FnArg, ItemFn, ReturnType, Type, TypeReference};
 
 use crate::args::Mode;
-use crate::expand::Owner;
-use crate::{show, Errors};
+use crate::errors::Errors;
+use crate::item::Owner;
+use crate::show::show;
 
 pub fn function(item: &ItemFn, mode: Mode, owner: &Owner, errors: &mut Errors) {
     let sig = &item.sig;
@@ -67,7 +68,7 @@ pub fn function(item: &ItemFn, mode: Mode, owner: &Owner, errors: &mut Errors) {
         match input {
             FnArg::Receiver(receiver) => {
                 if let Some(found) = borrow(&receiver.ty, mode) {
-                    let shown = receiver.to_token_stream().to_string().replace("& ", "&");
+                    let shown = show(receiver);
                     let message = match mode {
                         Mode::Thread => format!(
                             "`{shown}` borrows the value the method is called on, but the body \

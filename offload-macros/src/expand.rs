@@ -3,6 +3,7 @@
 
 use proc_macro2::{Delimiter, Group, Ident, Literal, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{
@@ -11,16 +12,10 @@ use syn::{
 };
 
 use crate::args::{self, Mode, Options};
-use crate::{check, show, Errors};
-
-/// Where an offloaded function is defined.
-pub enum Owner<'a> {
-    /// At module level, or in an `impl` block that has no `#[offload]` of its own (which the
-    /// expansion cannot see).
-    Module,
-    /// In an `impl` block marked `#[offload]`, whose self type the expansion can name.
-    Impl(&'a ItemImpl),
-}
+use crate::check;
+use crate::errors::Errors;
+use crate::item::Owner;
+use crate::show::show;
 
 pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
@@ -34,8 +29,8 @@ pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
                     "#[offload(...)] is given twice: keep one, with all its options",
                 );
             }
-            let (output, _) = function(&options, item, &Owner::Module, &mut errors);
-            quote!(#output #errors)
+            let (output, beside) = function(&options, item, &Owner::Module, &mut errors);
+            quote!(#output #beside #errors)
         }
         Ok(Item::Impl(block)) => impl_block(args, block),
         _ if syn::parse2::<syn::TraitItemFn>(item.clone()).is_ok_and(|f| f.default.is_none()) => {
@@ -68,14 +63,14 @@ pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
 //     impl Matrix {
 //         pub async fn det(self) -> Result<f64, offload::Error> {
 //             assert_transferable::<Self>(); assert_transferable::<f64>();
-//             call_in_process(&__OFFLOAD_MATRIX_DET, (self,)).await
+//             call_in_process(&__OFFLOAD_MATRIX__DET, (self,)).await
 //         }
 //         pub fn det_blocking(self) -> f64 { … }
 //         pub fn rows(&self) -> usize { … }
 //     }
-//     static __OFFLOAD_MATRIX_DET: Remote = Remote::new(concat!(module_path!(), "::Matrix::det"), …);
+//     static __OFFLOAD_MATRIX__DET: Remote = Remote::new(concat!(module_path!(), "::Matrix::det"), …);
 //     inventory::submit! {
-//         Registration::new(&__OFFLOAD_MATRIX_DET, |args, out| invoke(args, out, |(__offload_self,): (Matrix,)| Matrix::det_blocking(__offload_self)))
+//         Registration::new(&__OFFLOAD_MATRIX__DET, |args, out| invoke(args, out, |(__offload_self,): (Matrix,)| Matrix::det_blocking(__offload_self)))
 //     }
 //
 // A method's expansion must name the type it belongs to (the registration is a static, which
@@ -174,23 +169,25 @@ fn is_offload(attr: &Attribute) -> bool {
 // Output:
 //     /// Docs.
 //     pub async fn add(a: u64, b: u64) -> Result<u64, offload::Error> {
-//         static __OFFLOAD_FN: Remote = Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64"));
-//         inventory::submit! {
-//             Registration::new(&__OFFLOAD_FN, |args, out| invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b)))
-//         }
 //         assert_transferable::<u64>(); // once for each type of argument and result
-//         call_in_process(&__OFFLOAD_FN, (a, b)).await
+//         call_in_process(&__OFFLOAD_ADD, (a, b)).await
 //     }
 //     /// The body of `add`, …
 //     #[other]
 //     pub fn add_blocking(a: u64, b: u64) -> u64 { a + b }
+//     pub fn add_map<I>(inputs: I) -> offload::Map<u64> … // see `map_function`
+//     static __OFFLOAD_ADD: Remote = Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64"));
+//     inventory::submit! {
+//         Registration::new(&__OFFLOAD_ADD, |args, out| invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b)))
+//     }
 //
-// Thread mode has a `Local` and no registration: `call_in_thread(&__OFFLOAD_FN, move || { add_blocking(a, b) }).await`.
+// Thread mode has a `Local` in the wrapper and no registration:
+// `static __OFFLOAD_FN: Local = …; call_in_thread(&__OFFLOAD_FN, move || { add_blocking(a, b) }).await`.
 // After an error the wrapper's body is a stub: callers still see the right signature, so one
 // mistake does not cascade into every call site.
 //
-// Returns the items that replace the function and, in an `impl` block, the items to put next
-// to the block.
+// Returns the items that replace the function, and the process-mode static and registration
+// to put beside them (outside the block, for a method).
 fn function(
     options: &Options,
     item: ItemFn,
@@ -286,14 +283,7 @@ fn function(
         close: None,
     };
 
-    let deprecated = wrapper_attrs
-        .iter()
-        .any(|attr| attr.path().is_ident("deprecated"));
-    if options.mode == Mode::Process && deprecated && matches!(owner, Owner::Module) {
-        // The registration is an item of its own, which a deprecated wrapper does not cover.
-        wrapper_attrs.push(parse_quote!(#[allow(deprecated)]));
-    }
-    let mut outside = TokenStream::new();
+    let mut beside = TokenStream::new();
     let body = if !errors.is_empty() {
         wrapper_attrs.push(parse_quote!(#[allow(unused_variables)]));
         stub(&sig.output, &call)
@@ -303,6 +293,7 @@ fn function(
             name: registry_name(options, owner, ident),
             settings: settings(options),
             sig: &sig,
+            companion: &companion,
             call,
         };
         match options.mode {
@@ -316,7 +307,7 @@ fn function(
                     &value,
                     &wrapper_attrs,
                 );
-                outside = registration;
+                beside = registration;
                 body
             }
         }
@@ -343,7 +334,7 @@ fn function(
     // A map over inputs, for process-mode free functions; unused, it is no warning.
     let map =
         if options.mode == Mode::Process && matches!(owner, Owner::Module) && errors.is_empty() {
-            map_function(options, &krate, &vis, &sig, &types, &value, &wrapper_attrs)
+            map_function(&krate, &vis, &sig, &types, &value, &wrapper_attrs)
         } else {
             TokenStream::new()
         };
@@ -362,7 +353,7 @@ fn function(
 
         #map
     };
-    (items, outside)
+    (items, beside)
 }
 
 // Input:
@@ -370,12 +361,12 @@ fn function(
 // Output, beside the wrapper and the companion:
 //     pub fn add_map<I>(inputs: I) -> offload::Map<u64>
 //     where I: IntoIterator<Item = (u64, u64)>, I::IntoIter: Send + 'static {
-//         static __OFFLOAD_FN: Remote = Remote::new(concat!(module_path!(), "::add"), fingerprint(..));
-//         map_in_process(&__OFFLOAD_FN, inputs.into_iter().map(|(a, b)| (a, b)))
+//         map_in_process(&__OFFLOAD_ADD, inputs)
 //     }
-// A function with one argument takes its inputs bare: `Item = u64`.
+// A function with one argument takes its inputs bare, `Item = u64`, each mapped to the tuple
+// of one that the worker decodes: `|x| (x,)`. A `Vec<u8>` argument is wrapped in `Bytes` there,
+// as the wrapper sends it: `|(x, y)| (Bytes(x), y)`.
 fn map_function(
-    options: &Options,
     krate: &Path,
     vis: &syn::Visibility,
     sig: &syn::Signature,
@@ -386,17 +377,20 @@ fn map_function(
     let private = quote!(#krate::__private);
     let ident = &sig.ident;
     let map = Ident::new(&format!("{ident}_map"), ident.span());
-    let name = registry_name(options, &Owner::Module, ident);
-    let settings = settings(options);
-    let fingerprint = fingerprint(types, value);
-    let names: Vec<Ident> = (0..types.len())
-        .map(|i| format_ident!("__offload_arg{}", i))
+    let function = static_name(&Owner::Module, ident);
+    let names: Vec<TokenStream> = (0..types.len())
+        .map(|i| format_ident!("__offload_arg{}", i).to_token_stream())
         .collect();
     let (item, pattern) = match types {
-        [ty] => (ty.to_token_stream(), names[0].to_token_stream()),
+        [ty] => (ty.to_token_stream(), names[0].clone()),
         _ => (tuple(types), tuple(&names)),
     };
-    let sent = tuple(&names);
+    let inputs = if types.len() == 1 || types.iter().any(is_byte_vec) {
+        let sent = wire_tuple(&private, &names, types);
+        quote!(::core::iter::Iterator::map(::core::iter::IntoIterator::into_iter(inputs), |#pattern| #sent))
+    } else {
+        quote!(inputs)
+    };
     let attrs = wrapper_attrs
         .iter()
         .filter(|attr| !attr.path().is_ident("doc"));
@@ -416,12 +410,7 @@ fn map_function(
             I: ::core::iter::IntoIterator<Item = #item>,
             I::IntoIter: ::core::marker::Send + 'static,
         {
-            static __OFFLOAD_FN: #private::Remote =
-                #private::Remote::new(#name, #private::fingerprint(#fingerprint))#settings;
-            #private::map_in_process(
-                &__OFFLOAD_FN,
-                ::core::iter::Iterator::map(::core::iter::IntoIterator::into_iter(inputs), |#pattern| #sent),
-            )
+            #private::map_in_process(&#function, #inputs)
         }
     }
 }
@@ -452,6 +441,7 @@ struct Function<'a> {
     name: TokenStream,
     settings: TokenStream,
     sig: &'a syn::Signature,
+    companion: &'a Ident,
     call: Call,
 }
 
@@ -462,6 +452,7 @@ impl Function<'_> {
             name,
             settings,
             sig,
+            companion: _,
             call,
         } = self;
         // Spanned so that a type that is not `Send` is reported at the parameters or at the
@@ -507,24 +498,16 @@ impl Function<'_> {
             name,
             settings,
             sig,
+            companion,
             call,
         } = self;
         let checks = transfer_checks(&private, receiver, types, sig, value);
-        // In an `impl` block the static and the registration go next to the block: a block
-        // cannot hold a static, and clippy's `unsafe_derive_deserialize` would take the `unsafe`
-        // inside `inventory::submit!` for the type's own.
-        let function = match owner {
-            Owner::Module => format_ident!("__OFFLOAD_FN"),
-            Owner::Impl(block) => static_name(&block.self_ty, &sig.ident),
-        };
-        // `Vec<u8>` crosses as `Bytes`: one byte string, not one serde call per byte.
-        let offset = call.args.len() - types.len();
-        let sent = tuple(call.args.iter().enumerate().map(|(i, arg)| {
-            match i.checked_sub(offset).map(|i| &types[i]) {
-                Some(ty) if is_byte_vec(ty) => quote!(#private::Bytes(#arg)),
-                _ => arg.clone(),
-            }
-        }));
+        // The static and the registration go beside the function, not in its body: `f_map`
+        // names the static too, an `impl` block cannot hold one, and there clippy's
+        // `unsafe_derive_deserialize` would take the `unsafe` inside `inventory::submit!` for
+        // the type's own.
+        let function = static_name(owner, &sig.ident);
+        let sent = wire_tuple(&private, &call.args, types);
         // One span for the whole call, at the function's name: rustc reports a type that
         // `call_in_process` cannot send once, instead of once for the call and once for `.await`.
         let call_in_process = if is_byte_vec(value) {
@@ -548,7 +531,6 @@ impl Function<'_> {
                 let mut concrete = ConcreteSelf(&block.self_ty);
                 types.iter_mut().for_each(|ty| concrete.visit_type_mut(ty));
                 concrete.visit_type_mut(&mut value);
-                let companion = Ident::new(&format!("{}_blocking", sig.ident), sig.ident.span());
                 match &*block.self_ty {
                     Type::Path(path)
                         if path.qself.is_none()
@@ -589,27 +571,20 @@ impl Function<'_> {
                 #private::Registration::new(&#function, |args, out| #private::invoke(args, out, |#pattern: #tuple_type| #run))
             }
         };
-        match owner {
-            Owner::Module => (
-                quote!(#statik #submit #(#checks)* #call_in_process),
-                TokenStream::new(),
-            ),
-            Owner::Impl(_) => {
-                let cfgs: Vec<&Attribute> = attrs
-                    .iter()
-                    .filter(|attr| attr.path().is_ident("cfg"))
-                    .collect();
-                let submit = if attrs.iter().any(|attr| attr.path().is_ident("deprecated")) {
-                    quote!(#[allow(deprecated)] const _: () = { #submit };)
-                } else {
-                    submit
-                };
-                (
-                    quote!(#(#checks)* #call_in_process),
-                    quote!(#(#cfgs)* #statik #(#cfgs)* #submit),
-                )
-            }
-        }
+        let cfgs: Vec<&Attribute> = attrs
+            .iter()
+            .filter(|attr| attr.path().is_ident("cfg"))
+            .collect();
+        // The registration calls the companion, which a deprecated function shares.
+        let submit = if attrs.iter().any(|attr| attr.path().is_ident("deprecated")) {
+            quote!(#[allow(deprecated)] const _: () = { #submit };)
+        } else {
+            submit
+        };
+        (
+            quote!(#(#checks)* #call_in_process),
+            quote!(#(#cfgs)* #statik #(#cfgs)* #submit),
+        )
     }
 }
 
@@ -643,19 +618,30 @@ fn transfer_checks(
     checks
 }
 
-/// `__OFFLOAD_MATRIX_DET` for `Matrix::det`: the static of a method, beside its `impl` block.
-fn static_name(self_ty: &Type, method: &Ident) -> Ident {
-    let words: String = format!("{}_{method}", show(self_ty))
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format_ident!("__OFFLOAD_{}", words.trim_matches('_'))
+/// The static of a process-mode function, beside it: `__OFFLOAD_ADD` for `add`,
+/// `__OFFLOAD_MATRIX__DET` for `Matrix::det`. Names in a module are unique and `__` stands for
+/// `::`, so two statics can clash only for names that differ in case or non-ASCII letters alone,
+/// or that hold a `__` of their own; rustc's naming lints already warn of most of those.
+fn static_name(owner: &Owner, ident: &Ident) -> Ident {
+    let upper = |text: String| -> String {
+        text.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let name = upper(ident.unraw().to_string());
+    match owner {
+        Owner::Module => format_ident!("__OFFLOAD_{}", name),
+        Owner::Impl(block) => {
+            let ty = upper(show(&block.self_ty));
+            format_ident!("__OFFLOAD_{}__{}", ty.trim_matches('_'), name)
+        }
+    }
 }
 
 /// The body of a wrapper whose function has an error: it never runs, since the crate does not
@@ -894,6 +880,21 @@ fn is_byte_vec(ty: &Type) -> bool {
         && matches!(args.args.iter().collect::<Vec<_>>()[..], [syn::GenericArgument::Type(Type::Path(arg))] if arg.path.is_ident("u8"))
 }
 
+/// The tuple of arguments sent to a worker: `(a, b)`, with each argument written `Vec<u8>`
+/// wrapped in `Bytes`, one byte string on the wire instead of one serde call per byte. `args`
+/// may start with `self`, which `types` leaves out.
+fn wire_tuple(private: &TokenStream, args: &[TokenStream], types: &[Type]) -> TokenStream {
+    let (receiver, args) = args.split_at(args.len() - types.len());
+    let args = args.iter().zip(types).map(|(arg, ty)| {
+        if is_byte_vec(ty) {
+            quote!(#private::Bytes(#arg))
+        } else {
+            arg.clone()
+        }
+    });
+    tuple(receiver.iter().cloned().chain(args))
+}
+
 /// `(a, b)`, or `(a,)` for one.
 fn tuple<T: ToTokens>(items: impl IntoIterator<Item = T>) -> TokenStream {
     let items: Vec<T> = items.into_iter().collect();
@@ -1003,7 +1004,7 @@ mod tests {
             ("f_blocking", false),
             ("g", true),
             ("g_blocking", false),
-            ("__OFFLOAD_M_F", false),
+            ("__OFFLOAD_M__F", false),
         ];
         assert_eq!(
             found,

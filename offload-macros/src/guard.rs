@@ -5,7 +5,9 @@ use quote::quote;
 use syn::parse::Parser;
 use syn::{parse_quote, ItemFn, Path};
 
-use crate::{args, show, Errors};
+use crate::args;
+use crate::errors::Errors;
+use crate::show::show;
 
 // Input:
 //     #[offload::main] #[tokio::main] async fn main() -> R { body }

@@ -3,16 +3,15 @@
 
 mod args;
 mod check;
+mod errors;
 mod expand;
 mod guard;
+mod item;
+mod show;
 #[cfg(test)]
 mod snapshots;
 
-use std::fmt::Display;
-
 use proc_macro::TokenStream;
-use proc_macro2::Span;
-use quote::ToTokens;
 
 /// Runs a blocking function off the event loop: `#[offload(thread)]` on tokio's blocking pool,
 /// `#[offload(process)]` in a worker process.
@@ -52,73 +51,4 @@ pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     guard::main(args.into(), item.into()).into()
-}
-
-/// Every error found while expanding one attribute, reported together.
-#[derive(Default)]
-struct Errors(Option<syn::Error>);
-
-impl Errors {
-    fn push(&mut self, span: Span, message: impl Display) {
-        self.add(syn::Error::new(span, message));
-    }
-
-    /// An error underlining all of `tokens`.
-    fn at(&mut self, tokens: impl ToTokens, message: impl Display) {
-        self.add(syn::Error::new_spanned(tokens, message));
-    }
-
-    fn add(&mut self, error: syn::Error) {
-        match &mut self.0 {
-            Some(errors) => errors.combine(error),
-            None => self.0 = Some(error),
-        }
-    }
-
-    fn add_all(&mut self, errors: Errors) {
-        if let Some(error) = errors.0 {
-            self.add(error);
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_none()
-    }
-
-    #[cfg(test)]
-    fn messages(&self) -> Vec<String> {
-        self.0
-            .iter()
-            .flat_map(|e| e.clone().into_iter().map(|e| e.to_string()))
-            .collect()
-    }
-}
-
-impl ToTokens for Errors {
-    fn to_tokens(&self, tokens: &mut proc_macro2::TokenStream) {
-        if let Some(errors) = &self.0 {
-            tokens.extend(errors.to_compile_error());
-        }
-    }
-}
-
-/// A type or other tokens as a person would write them, for messages and fingerprints.
-fn show(tokens: &impl ToTokens) -> String {
-    const TIGHT: &[(&str, &str)] = &[
-        (" :: ", "::"),
-        (":: ", "::"),
-        (" <", "<"),
-        ("< ", "<"),
-        (" >", ">"),
-        ("& ", "&"),
-        (" ,", ","),
-        ("[ ", "["),
-        (" ]", "]"),
-        ("( ", "("),
-        (" )", ")"),
-    ];
-    let text = tokens.to_token_stream().to_string();
-    TIGHT
-        .iter()
-        .fold(text, |text, (from, to)| text.replace(from, to))
 }

@@ -35,7 +35,7 @@ impl Matrix {
         ::offload::__private::assert_transferable::<u32>();
         ::offload::__private::assert_transferable::<f64>();
         ::offload::__private::call_in_process(
-                &__OFFLOAD_MATRIX_DETERMINANT,
+                &__OFFLOAD_MATRIX__DETERMINANT,
                 (self, precision),
             )
             .await
@@ -52,14 +52,14 @@ impl Matrix {
         self.cells.len()
     }
 }
-static __OFFLOAD_MATRIX_DETERMINANT: ::offload::__private::Remote = ::offload::__private::Remote::new(
+static __OFFLOAD_MATRIX__DETERMINANT: ::offload::__private::Remote = ::offload::__private::Remote::new(
     ::core::concat!(::core::module_path!(), "::Matrix::determinant"),
     ::offload::__private::fingerprint("(Matrix, u32) -> f64"),
 );
 ::offload::__private::inventory::submit! {
-    ::offload::__private::Registration::new(& __OFFLOAD_MATRIX_DETERMINANT, | args, out |
-    ::offload::__private::invoke(args, out, | (__offload_self, precision) : (Matrix, u32)
-    | Matrix::determinant_blocking(__offload_self, precision)))
+    ::offload::__private::Registration::new(& __OFFLOAD_MATRIX__DETERMINANT, | args, out
+    | ::offload::__private::invoke(args, out, | (__offload_self, precision) : (Matrix,
+    u32) | Matrix::determinant_blocking(__offload_self, precision)))
 }
 pub struct Stack<T> {
     items: Vec<T>,

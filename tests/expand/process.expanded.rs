@@ -1,17 +1,8 @@
 use offload::offload;
 /// CPU-heavy: runs in a worker process.
 pub async fn add(a: u64, b: u64) -> ::core::result::Result<u64, ::offload::Error> {
-    static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
-        ::core::concat!(::core::module_path!(), "::add"),
-        ::offload::__private::fingerprint("(u64, u64) -> u64"),
-    );
-    ::offload::__private::inventory::submit! {
-        ::offload::__private::Registration::new(& __OFFLOAD_FN, | args, out |
-        ::offload::__private::invoke(args, out, | (a, b) : (u64, u64) | add_blocking(a,
-        b)))
-    }
     ::offload::__private::assert_transferable::<u64>();
-    ::offload::__private::call_in_process(&__OFFLOAD_FN, (a, b)).await
+    ::offload::__private::call_in_process(&__OFFLOAD_ADD, (a, b)).await
 }
 /// The body of `add`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
 ///
@@ -27,37 +18,23 @@ where
     I: ::core::iter::IntoIterator<Item = (u64, u64)>,
     I::IntoIter: ::core::marker::Send + 'static,
 {
-    static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
-        ::core::concat!(::core::module_path!(), "::add"),
-        ::offload::__private::fingerprint("(u64, u64) -> u64"),
-    );
-    ::offload::__private::map_in_process(
-        &__OFFLOAD_FN,
-        ::core::iter::Iterator::map(
-            ::core::iter::IntoIterator::into_iter(inputs),
-            |(__offload_arg0, __offload_arg1)| (__offload_arg0, __offload_arg1),
-        ),
-    )
+    ::offload::__private::map_in_process(&__OFFLOAD_ADD, inputs)
+}
+static __OFFLOAD_ADD: ::offload::__private::Remote = ::offload::__private::Remote::new(
+    ::core::concat!(::core::module_path!(), "::add"),
+    ::offload::__private::fingerprint("(u64, u64) -> u64"),
+);
+::offload::__private::inventory::submit! {
+    ::offload::__private::Registration::new(& __OFFLOAD_ADD, | args, out |
+    ::offload::__private::invoke(args, out, | (a, b) : (u64, u64) | add_blocking(a, b)))
 }
 /// Every option: a named pool, a stable registry name, a timeout and retries.
 pub async fn mean(
     values: Vec<f64>,
 ) -> ::core::result::Result<Result<f64, String>, ::offload::Error> {
-    static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
-            "stats::mean",
-            ::offload::__private::fingerprint("(Vec<f64>) -> Result<f64, String>"),
-        )
-        .pool("heavy")
-        .timeout_ms(250)
-        .retries(2);
-    ::offload::__private::inventory::submit! {
-        ::offload::__private::Registration::new(& __OFFLOAD_FN, | args, out |
-        ::offload::__private::invoke(args, out, | (values,) : (Vec < f64 >,) |
-        mean_blocking(values)))
-    }
     ::offload::__private::assert_transferable::<Vec<f64>>();
     ::offload::__private::assert_transferable::<Result<f64, String>>();
-    ::offload::__private::call_in_process(&__OFFLOAD_FN, (values,)).await
+    ::offload::__private::call_in_process(&__OFFLOAD_MEAN, (values,)).await
 }
 /// The body of `mean`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
 ///
@@ -76,34 +53,79 @@ where
     I: ::core::iter::IntoIterator<Item = Vec<f64>>,
     I::IntoIter: ::core::marker::Send + 'static,
 {
-    static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
-            "stats::mean",
-            ::offload::__private::fingerprint("(Vec<f64>) -> Result<f64, String>"),
-        )
-        .pool("heavy")
-        .timeout_ms(250)
-        .retries(2);
     ::offload::__private::map_in_process(
-        &__OFFLOAD_FN,
+        &__OFFLOAD_MEAN,
         ::core::iter::Iterator::map(
             ::core::iter::IntoIterator::into_iter(inputs),
             |__offload_arg0| (__offload_arg0,),
         ),
     )
 }
+static __OFFLOAD_MEAN: ::offload::__private::Remote = ::offload::__private::Remote::new(
+        "stats::mean",
+        ::offload::__private::fingerprint("(Vec<f64>) -> Result<f64, String>"),
+    )
+    .pool("heavy")
+    .timeout_ms(250)
+    .retries(2);
+::offload::__private::inventory::submit! {
+    ::offload::__private::Registration::new(& __OFFLOAD_MEAN, | args, out |
+    ::offload::__private::invoke(args, out, | (values,) : (Vec < f64 >,) |
+    mean_blocking(values)))
+}
+/// `Vec<u8>` crosses as one byte string, not one serde call per byte.
+pub async fn xor(
+    bytes: Vec<u8>,
+    key: u8,
+) -> ::core::result::Result<Vec<u8>, ::offload::Error> {
+    ::offload::__private::assert_transferable::<Vec<u8>>();
+    ::offload::__private::assert_transferable::<u8>();
+    ::offload::__private::call_in_process(
+            &__OFFLOAD_XOR,
+            (::offload::__private::Bytes(bytes), key),
+        )
+        .await
+        .map(|bytes: ::offload::__private::Bytes| bytes.0)
+}
+/// The body of `xor`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
+///
+/// `Vec<u8>` crosses as one byte string, not one serde call per byte.
+#[allow(clippy::needless_pass_by_value)]
+pub fn xor_blocking(bytes: Vec<u8>, key: u8) -> Vec<u8> {
+    bytes.into_iter().map(|byte| byte ^ key).collect()
+}
+/// Runs `xor` once per input on its process pool, several calls to a message; results come as they complete, with the index of their input.
+#[allow(dead_code)]
+pub fn xor_map<I>(inputs: I) -> ::offload::Map<Vec<u8>>
+where
+    I: ::core::iter::IntoIterator<Item = (Vec<u8>, u8)>,
+    I::IntoIter: ::core::marker::Send + 'static,
+{
+    ::offload::__private::map_in_process(
+        &__OFFLOAD_XOR,
+        ::core::iter::Iterator::map(
+            ::core::iter::IntoIterator::into_iter(inputs),
+            |(__offload_arg0, __offload_arg1)| (
+                ::offload::__private::Bytes(__offload_arg0),
+                __offload_arg1,
+            ),
+        ),
+    )
+}
+static __OFFLOAD_XOR: ::offload::__private::Remote = ::offload::__private::Remote::new(
+    ::core::concat!(::core::module_path!(), "::xor"),
+    ::offload::__private::fingerprint("(Vec<u8>, u8) -> Vec<u8>"),
+);
+::offload::__private::inventory::submit! {
+    ::offload::__private::Registration::new(& __OFFLOAD_XOR, | args, out |
+    ::offload::__private::invoke(args, out, | (bytes, key) :
+    (::offload::__private::Bytes, u8) | ::offload::__private::Bytes(xor_blocking(bytes.0,
+    key))))
+}
 /// Returning nothing.
 async fn log(line: String) -> ::core::result::Result<(), ::offload::Error> {
-    static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
-        ::core::concat!(::core::module_path!(), "::log"),
-        ::offload::__private::fingerprint("(String) -> ()"),
-    );
-    ::offload::__private::inventory::submit! {
-        ::offload::__private::Registration::new(& __OFFLOAD_FN, | args, out |
-        ::offload::__private::invoke(args, out, | (line,) : (String,) |
-        log_blocking(line)))
-    }
     ::offload::__private::assert_transferable::<String>();
-    ::offload::__private::call_in_process(&__OFFLOAD_FN, (line,)).await
+    ::offload::__private::call_in_process(&__OFFLOAD_LOG, (line,)).await
 }
 /// The body of `log`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
 ///
@@ -119,34 +141,29 @@ where
     I: ::core::iter::IntoIterator<Item = String>,
     I::IntoIter: ::core::marker::Send + 'static,
 {
-    static __OFFLOAD_FN: ::offload::__private::Remote = ::offload::__private::Remote::new(
-        ::core::concat!(::core::module_path!(), "::log"),
-        ::offload::__private::fingerprint("(String) -> ()"),
-    );
     ::offload::__private::map_in_process(
-        &__OFFLOAD_FN,
+        &__OFFLOAD_LOG,
         ::core::iter::Iterator::map(
             ::core::iter::IntoIterator::into_iter(inputs),
             |__offload_arg0| (__offload_arg0,),
         ),
     )
 }
+static __OFFLOAD_LOG: ::offload::__private::Remote = ::offload::__private::Remote::new(
+    ::core::concat!(::core::module_path!(), "::log"),
+    ::offload::__private::fingerprint("(String) -> ()"),
+);
+::offload::__private::inventory::submit! {
+    ::offload::__private::Registration::new(& __OFFLOAD_LOG, | args, out |
+    ::offload::__private::invoke(args, out, | (line,) : (String,) | log_blocking(line)))
+}
 mod reexported {
     /// A crate that re-exports offload points the expansion at its path.
     pub async fn square(
         x: u64,
     ) -> ::core::result::Result<u64, my_framework::offload::Error> {
-        static __OFFLOAD_FN: my_framework::offload::__private::Remote = my_framework::offload::__private::Remote::new(
-            ::core::concat!(::core::module_path!(), "::square"),
-            my_framework::offload::__private::fingerprint("(u64) -> u64"),
-        );
-        my_framework::offload::__private::inventory::submit! {
-            my_framework::offload::__private::Registration::new(& __OFFLOAD_FN, | args,
-            out | my_framework::offload::__private::invoke(args, out, | (x,) : (u64,) |
-            square_blocking(x)))
-        }
         my_framework::offload::__private::assert_transferable::<u64>();
-        my_framework::offload::__private::call_in_process(&__OFFLOAD_FN, (x,)).await
+        my_framework::offload::__private::call_in_process(&__OFFLOAD_SQUARE, (x,)).await
     }
     /// The body of `square`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
     ///
@@ -162,16 +179,21 @@ mod reexported {
         I: ::core::iter::IntoIterator<Item = u64>,
         I::IntoIter: ::core::marker::Send + 'static,
     {
-        static __OFFLOAD_FN: my_framework::offload::__private::Remote = my_framework::offload::__private::Remote::new(
-            ::core::concat!(::core::module_path!(), "::square"),
-            my_framework::offload::__private::fingerprint("(u64) -> u64"),
-        );
         my_framework::offload::__private::map_in_process(
-            &__OFFLOAD_FN,
+            &__OFFLOAD_SQUARE,
             ::core::iter::Iterator::map(
                 ::core::iter::IntoIterator::into_iter(inputs),
                 |__offload_arg0| (__offload_arg0,),
             ),
         )
+    }
+    static __OFFLOAD_SQUARE: my_framework::offload::__private::Remote = my_framework::offload::__private::Remote::new(
+        ::core::concat!(::core::module_path!(), "::square"),
+        my_framework::offload::__private::fingerprint("(u64) -> u64"),
+    );
+    my_framework::offload::__private::inventory::submit! {
+        my_framework::offload::__private::Registration::new(& __OFFLOAD_SQUARE, | args,
+        out | my_framework::offload::__private::invoke(args, out, | (x,) : (u64,) |
+        square_blocking(x)))
     }
 }

@@ -15,6 +15,12 @@ pub fn mean(values: Vec<f64>) -> Result<f64, String> {
     Ok(values.iter().sum::<f64>() / values.len() as f64)
 }
 
+/// `Vec<u8>` crosses as one byte string, not one serde call per byte.
+#[offload(process)]
+pub fn xor(bytes: Vec<u8>, key: u8) -> Vec<u8> {
+    bytes.into_iter().map(|byte| byte ^ key).collect()
+}
+
 /// Returning nothing.
 #[offload(process)]
 fn log(line: String) {
