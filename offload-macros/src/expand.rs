@@ -391,6 +391,12 @@ fn map_function(
     } else {
         quote!(inputs)
     };
+    // A `Vec<u8>` result travels as `Bytes`, as it does for the plain call.
+    let map_in_process = if is_byte_vec(value) {
+        quote!(#private::map_in_process_as::<_, _, #private::Bytes, _>)
+    } else {
+        quote!(#private::map_in_process)
+    };
     let attrs = wrapper_attrs
         .iter()
         .filter(|attr| !attr.path().is_ident("doc"));
@@ -410,7 +416,7 @@ fn map_function(
             I: ::core::iter::IntoIterator<Item = #item>,
             I::IntoIter: ::core::marker::Send + 'static,
         {
-            #private::map_in_process(&#function, #inputs)
+            #map_in_process(&#function, #inputs)
         }
     }
 }

@@ -63,7 +63,7 @@ pub fn serve_if_worker() {}
 #[doc(hidden)]
 pub mod __private {
     #[cfg(unix)]
-    pub use crate::call::map::map_in_process;
+    pub use crate::call::map::{map_in_process, map_in_process_as};
     #[cfg(unix)]
     pub use crate::call::{call_in_process, Remote};
     #[cfg(unix)]
@@ -77,7 +77,7 @@ pub mod __private {
 
     #[cfg(not(unix))]
     pub use crate::unsupported::{
-        assert_transferable, call_in_process, fingerprint, invoke, map_in_process, Bytes,
-        Registration, Remote, TestSetup,
+        assert_transferable, call_in_process, fingerprint, invoke, map_in_process,
+        map_in_process_as, Bytes, Registration, Remote, TestSetup,
     };
 }

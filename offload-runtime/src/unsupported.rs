@@ -90,6 +90,13 @@ pub fn map_in_process<I: IntoIterator, R>(_function: &'static Remote, _inputs: I
     Map(PhantomData)
 }
 
+pub fn map_in_process_as<I: IntoIterator, A, W, R>(
+    _function: &'static Remote,
+    _inputs: I,
+) -> Map<R> {
+    Map(PhantomData)
+}
+
 pub struct TestSetup;
 
 inventory::collect!(TestSetup);

@@ -101,7 +101,12 @@ where
     I: ::core::iter::IntoIterator<Item = (Vec<u8>, u8)>,
     I::IntoIter: ::core::marker::Send + 'static,
 {
-    ::offload::__private::map_in_process(
+    ::offload::__private::map_in_process_as::<
+        _,
+        _,
+        ::offload::__private::Bytes,
+        _,
+    >(
         &__OFFLOAD_XOR,
         ::core::iter::Iterator::map(
             ::core::iter::IntoIterator::into_iter(inputs),

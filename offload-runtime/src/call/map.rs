@@ -110,6 +110,20 @@ where
     A: Transferable + 'static,
     R: Transferable + Send + 'static,
 {
+    map_in_process_as::<I, A, R, R>(function, inputs)
+}
+
+/// [`map_in_process`] for results that travel as `W` and reach the caller as `R`: a `Vec<u8>`
+/// result travels as [`Bytes`](crate::function::bytes::Bytes), one byte string, as it does for
+/// a plain call.
+pub fn map_in_process_as<I, A, W, R>(function: &'static Remote, inputs: I) -> Map<R>
+where
+    I: IntoIterator<Item = A>,
+    I::IntoIter: Send + 'static,
+    A: Transferable + 'static,
+    W: Transferable + 'static,
+    R: From<W> + Send + 'static,
+{
     let inputs = inputs.into_iter();
     let start = move |chunk: usize| {
         let (send, results) = mpsc::channel(chunk * 4);
@@ -123,7 +137,7 @@ where
                     panicked: panicked.clone(),
                 });
                 for _ in 0..backend.workers() {
-                    drivers.spawn(drive(
+                    drivers.spawn(drive::<_, _, W, R>(
                         function,
                         backend,
                         index,
@@ -157,7 +171,7 @@ where
     }
 }
 
-async fn drive<I, A, R>(
+async fn drive<I, A, W, R>(
     function: &'static Remote,
     backend: Backend,
     index: u32,
@@ -167,7 +181,8 @@ async fn drive<I, A, R>(
 ) where
     I: Iterator<Item = A>,
     A: Serialize,
-    R: DeserializeOwned,
+    W: DeserializeOwned,
+    R: From<W>,
 {
     let spec = &function.spec;
     let deliver = |index: usize, result: Result<R, Error>| results.send((index, result));
@@ -200,7 +215,9 @@ async fn drive<I, A, R>(
         let mut again = Vec::new();
         let mut batch = batch.into_iter();
         for mut item in batch.by_ref().take(sent.len()) {
-            let read = |kind, payload: &[u8]| decode(spec.name, backend.max_depth(), kind, payload);
+            let read = |kind, payload: &[u8]| {
+                decode::<W>(spec.name, backend.max_depth(), kind, payload).map(R::from)
+            };
             let result = match sent.next(read).await {
                 Attempt::Answered(result) => result,
                 Attempt::Failed(error) => Err(error),

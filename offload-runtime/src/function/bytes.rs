@@ -25,6 +25,12 @@ impl<'de> Deserialize<'de> for Bytes {
     }
 }
 
+impl From<Bytes> for Vec<u8> {
+    fn from(bytes: Bytes) -> Vec<u8> {
+        bytes.0
+    }
+}
+
 struct BytesVisitor;
 
 impl<'de> Visitor<'de> for BytesVisitor {
