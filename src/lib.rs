@@ -187,7 +187,8 @@
 #[doc(inline)]
 pub use offload_macros::{main, offload};
 pub use offload_runtime::{
-    serve_if_worker, CodecStage, Error, Exit, ThreadPool, ThreadPoolBuilder, DEFAULT_POOL,
+    serve_if_worker, serve_if_worker_with, CodecStage, Error, Exit, ThreadPool, ThreadPoolBuilder,
+    WorkerSetup, DEFAULT_POOL,
 };
 #[cfg(unix)]
 pub use offload_runtime::{Map, OnCancel, ProcessPool, ProcessPoolBuilder};
@@ -202,10 +203,24 @@ pub use offload_runtime::Map;
 ///
 /// A test harness owns `main`, so [`macro@main`] cannot guard it; with this line, a worker
 /// started from the test binary is served from a constructor that runs before the harness.
+///
+/// `offload::test_setup!(worker_init = setup);` also runs `setup` once in every worker before
+/// it serves its first call, as `#[offload::main(worker_init = setup)]` does in a program.
 #[macro_export]
 macro_rules! test_setup {
     () => {
-        $crate::__private::inventory::submit! { $crate::__private::TestSetup }
+        $crate::__private::inventory::submit! { $crate::__private::TestSetup::new() }
+    };
+    (worker_init = $setup:path $(,)?) => {
+        $crate::__private::inventory::submit! {
+            $crate::__private::TestSetup::with({
+                static __OFFLOAD_SETUP: $crate::__private::WorkerSetup =
+                    $crate::__private::WorkerSetup::new(::core::stringify!($setup), || {
+                        $crate::__private::setup_outcome($setup())
+                    });
+                &__OFFLOAD_SETUP
+            })
+        }
     };
 }
 

@@ -241,7 +241,23 @@ fn string(
 
 /// `crate = path`, or the string form `crate = "path"` that serde and tokio use.
 pub fn path(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option<Path>> {
-    Ok(match required(meta, "crate = my_crate::offload", errors)? {
+    path_to(
+        meta,
+        errors,
+        "the offload crate",
+        "crate = my_crate::offload",
+    )
+}
+
+/// `key = path` or `key = "path"`, where the path names `what`, as in `example`.
+pub fn path_to(
+    meta: &ParseNestedMeta,
+    errors: &mut Errors,
+    what: &str,
+    example: &str,
+) -> syn::Result<Option<Path>> {
+    let expected = format!("expected a path to {what}: `{example}`");
+    Ok(match required(meta, example, errors)? {
         Some(Expr::Path(path)) if path.qself.is_none() => Some(path.path),
         Some(Expr::Lit(ExprLit {
             lit: Lit::Str(text),
@@ -249,18 +265,12 @@ pub fn path(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option<P
         })) => match text.parse::<Path>() {
             Ok(path) => Some(path),
             Err(_) => {
-                errors.push(
-                    text.span(),
-                    "expected a path to the offload crate: `crate = my_crate::offload`",
-                );
+                errors.push(text.span(), expected);
                 None
             }
         },
         Some(other) => {
-            errors.at(
-                other,
-                "expected a path to the offload crate: `crate = my_crate::offload`",
-            );
+            errors.at(other, expected);
             None
         }
         None => None,

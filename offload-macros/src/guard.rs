@@ -11,6 +11,8 @@ use crate::show::show;
 
 // Input:
 //     #[offload::main] #[tokio::main] async fn main() -> R { body }
+//     (or #[offload::main(worker_init = setup)], whose guard is
+//     `::offload::serve_if_worker_with(&SETUP)`, `SETUP` naming `setup`)
 // Output:
 //     fn main() -> R {
 //         ::offload::serve_if_worker();
@@ -24,16 +26,23 @@ use crate::show::show;
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let mut krate: Path = parse_quote!(::offload);
+    let mut setup: Option<Path> = None;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("crate") {
             if let Some(path) = args::path(&meta, &mut errors)? {
                 krate = path;
             }
+        } else if meta.path.is_ident("worker_init") {
+            let example = "worker_init = setup_worker";
+            if let Some(path) = args::path_to(&meta, &mut errors, "a setup function", example)? {
+                setup = Some(path);
+            }
         } else {
             errors.at(
                 &meta.path,
                 format!(
-                    "unknown option `{}`: #[offload::main] takes only `crate = path`",
+                    "unknown option `{}`: #[offload::main] takes `crate = path` and \
+                     `worker_init = function`",
                     show(&meta.path)
                 ),
             );
@@ -54,7 +63,21 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
             return quote!(#item #errors);
         }
     };
-    let guard = quote!(#krate::serve_if_worker(););
+    let guard = match &setup {
+        None => quote!(#krate::serve_if_worker();),
+        Some(setup) => {
+            let name = show(setup);
+            quote! {
+                #krate::serve_if_worker_with({
+                    static __OFFLOAD_SETUP: #krate::__private::WorkerSetup =
+                        #krate::__private::WorkerSetup::new(#name, || {
+                            #krate::__private::setup_outcome(#setup())
+                        });
+                    &__OFFLOAD_SETUP
+                });
+            }
+        }
+    };
     if item.sig.asyncness.is_none() {
         item.block
             .stmts

@@ -50,6 +50,15 @@ pub enum Error {
     /// `offload::serve_if_worker()` as the first line of `main`, or, in a test crate, add
     /// `offload::test_setup!();`.
     GuardMissing,
+    /// The program's worker setup (`#[offload::main(worker_init = …)]` or
+    /// `offload::test_setup!(worker_init = …)`) failed or panicked in a new worker. The pool
+    /// starts no more workers: every later call fails with this error at once.
+    WorkerSetup {
+        /// The setup function's name.
+        setup: String,
+        /// What it returned as its error, or its panic message.
+        message: String,
+    },
     /// The function is not in the worker's registry (for example, the linker dropped its
     /// registration). `function` is the registry name that was looked up.
     NotRegistered {
@@ -153,6 +162,11 @@ impl fmt::Display for Error {
                  re-executed copy cannot become a worker: put #[offload::main] above \
                  #[tokio::main], or call offload::serve_if_worker() as the first line of main \
                  (in a test crate: add offload::test_setup!();)",
+            ),
+            Error::WorkerSetup { setup, message } => write!(
+                f,
+                "the worker setup `{setup}` failed in a new worker: {message}; the pool starts \
+                 no more workers, so fix the setup and restart the program"
             ),
             Error::NotRegistered { function } => write!(
                 f,

@@ -52,12 +52,19 @@ pub use transport::local::pool::{OnCancel, ProcessPool, ProcessPoolBuilder};
 #[doc(hidden)]
 pub use unsupported::Map;
 #[cfg(unix)]
-pub use worker::serve_if_worker;
+pub use worker::{serve_if_worker, serve_if_worker_with, WorkerSetup};
 
 /// The worker guard. Without process mode (on this platform) there are no workers to serve, so
 /// it returns at once, and `#[offload::main]` compiles everywhere.
 #[cfg(not(unix))]
 pub fn serve_if_worker() {}
+
+/// The worker guard with a worker setup; without process mode, there is no worker to set up.
+#[cfg(not(unix))]
+pub fn serve_if_worker_with(_setup: &'static WorkerSetup) {}
+
+#[cfg(not(unix))]
+pub use unsupported::WorkerSetup;
 
 /// Not public API: the items the `#[offload]` expansion calls.
 #[doc(hidden)]
@@ -72,12 +79,13 @@ pub mod __private {
     pub use crate::function::{assert_transferable, fingerprint, invoke, Outcome, Registration};
     pub use crate::thread::{call_in_thread, Local};
     #[cfg(unix)]
-    pub use crate::worker::TestSetup;
+    pub use crate::worker::{setup_outcome, SetupOutcome, TestSetup, WorkerSetup};
     pub use inventory;
 
     #[cfg(not(unix))]
     pub use crate::unsupported::{
         assert_transferable, call_in_process, fingerprint, invoke, map_in_process,
-        map_in_process_as, Bytes, Registration, Remote, TestSetup,
+        map_in_process_as, setup_outcome, Bytes, Registration, Remote, SetupOutcome, TestSetup,
+        WorkerSetup,
     };
 }

@@ -3,6 +3,8 @@
 //! error, at its name, that says what to do, rather than a dozen about missing items.
 
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use crate::Error;
 
@@ -70,7 +72,8 @@ pub async fn call_in_process<A: ProcessModeNeedsUnix, R>(
 }
 
 /// What a process-mode function's `f_map` returns on Unix; here it only keeps callers compiling.
-pub struct Map<R>(PhantomData<R>);
+/// `fn() -> R`: `Unpin`, `Send` and `Sync` whatever `R` is, as nothing of `R` is held.
+pub struct Map<R>(PhantomData<fn() -> R>);
 
 impl<R> Map<R> {
     pub fn chunk_size(self, _calls: usize) -> Self {
@@ -83,6 +86,14 @@ impl<R> Map<R> {
 
     pub async fn collect(self) -> Vec<Result<R, Error>> {
         Vec::new()
+    }
+}
+
+impl<R> futures_core::Stream for Map<R> {
+    type Item = (usize, Result<R, Error>);
+
+    fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(None)
     }
 }
 
@@ -99,4 +110,33 @@ pub fn map_in_process_as<I: IntoIterator, A, W, R>(
 
 pub struct TestSetup;
 
+impl TestSetup {
+    pub const fn new() -> Self {
+        TestSetup
+    }
+
+    pub const fn with(_setup: &'static WorkerSetup) -> Self {
+        TestSetup
+    }
+}
+
 inventory::collect!(TestSetup);
+
+/// A worker setup; without workers on this platform, it never runs.
+pub struct WorkerSetup;
+
+impl WorkerSetup {
+    pub const fn new(_name: &'static str, _run: fn() -> Result<(), String>) -> Self {
+        WorkerSetup
+    }
+}
+
+pub trait SetupOutcome {}
+
+impl SetupOutcome for () {}
+
+impl<E: std::fmt::Display> SetupOutcome for Result<(), E> {}
+
+pub fn setup_outcome(_returned: impl SetupOutcome) -> Result<(), String> {
+    Ok(())
+}

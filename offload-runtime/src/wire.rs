@@ -44,6 +44,8 @@ pub(crate) enum Kind {
     /// Caller → worker: `index: u32 LE | len: u64 LE`, the arguments being the first `len`
     /// bytes of the shared region.
     CallShared = 9,
+    /// Worker → caller, in place of `Hello`: `(setup name, message)`, its setup failed.
+    SetupFailed = 10,
 }
 
 impl Kind {
@@ -58,6 +60,7 @@ impl Kind {
             7 => Kind::UnknownFunction,
             8 => Kind::GuardMissing,
             9 => Kind::CallShared,
+            10 => Kind::SetupFailed,
             _ => return None,
         })
     }

@@ -116,7 +116,7 @@ pub(crate) fn decode<R: DeserializeOwned>(
                 backtrace,
             })
         }
-        Kind::Hello | Kind::Call | Kind::CallShared | Kind::GuardMissing => {
+        Kind::Hello | Kind::Call | Kind::CallShared | Kind::GuardMissing | Kind::SetupFailed => {
             unreachable!("rejected by the exchange")
         }
     }

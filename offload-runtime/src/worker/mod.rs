@@ -6,7 +6,9 @@ mod boot;
 mod exec;
 mod guard;
 mod serve;
+mod setup;
 
 pub(crate) use boot::{Marker, CALLS_FD, MARKER, REPLIES_FD};
 pub(crate) use guard::entry;
-pub use guard::{serve_if_worker, TestSetup};
+pub use guard::{serve_if_worker, serve_if_worker_with, TestSetup};
+pub use setup::{setup_outcome, SetupOutcome, WorkerSetup};

@@ -55,6 +55,13 @@ pub(super) fn serve(marker: Marker) -> ! {
         },
     );
     crate::function::set_max_depth(marker.max_depth);
+    // The program's setup runs before the handshake, so that a setup that fails is told to
+    // the caller in its place, and the caller's first call never starts on a worker half set up.
+    if let Err((name, message)) = super::setup::run() {
+        let payload = postcard::to_stdvec(&(name, message)).unwrap_or_default();
+        let _ = (&replies).write_all(&wire::frame(Kind::SetupFailed, 0, &payload));
+        std::process::exit(3);
+    }
     let build = marker
         .prove_build
         .then(|| crate::sys::image::build_id().ok())

@@ -15,6 +15,7 @@ fn program(name: &str) -> Command {
         "with_guard" => env!("CARGO_BIN_EXE_with_guard"),
         "no_guard" => env!("CARGO_BIN_EXE_no_guard"),
         "starved" => env!("CARGO_BIN_EXE_starved"),
+        "setup" => env!("CARGO_BIN_EXE_setup"),
         _ => unreachable!(),
     };
     let mut command = Command::new(path);
@@ -320,6 +321,58 @@ fn running_out_of_threads_is_an_error_and_leaves_no_zombie() {
         "{stdout}"
     );
     assert_eq!(lines.next(), Some("after: Ok(16), zombie left: false"));
+}
+
+/// Runs the `setup` program in `mode`; its output, and how many times the setup ran.
+fn run_setup(mode: &str) -> (String, usize) {
+    let log = std::env::temp_dir().join(format!("offload-setup-{mode}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let (output, _) = finish({
+        let mut c = program("setup");
+        c.arg(mode).arg(&log);
+        c
+    });
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let ran = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        ran.lines().all(|line| line.ends_with("(0 arguments)")),
+        "{ran}"
+    );
+    (text(&output.stdout), ran.lines().count())
+}
+
+// A worker runs the program's setup once, before its first call, and keeps what it made for
+// the calls after it.
+#[test]
+fn a_worker_setup_runs_once_and_its_state_serves_every_call() {
+    let (stdout, ran) = run_setup("ok");
+    let calls: Vec<&str> = stdout.lines().collect();
+    assert_eq!(calls.len(), 3, "{stdout}");
+    assert!(
+        calls[0].starts_with("Ok(Some(\"model of worker "),
+        "{stdout}"
+    );
+    assert!(
+        calls.iter().all(|call| *call == calls[0]),
+        "one worker, one state: {stdout}"
+    );
+    assert_eq!(ran, 1);
+}
+
+// A setup that fails or panics is reported, naming the setup, and never makes the pool start
+// workers without end: the first worker's failure fails every call.
+#[test]
+fn a_failing_or_panicking_worker_setup_is_reported_and_not_retried() {
+    for (mode, message) in [
+        ("fail", "no model at /nowhere"),
+        ("panic", "panicked: setup exploded"),
+    ] {
+        let (stdout, ran) = run_setup(mode);
+        let expected = format!("Err(WorkerSetup {{ setup: \"setup\", message: \"{message}\" }})\n");
+        assert_eq!(stdout, expected.repeat(3), "{mode}");
+        assert_eq!(ran, 1, "{mode}: the setup ran in one worker only");
+    }
 }
 
 #[test]

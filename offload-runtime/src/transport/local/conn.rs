@@ -124,6 +124,12 @@ impl Worker {
         match header.kind {
             Kind::Hello => check_hello(self.reply(), prove_build).map_err(Fault::Refused),
             Kind::GuardMissing => Err(Fault::Refused(Error::GuardMissing)),
+            Kind::SetupFailed => {
+                let (setup, message) = postcard::from_bytes(self.reply()).map_err(|e| {
+                    Fault::Protocol(format!("unreadable report of a failed setup: {e}"))
+                })?;
+                Err(Fault::Refused(Error::WorkerSetup { setup, message }))
+            }
             other => Err(Fault::Protocol(format!(
                 "expected a handshake, got a {other:?} frame"
             ))),
@@ -258,12 +264,14 @@ impl Worker {
         self.answered = expected;
         self.frame_ends.pop_front();
         match header.kind {
-            Kind::Hello | Kind::Call | Kind::CallShared | Kind::GuardMissing => {
-                Err(Fault::Protocol(format!(
-                    "unexpected {:?} frame in reply to a call",
-                    header.kind
-                )))
-            }
+            Kind::Hello
+            | Kind::Call
+            | Kind::CallShared
+            | Kind::GuardMissing
+            | Kind::SetupFailed => Err(Fault::Protocol(format!(
+                "unexpected {:?} frame in reply to a call",
+                header.kind
+            ))),
             kind => Ok(kind),
         }
     }

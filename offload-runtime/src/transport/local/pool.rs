@@ -652,7 +652,10 @@ impl ProcessPool {
 
     /// Remembers an error that every later start would repeat, so that queued calls fail fast.
     fn break_with(&self, error: Error) -> Error {
-        if matches!(error, Error::GuardMissing | Error::VersionMismatch { .. }) {
+        if matches!(
+            error,
+            Error::GuardMissing | Error::VersionMismatch { .. } | Error::WorkerSetup { .. }
+        ) {
             let _ = self.broken.set(error.clone());
         }
         error
