@@ -34,8 +34,8 @@
 //!
 //! The body itself stays callable, unchanged, as `f_blocking(a)`: for synchronous callers and
 //! unit tests. Visibility, doc comments and attributes are kept. A process-mode function also
-//! gets `f_map(inputs)`, which runs it once per input and yields the results as they complete
-//! (see [`Map`]).
+//! gets `f_map(inputs)`, which runs it once per input and yields the results as they complete,
+//! through a [`Map`]: a `futures` `Stream`, so stream combinators work on it.
 //!
 //! Methods: put `#[offload]` (without a mode) on the `impl` block as well, so that the expansion
 //! knows the type; then `self` by value, associated functions and, in thread mode, generic
@@ -191,7 +191,7 @@ pub use offload_runtime::{
     WorkerSetup, DEFAULT_POOL,
 };
 #[cfg(unix)]
-pub use offload_runtime::{Map, OnCancel, ProcessPool, ProcessPoolBuilder};
+pub use offload_runtime::{FailedCalls, Map, OnCancel, PoolStats, ProcessPool, ProcessPoolBuilder};
 // Only so that a process-mode function's expansion names it; the function itself fails to
 // compile here, with an error that says why.
 #[cfg(not(unix))]

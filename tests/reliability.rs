@@ -597,7 +597,7 @@ async fn a_worker_that_never_completes_its_handshake_is_an_error_not_a_hang() {
         .expect("liveness")
         .unwrap_err();
     assert!(
-        matches!(&error, Error::WorkerStart { reason } if reason.contains("did not complete its handshake")),
+        matches!(&error, Error::WorkerStart { reason, .. } if reason.contains("did not complete its handshake")),
         "{error:?}"
     );
     let program = fake_worker("quitter", "exit 3");
@@ -611,7 +611,7 @@ async fn a_worker_that_never_completes_its_handshake_is_an_error_not_a_hang() {
         .expect("liveness")
         .unwrap_err();
     assert!(
-        matches!(&error, Error::WorkerStart { reason } if reason.contains("exit code 3")),
+        matches!(&error, Error::WorkerStart { reason, .. } if reason.contains("exit code 3")),
         "{error:?}"
     );
 }
@@ -853,4 +853,81 @@ async fn a_worker_that_dies_between_calls_fails_no_call() {
         assert_eq!(read, len);
         assert_ne!(pid, dead);
     }
+}
+
+#[offload(process, pool = "idle")]
+fn idle_pid() -> u32 {
+    std::process::id()
+}
+
+// A worker that waited longer than the pool's idle time exits, and the next call starts a fresh
+// one and succeeds, whether or not the worker had served a call before.
+#[tokio::test]
+async fn idle_workers_exit_and_the_next_call_starts_a_fresh_one() {
+    ProcessPool::configure("idle")
+        .workers(1)
+        .idle_timeout(Duration::from_millis(100))
+        .apply()
+        .unwrap();
+    let pool = ProcessPool::get("idle").unwrap();
+    pool.start().await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let pid = idle_pid().await.unwrap();
+        assert!(!seen.contains(&pid), "{pid} served after its idle time");
+        gone(pid).await;
+        seen.push(pid);
+    }
+}
+
+#[offload(process, pool = "counted")]
+fn counted(action: u8) -> u8 {
+    match action {
+        0 => 0,
+        1 => panic!("counted panic"),
+        _ => std::process::abort(),
+    }
+}
+
+#[offload(process, pool = "counted", timeout = "200ms")]
+fn counted_stall() -> u8 {
+    loop {
+        std::thread::park();
+    }
+}
+
+// The pool counts what it did: calls by outcome, workers started and recycled.
+#[tokio::test]
+async fn a_pool_s_statistics_count_each_outcome_and_each_worker() {
+    ProcessPool::configure("counted")
+        .workers(1)
+        .max_calls_per_worker(2)
+        .apply()
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(counted(0).await, Ok(0));
+    }
+    assert!(matches!(counted(1).await, Err(Error::Panicked { .. })));
+    assert!(matches!(counted(2).await, Err(Error::WorkerDied { .. })));
+    assert!(matches!(counted_stall().await, Err(Error::Timeout { .. })));
+    for result in counted_map([0, 0]).collect().await {
+        assert_eq!(result, Ok(0));
+    }
+    let stats = ProcessPool::get("counted").unwrap().stats();
+    assert_eq!((stats.queued, stats.running), (0, 0));
+    assert_eq!(stats.completed, 5);
+    let failed = stats.failed;
+    assert_eq!(
+        (
+            failed.panicked,
+            failed.worker_died,
+            failed.timed_out,
+            failed.codec,
+            failed.other
+        ),
+        (1, 1, 1, 0, 0)
+    );
+    // Two calls a worker: the first two, the third and the panic, then a worker for the
+    // crash, one for the timeout and one for the map's two; three of them served their two.
+    assert_eq!((stats.workers_started, stats.workers_recycled), (5, 3));
 }

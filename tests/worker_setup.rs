@@ -34,5 +34,9 @@ async fn each_worker_runs_the_setup_once_and_keeps_its_state() {
         assert_eq!(setups, 1, "worker {pid}");
         assert_eq!(state, Some(format!("made by {pid}")));
     }
-    assert_eq!(SETUPS.load(Ordering::Relaxed), 0, "the caller runs no worker setup");
+    assert_eq!(
+        SETUPS.load(Ordering::Relaxed),
+        0,
+        "the caller runs no worker setup"
+    );
 }

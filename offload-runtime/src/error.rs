@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything that can go wrong between calling an offloaded function and getting its value back.
@@ -31,7 +32,9 @@ pub enum Error {
         /// How it ended.
         exit: Exit,
     },
-    /// Arguments or result could not be encoded or decoded with serde + postcard.
+    /// Arguments or result could not be encoded or decoded with serde + postcard. When postcard
+    /// failed on this side (encoding the arguments, decoding the result),
+    /// [`source`](std::error::Error::source) returns its `postcard::Error`.
     Codec {
         /// Registry name of the function.
         function: &'static str,
@@ -39,11 +42,19 @@ pub enum Error {
         stage: CodecStage,
         /// What serde reported.
         detail: String,
+        /// What `source` returns; match with `..`.
+        #[doc(hidden)]
+        source: Source,
     },
-    /// A worker process could not be started or did not complete its handshake.
+    /// A worker process could not be started or did not complete its handshake. When the
+    /// system refused to start it, [`source`](std::error::Error::source) returns its
+    /// `std::io::Error`.
     WorkerStart {
         /// What went wrong and what to do about it.
         reason: String,
+        /// What `source` returns; match with `..`.
+        #[doc(hidden)]
+        source: Source,
     },
     /// The program's `main` does not start with the worker guard, so a re-executed copy of the
     /// program could not become a worker. Add `#[offload::main]` above `#[tokio::main]`, call
@@ -149,12 +160,13 @@ impl fmt::Display for Error {
                 function,
                 stage,
                 detail,
+                ..
             } => write!(
                 f,
                 "{stage} of `{function}` failed: {detail}; make sure the types round-trip \
                  through serde (derive both Serialize and Deserialize)"
             ),
-            Error::WorkerStart { reason } => {
+            Error::WorkerStart { reason, .. } => {
                 write!(f, "could not start a worker process: {reason}")
             }
             Error::GuardMissing => f.write_str(
@@ -196,7 +208,73 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Codec { source, .. } | Error::WorkerStart { source, .. } => {
+                source.0.as_deref().map(|error| error as _)
+            }
+            _ => None,
+        }
+    }
+}
+
+// Only process mode crosses a process boundary and starts workers.
+#[cfg(unix)]
+impl Error {
+    /// A codec failure known by its description; see [`Error::caused_by`] for its source.
+    pub(crate) fn codec(
+        function: &'static str,
+        stage: CodecStage,
+        detail: impl fmt::Display,
+    ) -> Error {
+        Error::Codec {
+            function,
+            stage,
+            detail: detail.to_string(),
+            source: Source(None),
+        }
+    }
+
+    /// A worker that did not start; see [`Error::caused_by`] for its source.
+    pub(crate) fn start_failed(reason: impl fmt::Display) -> Error {
+        Error::WorkerStart {
+            reason: reason.to_string(),
+            source: Source(None),
+        }
+    }
+
+    /// Keeps `cause` (postcard's error for a codec failure, the system's for a worker that did
+    /// not start) as the error's source.
+    pub(crate) fn caused_by(
+        mut self,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        match &mut self {
+            Error::Codec { source, .. } | Error::WorkerStart { source, .. } => {
+                source.0 = Some(Arc::new(cause));
+            }
+            _ => debug_assert!(false, "only codec and start failures keep a source"),
+        }
+        self
+    }
+}
+
+/// The error behind an [`Error`], for [`std::error::Error::source`]. Shared, so that `Error`
+/// stays `Clone`; equal when the messages are, so that errors compare by what they say.
+#[derive(Debug, Clone)]
+pub struct Source(Option<Arc<dyn std::error::Error + Send + Sync>>);
+
+impl PartialEq for Source {
+    fn eq(&self, other: &Source) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => a.to_string() == b.to_string(),
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
+}
+
+impl Eq for Source {}
 
 impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -14,7 +14,7 @@
 //!   with, the local serving loop, and the code that runs one call.
 //! - `sys`: descriptors and polling, memory shared with a worker, the executable image.
 //!
-//! `thread` is thread mode; `config`, `error`, `panic` and `tuning` serve all of them.
+//! `thread` is thread mode; `config`, `error`, `panic`, `stats` and `tuning` serve all of them.
 
 mod config;
 mod error;
@@ -27,6 +27,8 @@ mod thread;
 mod call;
 #[cfg(unix)]
 mod function;
+#[cfg(unix)]
+mod stats;
 #[cfg(unix)]
 mod sys;
 #[cfg(unix)]
@@ -45,6 +47,8 @@ mod unsupported;
 pub use call::map::Map;
 pub use config::DEFAULT_POOL;
 pub use error::{CodecStage, Error, Exit};
+#[cfg(unix)]
+pub use stats::{FailedCalls, PoolStats};
 pub use thread::{ThreadPool, ThreadPoolBuilder};
 #[cfg(unix)]
 pub use transport::local::pool::{OnCancel, ProcessPool, ProcessPoolBuilder};

@@ -110,6 +110,12 @@ pub fn map_in_process_as<I: IntoIterator, A, W, R>(
 
 pub struct TestSetup;
 
+impl Default for TestSetup {
+    fn default() -> Self {
+        TestSetup
+    }
+}
+
 impl TestSetup {
     pub const fn new() -> Self {
         TestSetup

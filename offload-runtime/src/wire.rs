@@ -46,6 +46,9 @@ pub(crate) enum Kind {
     CallShared = 9,
     /// Worker → caller, in place of `Hello`: `(setup name, message)`, its setup failed.
     SetupFailed = 10,
+    /// Worker → caller, between calls: it waited for a call longer than its pool's idle time,
+    /// and exits without reading another.
+    Idle = 11,
 }
 
 impl Kind {
@@ -61,6 +64,7 @@ impl Kind {
             8 => Kind::GuardMissing,
             9 => Kind::CallShared,
             10 => Kind::SetupFailed,
+            11 => Kind::Idle,
             _ => return None,
         })
     }

@@ -9,9 +9,13 @@
 //! they go back to be sent again.
 
 use std::any::Any;
+use std::future::poll_fn;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 
+use futures_core::{FusedStream, Stream};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -24,13 +28,22 @@ use crate::transport::{Attempt, Backend};
 use crate::Error;
 
 /// The results of a process-mode function's `f_map(inputs)` companion: `(input index, result)`
-/// pairs in the order they complete. Nothing runs until the first [`Map::next`]. Dropping it
-/// cancels the calls still running, as dropping their futures would.
-#[must_use = "a Map does nothing until `next` or `collect` is awaited"]
+/// pairs in the order they complete, one per input. Nothing runs until it is first polled.
+/// Dropping it cancels the calls still running, as dropping their futures would.
+///
+/// It is a [`Stream`], so stream combinators work on it (`StreamExt::take`,
+/// `buffer_unordered`, progress wrappers), and it is `Unpin`, so `StreamExt::next(&mut map)`
+/// needs no pinning. Its `size_hint` is that of the inputs, less the results already out.
+/// The inherent [`next`](Map::next) and [`collect`](Map::collect) take precedence over
+/// `StreamExt`'s methods of those names; call `StreamExt::collect(map)` for the stream's own.
+#[must_use = "a Map does nothing until polled: await `next` or `collect`, or use it as a Stream"]
 pub struct Map<R> {
     start: Option<Box<dyn FnOnce(usize) -> Running<R> + Send>>,
     chunk: usize,
     running: Option<Running<R>>,
+    /// The inputs' `size_hint` when the map was made, and how many results went out since.
+    inputs: (usize, Option<usize>),
+    delivered: usize,
 }
 
 struct Running<R> {
@@ -52,31 +65,21 @@ impl<R: Send + 'static> Map<R> {
     }
 
     /// The next result to complete, with the index of its input; `None` once all are out.
+    /// The same as `StreamExt::next`.
     ///
     /// # Panics
     ///
     /// If the iterator of inputs panicked: once every input taken before the panic has its
     /// result, the panic is resumed here, on the caller, as a joined thread's would be.
     pub async fn next(&mut self) -> Option<(usize, Result<R, Error>)> {
-        if let Some(start) = self.start.take() {
-            self.running = Some(start(self.chunk));
-        }
-        let running = self.running.as_mut()?;
-        let next = running.results.recv().await;
-        if next.is_none() {
-            let panicked = running
-                .panicked
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            if let Some(payload) = panicked {
-                std::panic::resume_unwind(payload);
-            }
-        }
-        next
+        poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
     /// Every result, in the order of the inputs.
+    ///
+    /// # Panics
+    ///
+    /// As [`next`](Map::next) does.
     pub async fn collect(mut self) -> Vec<Result<R, Error>> {
         let mut all = Vec::new();
         while let Some((index, result)) = self.next().await {
@@ -84,6 +87,51 @@ impl<R: Send + 'static> Map<R> {
         }
         all.sort_unstable_by_key(|(index, _)| *index);
         all.into_iter().map(|(_, result)| result).collect()
+    }
+}
+
+impl<R: Send + 'static> Stream for Map<R> {
+    type Item = (usize, Result<R, Error>);
+
+    /// # Panics
+    ///
+    /// As [`Map::next`] does.
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(start) = this.start.take() {
+            this.running = Some(start(this.chunk));
+        }
+        let Some(running) = this.running.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let Some(next) = ready!(running.results.poll_recv(cx)) else {
+            // Every driver has ended; drop them, so that the map reads as terminated.
+            let panicked = this.running.take().and_then(|running| {
+                let mut panicked = running.panicked.lock().unwrap_or_else(|p| p.into_inner());
+                panicked.take()
+            });
+            if let Some(payload) = panicked {
+                std::panic::resume_unwind(payload);
+            }
+            return Poll::Ready(None);
+        };
+        this.delivered += 1;
+        Poll::Ready(Some(next))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.start.is_none() && self.running.is_none() {
+            return (0, Some(0));
+        }
+        let (low, high) = self.inputs;
+        let left = |count: usize| count.saturating_sub(self.delivered);
+        (left(low), high.map(left))
+    }
+}
+
+impl<R: Send + 'static> FusedStream for Map<R> {
+    fn is_terminated(&self) -> bool {
+        self.start.is_none() && self.running.is_none()
     }
 }
 
@@ -125,6 +173,7 @@ where
     R: From<W> + Send + 'static,
 {
     let inputs = inputs.into_iter();
+    let hint = inputs.size_hint();
     let start = move |chunk: usize| {
         let (send, results) = mpsc::channel(chunk * 4);
         let mut drivers = JoinSet::new();
@@ -168,6 +217,8 @@ where
         start: Some(Box::new(start)),
         chunk: 16,
         running: None,
+        inputs: hint,
+        delivered: 0,
     }
 }
 
@@ -185,7 +236,10 @@ async fn drive<I, A, W, R>(
     R: From<W>,
 {
     let spec = &function.spec;
-    let deliver = |index: usize, result: Result<R, Error>| results.send((index, result));
+    let deliver = |index: usize, result: Result<R, Error>| {
+        backend.ended(&result);
+        results.send((index, result))
+    };
     loop {
         let (batch, refused) = take(spec, backend, index, &shared, chunk);
         for (index, error) in refused {
@@ -276,7 +330,7 @@ where
             break;
         };
         // The caller's iterator runs here, on a driver task: its panic is kept for the caller
-        // (see `Map::next`) rather than lost with the task, and no input is taken after it.
+        // (see `Map::poll_next`) rather than lost with the task, and no input is taken after it.
         let input = match std::panic::catch_unwind(AssertUnwindSafe(|| iterator.next())) {
             Ok(Some(input)) => input,
             Ok(None) => break,

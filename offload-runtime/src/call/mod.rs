@@ -87,15 +87,22 @@ where
     R: DeserializeOwned,
 {
     if tokio::runtime::Handle::try_current().is_err() {
-        return Err(Error::WorkerStart {
-            reason: "process-mode functions must be awaited inside a tokio runtime".to_owned(),
-        });
+        return Err(Error::start_failed(
+            "process-mode functions must be awaited inside a tokio runtime",
+        ));
     }
     let (backend, index) = function.resolve()?;
-    let admitted = backend.admit().await?;
-    // Boxed, so that a call still waiting for admission (there may be millions) is small.
-    let result = Box::pin(admitted_call(function, backend, index, args)).await;
-    drop(admitted);
+    let result = match backend.admit().await {
+        Ok(admitted) => {
+            // Boxed, so that a call still waiting for admission (there may be millions) is
+            // small.
+            let result = Box::pin(admitted_call(function, backend, index, args)).await;
+            drop(admitted);
+            result
+        }
+        Err(error) => Err(error),
+    };
+    backend.ended(&result);
     result
 }
 
@@ -112,8 +119,8 @@ where
     R: DeserializeOwned,
 {
     let spec = &function.spec;
-    let small =
-        encode_within(index, &args, backend.inline_limit()).map_err(|e| encode_failed(spec, &e))?;
+    let small = encode_within(index, &args, backend.inline_limit())
+        .map_err(|e| encode_failed(spec, &e).caused_by(e))?;
     match small {
         Some(frame) => {
             drop(args);

@@ -5,7 +5,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{depth, FnSpec};
+use super::depth::{self, DecodeError};
+use super::FnSpec;
 use crate::error::CodecStage;
 use crate::wire::{self, Kind};
 use crate::Error;
@@ -23,7 +24,7 @@ pub(crate) fn encode_call<A: Serialize>(
             spec,
             &format!("the arguments exceed the frame limit of {max_frame} bytes"),
         )),
-        Err(error) => Err(encode_failed(spec, &error)),
+        Err(error) => Err(encode_failed(spec, &error).caused_by(error)),
     }
 }
 
@@ -48,11 +49,7 @@ pub(crate) fn encode_within<A: Serialize>(
 
 /// The error for arguments that do not encode.
 pub(crate) fn encode_failed(spec: &FnSpec, detail: &impl std::fmt::Display) -> Error {
-    Error::Codec {
-        function: spec.name,
-        stage: CodecStage::EncodeArguments,
-        detail: detail.to_string(),
-    }
+    Error::codec(spec.name, CodecStage::EncodeArguments, detail)
 }
 
 /// A postcard output that refuses to grow past `end`.
@@ -89,18 +86,16 @@ pub(crate) fn decode<R: DeserializeOwned>(
     payload: &[u8],
 ) -> Result<R, Error> {
     let text = || String::from_utf8_lossy(payload).into_owned();
-    let codec = |stage, detail| {
-        Err(Error::Codec {
-            function,
-            stage,
-            detail,
-        })
-    };
+    let codec = |stage, detail| Err(Error::codec(function, stage, detail));
     match kind {
         // Bounded in depth: a deeply nested result, or a corrupt worker's bytes, must not
         // overflow the stack of the runtime thread that decodes it.
-        Kind::Returned => depth::from_bytes(payload, max_depth)
-            .or_else(|e| codec(CodecStage::DecodeResult, e.to_string())),
+        Kind::Returned => depth::from_bytes(payload, max_depth).map_err(|e| match e {
+            DecodeError::Postcard(e) => {
+                Error::codec(function, CodecStage::DecodeResult, &e).caused_by(e)
+            }
+            e => Error::codec(function, CodecStage::DecodeResult, e),
+        }),
         Kind::DecodeFailed => codec(CodecStage::DecodeArguments, text()),
         Kind::EncodeFailed => codec(CodecStage::EncodeResult, text()),
         Kind::UnknownFunction => Err(Error::NotRegistered { function }),
@@ -116,7 +111,12 @@ pub(crate) fn decode<R: DeserializeOwned>(
                 backtrace,
             })
         }
-        Kind::Hello | Kind::Call | Kind::CallShared | Kind::GuardMissing | Kind::SetupFailed => {
+        Kind::Hello
+        | Kind::Call
+        | Kind::CallShared
+        | Kind::GuardMissing
+        | Kind::SetupFailed
+        | Kind::Idle => {
             unreachable!("rejected by the exchange")
         }
     }

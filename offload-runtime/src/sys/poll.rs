@@ -103,17 +103,28 @@ pub(crate) fn unread(file: &File) -> Option<usize> {
     (asked == 0).then(|| usize::try_from(count).ok()).flatten()
 }
 
-/// Sleeps until `file` has something to read, or its writer closed it.
-pub(crate) fn wait_readable(file: &File) -> io::Result<()> {
+/// Sleeps until `file` has something to read, or its writer closed it, or `limit` has passed;
+/// `false` for the last.
+pub(crate) fn wait_readable(file: &File, limit: Option<Duration>) -> io::Result<bool> {
     let mut wanted = libc::pollfd {
         fd: file.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
+    let until = limit.map(|limit| Instant::now() + limit);
     loop {
-        // SAFETY: one valid pollfd, waited on without a time limit.
-        if unsafe { libc::poll(&mut wanted, 1, -1) } >= 0 {
-            return Ok(());
+        let wait = match until {
+            None => -1,
+            Some(until) => {
+                let left = until.saturating_duration_since(Instant::now());
+                libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX)
+            }
+        };
+        // SAFETY: one valid pollfd, waited on for `wait` milliseconds (-1: without a limit).
+        match unsafe { libc::poll(&mut wanted, 1, wait) } {
+            0 => return Ok(false),
+            ready if ready > 0 => return Ok(true),
+            _ => {}
         }
         let error = io::Error::last_os_error();
         if error.kind() != io::ErrorKind::Interrupted {

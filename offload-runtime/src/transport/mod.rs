@@ -103,6 +103,13 @@ impl Backend {
         }
     }
 
+    /// Counts how a call ended, for the pool's statistics.
+    pub(crate) fn ended<R>(self, result: &Result<R, Error>) {
+        match self {
+            Backend::Local(pool) => pool.counters.ended(result),
+        }
+    }
+
     /// Whether a worker lost now was stopped by a forceful shutdown of the pool.
     pub(crate) fn stopped(self) -> bool {
         match self {

@@ -29,6 +29,8 @@ pub(crate) struct Marker {
     pub prove_build: bool,
     /// How deep a value the worker decodes (see `depth.rs`).
     pub max_depth: u32,
+    /// How long the worker waits for a call before it exits, in milliseconds; 0 for ever.
+    pub idle_ms: u64,
 }
 
 impl Marker {
@@ -37,12 +39,13 @@ impl Marker {
         let nice = self.nice.map_or("auto".to_owned(), |n| n.to_string());
         let [replies, calls] = self.pipes;
         format!(
-            "{mode}:{}:{}:{}:{nice}:{replies}:{calls}:{}:{}",
+            "{mode}:{}:{}:{}:{nice}:{replies}:{calls}:{}:{}:{}",
             self.max_frame,
             self.shared,
             self.poll_micros,
             u8::from(self.prove_build),
-            self.max_depth
+            self.max_depth,
+            self.idle_ms
         )
     }
 
@@ -67,6 +70,7 @@ impl Marker {
             _ => return None,
         };
         let max_depth = fields.next()?.parse().ok()?;
+        let idle_ms = fields.next()?.parse().ok()?;
         fields.next().is_none().then_some(Marker {
             from_ctor,
             max_frame,
@@ -76,6 +80,7 @@ impl Marker {
             pipes,
             prove_build,
             max_depth,
+            idle_ms,
         })
     }
 
@@ -112,6 +117,7 @@ mod tests {
                 pipes: [3, u64::MAX],
                 prove_build: true,
                 max_depth: 1024,
+                idle_ms: 60_000,
             },
             Marker {
                 from_ctor: false,
@@ -122,6 +128,7 @@ mod tests {
                 pipes: [0, 0],
                 prove_build: false,
                 max_depth: 0,
+                idle_ms: 0,
             },
         ] {
             assert_eq!(Marker::decode(&marker.encode()), Some(marker));

@@ -52,6 +52,8 @@ pub(super) fn serve(marker: Marker) -> ! {
             poller: Poller::new(Duration::from_micros(marker.poll_micros)),
             soon: false,
             quick: false,
+            idle: (marker.idle_ms > 0).then(|| Duration::from_millis(marker.idle_ms)),
+            between: false,
         },
     );
     crate::function::set_max_depth(marker.max_depth);
@@ -187,8 +189,16 @@ fn run(
     let mut output = Vec::new();
     loop {
         let mut header = [0; HEADER];
-        match reader.read_exact(&mut header) {
+        reader.between_calls(true);
+        let read = reader.read_exact(&mut header);
+        reader.between_calls(false);
+        match read {
             Err(e) if is_hang_up(&e) => return Ok(()),
+            // Idle for longer than its pool allows: it says so, so that the call that finds it
+            // gone goes to a fresh worker, and leaves.
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return writer.write_all(&wire::frame(Kind::Idle, 0, &[]));
+            }
             other => other?,
         }
         let Header {
@@ -256,6 +266,9 @@ trait Inbox: Read {
     /// Told after each call whether its caller polls for the reply, and so will likely send its
     /// next call soon, and how long the call took.
     fn next_call_soon(&mut self, _soon: bool, _took: Duration) {}
+
+    /// Told whether it is waiting for the next call to begin, when an idle limit applies.
+    fn between_calls(&mut self, _between: bool) {}
 }
 
 impl Inbox for &[u8] {}
@@ -276,6 +289,10 @@ struct Polling<'a> {
     poller: Poller,
     soon: bool,
     quick: bool,
+    /// How long to wait for a call before giving up (the pool's idle time), and whether the
+    /// worker is waiting for one, with nothing of it read yet.
+    idle: Option<Duration>,
+    between: bool,
 }
 
 impl Inbox for BufReader<Polling<'_>> {
@@ -283,6 +300,11 @@ impl Inbox for BufReader<Polling<'_>> {
         let polling = self.get_mut();
         polling.soon = soon;
         polling.quick = took < polling.poller.window();
+    }
+
+    fn between_calls(&mut self, between: bool) {
+        let between = between && self.buffer().is_empty();
+        self.get_mut().between = between;
     }
 }
 
@@ -321,8 +343,11 @@ impl Read for Polling<'_> {
                 }
             }
         }
+        let limit = self.idle.filter(|_| self.between);
         loop {
-            poll::wait_readable(self.calls)?;
+            if !poll::wait_readable(self.calls, limit)? {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
             if let Some(n) = read_now(self.calls, buf)? {
                 return Ok(n);
             }
@@ -552,6 +577,8 @@ mod tests {
             poller: Poller::new(Duration::from_micros(50)),
             soon: false,
             quick: false,
+            idle: None,
+            between: false,
         });
         let mut byte = [0];
         for (took, tells) in [

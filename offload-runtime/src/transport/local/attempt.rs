@@ -66,7 +66,7 @@ impl ProcessPool {
                     Ok(used) => used.len(),
                     Err(e) => {
                         let detail = format!("{e} (the frame limit is {limit} bytes)");
-                        return Attempt::Failed(encode_failed(spec, &detail));
+                        return Attempt::Failed(encode_failed(spec, &detail).caused_by(e));
                     }
                 };
                 let mut payload = index.to_le_bytes().to_vec();

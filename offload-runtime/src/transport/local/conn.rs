@@ -254,6 +254,10 @@ impl Worker {
             Err(Fault::Died) => return Err(self.death()),
             other => other?,
         };
+        // It left after its pool's idle time, without reading what was sent since.
+        if header.kind == Kind::Idle {
+            return Err(Fault::DiedIdle);
+        }
         let expected = self.answered + 1;
         if header.id != expected || expected > self.sent {
             return Err(Fault::Protocol(format!(
@@ -573,8 +577,8 @@ fn check_hello(payload: &[u8], prove_build: bool) -> Result<(), Error> {
         if !prove_build {
             return Ok(());
         }
-        let ours = crate::sys::image::build_id().map_err(|detail| Error::WorkerStart {
-            reason: format!("cannot tell this program's build: {detail}"),
+        let ours = crate::sys::image::build_id().map_err(|detail| {
+            Error::start_failed(format!("cannot tell this program's build: {detail}"))
         })?;
         return match build {
             Some(theirs) if theirs == ours => Ok(()),

@@ -21,6 +21,7 @@ use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
 use crate::config::{self, Pools};
 use crate::error::Exit;
 use crate::function::DEFAULT_MAX_DEPTH;
+use crate::stats::{Counters, PoolStats};
 use crate::sys::image::{self, Program};
 use crate::sys::poll::POLL_FOR;
 use crate::sys::shm::Region;
@@ -57,6 +58,7 @@ pub struct ProcessPool {
     broken: OnceLock<Error>,
     /// A moving average of how long calls take, in nanoseconds, replies included.
     call_nanos: AtomicU64,
+    pub(crate) counters: Counters,
 }
 
 #[derive(Default)]
@@ -126,6 +128,7 @@ struct PoolConfig {
     handshake_timeout: Duration,
     max_frame: usize,
     max_depth: u32,
+    idle_timeout: Option<Duration>,
     max_calls_per_worker: Option<u64>,
     max_worker_memory: Option<u64>,
     /// `None` for the default: 16, and none for long calls.
@@ -147,6 +150,7 @@ impl Default for PoolConfig {
             handshake_timeout: Duration::from_secs(5),
             max_frame: 1 << 30,
             max_depth: DEFAULT_MAX_DEPTH,
+            idle_timeout: None,
             max_calls_per_worker: None,
             max_worker_memory: None,
             max_batch: None,
@@ -199,6 +203,15 @@ impl ProcessPoolBuilder {
     /// caller's stack, and bytes from a corrupt worker could ask for that with 100 kB.
     pub fn max_depth(mut self, levels: u32) -> Self {
         self.config.max_depth = levels;
+        self
+    }
+
+    /// Lets a worker that has waited this long for a call exit, giving its memory back (loky's
+    /// `timeout`); the next call that needs a worker starts a fresh one. Default: workers wait
+    /// for as long as the pool lives. An idle worker that left is reaped when its slot is next
+    /// used, or at shutdown.
+    pub fn idle_timeout(mut self, after: Duration) -> Self {
+        self.config.idle_timeout = Some(after);
         self
     }
 
@@ -326,6 +339,7 @@ impl ProcessPool {
                 }),
                 broken: OnceLock::new(),
                 call_nanos: AtomicU64::new(0),
+                counters: Counters::default(),
                 config,
             })
         })
@@ -334,6 +348,15 @@ impl ProcessPool {
     /// The pool's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What the pool has done so far, and what it is doing: see [`PoolStats`].
+    pub fn stats(&self) -> PoolStats {
+        let (queued, running) = {
+            let state = self.lock();
+            (state.queue.len(), state.busy.len())
+        };
+        self.counters.snapshot(queued, running)
     }
 
     /// How many worker processes the pool runs at most.
@@ -575,6 +598,7 @@ impl ProcessPool {
                 .max_worker_memory
                 .is_some_and(|max| worker.resident_bytes().is_some_and(|rss| rss > max));
         if worn_out {
+            self.counters.worker_recycled();
             self.forget(worker.pid());
             self.retire(worker);
             return None;
@@ -607,10 +631,13 @@ impl ProcessPool {
             // A worker started from this process's own image is its build by construction.
             prove_build: self.config.program.is_some(),
             max_depth: self.config.max_depth,
+            idle_ms: self.config.idle_timeout.map_or(0, |idle| {
+                u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1)
+            }),
         };
         let shown = program.name.display().to_string();
-        let failed = |e: std::io::Error| Error::WorkerStart {
-            reason: format!("cannot run {shown}: {e}"),
+        let failed = |e: std::io::Error| {
+            Error::start_failed(format!("cannot run {shown}: {e}")).caused_by(e)
         };
         let prove_build = marker.prove_build;
         let (process, ends, region) = spawn::spawn(program, marker).await.map_err(failed)?;
@@ -619,23 +646,22 @@ impl ProcessPool {
             Box::new(Worker::new(process, ends, region, self.config.poll).map_err(failed)?);
         let limit = self.config.handshake_timeout;
         match tokio::time::timeout(limit, worker.handshake(prove_build)).await {
-            Ok(Ok(())) => Ok(worker),
+            Ok(Ok(())) => {
+                self.counters.worker_started();
+                Ok(worker)
+            }
             Ok(Err(Fault::Refused(error))) => Err(self.break_with(error)),
             Ok(Err(Fault::Protocol(detail))) => Err(Error::Protocol { detail }),
-            Ok(Err(Fault::Died | Fault::DiedIdle)) => Err(Error::WorkerStart {
-                reason: format!(
-                    "the worker (pid {pid}) ended with {} before its handshake; its output above \
-                     may say why",
-                    worker.exit().await
-                ),
-            }),
-            Err(_) => Err(Error::WorkerStart {
-                reason: format!(
-                    "the worker (pid {pid}) did not complete its handshake within {limit:?}; \
-                     make sure the offload guard runs first in main (#[offload::main] or \
-                     offload::serve_if_worker()), before any other work"
-                ),
-            }),
+            Ok(Err(Fault::Died | Fault::DiedIdle)) => Err(Error::start_failed(format!(
+                "the worker (pid {pid}) ended with {} before its handshake; its output above \
+                 may say why",
+                worker.exit().await
+            ))),
+            Err(_) => Err(Error::start_failed(format!(
+                "the worker (pid {pid}) did not complete its handshake within {limit:?}; make \
+                 sure the offload guard runs first in main (#[offload::main] or \
+                 offload::serve_if_worker()), before any other work"
+            ))),
         }
     }
 
@@ -858,6 +884,7 @@ mod tests {
             state: Mutex::new(State::default()),
             broken: OnceLock::new(),
             call_nanos: AtomicU64::new(0),
+            counters: Counters::default(),
             config: PoolConfig {
                 max_batch,
                 ..PoolConfig::default()

@@ -54,7 +54,7 @@ fn main() {
         }
         let after = offload_test_app::square(4).await;
         let refused = match refused {
-            Err(offload::Error::WorkerStart { reason }) => format!("WorkerStart: {reason}"),
+            Err(offload::Error::WorkerStart { reason, .. }) => format!("WorkerStart: {reason}"),
             other => format!("{other:?}"),
         };
         println!("refused: {refused}");
