@@ -31,6 +31,8 @@ mod function;
 mod stats;
 #[cfg(unix)]
 mod sys;
+#[cfg(all(unix, feature = "tracing"))]
+mod trace;
 #[cfg(unix)]
 mod transport;
 #[cfg(unix)]

@@ -133,7 +133,18 @@ where
         Some(limit) => Some(limit.acquire().await.map_err(|_| Error::Shutdown)?),
         None => None,
     };
+    // With the `tracing` feature, the body runs inside the call's span, so that what it logs
+    // reads as part of the call.
+    #[cfg(feature = "tracing")]
+    let span = tracing::info_span!(
+        "offload.call",
+        function = function.name,
+        mode = "thread",
+        pool = function.pool,
+    );
     let task = tokio::task::spawn_blocking(move || {
+        #[cfg(feature = "tracing")]
+        let _entered = span.entered();
         let outcome = panic::catch(body);
         drop(permit);
         outcome

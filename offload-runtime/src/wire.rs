@@ -18,6 +18,10 @@ pub(crate) const POLLING: u8 = 0x80;
 /// The kind byte's flag: the caller narrowed the worker to one core for this call.
 pub(crate) const PLACED: u8 = 0x40;
 
+/// The kind byte's flag: the call carries the caller's trace id, 8 bytes after the index (see
+/// [`trace`]).
+pub(crate) const TRACED: u8 = 0x20;
+
 pub(crate) const HEADER: usize = 13;
 const LEN: usize = 4;
 
@@ -80,6 +84,8 @@ pub(crate) struct Header {
     pub polling: bool,
     /// Whether the kind byte carried [`PLACED`].
     pub placed: bool,
+    /// Whether the kind byte carried [`TRACED`].
+    pub traced: bool,
 }
 
 /// Bytes that do not form a valid frame.
@@ -117,7 +123,7 @@ impl Header {
             });
         }
         // The flags belong to calls; on any other frame they make an unknown kind.
-        let flags = bytes[LEN] & (POLLING | PLACED);
+        let flags = bytes[LEN] & (POLLING | PLACED | TRACED);
         let kind = Kind::from_byte(bytes[LEN] & !flags)
             .filter(|kind| flags == 0 || matches!(kind, Kind::Call | Kind::CallShared))
             .ok_or(WireError::UnknownKind(bytes[LEN]))?;
@@ -128,6 +134,7 @@ impl Header {
             payload_len,
             polling: flags & POLLING != 0,
             placed: flags & PLACED != 0,
+            traced: flags & TRACED != 0,
         })
     }
 }
@@ -152,6 +159,16 @@ pub(crate) fn finish(buf: &mut [u8], limit: usize) -> Result<(), WireError> {
     let len = (buf.len() - LEN) as u32;
     buf[..LEN].copy_from_slice(&len.to_le_bytes());
     Ok(())
+}
+
+/// Marks a call frame built with [`begin`] and [`finish`] as traced: the caller's trace id goes
+/// after the function's index, so that the worker's log lines for the call can name it.
+pub(crate) fn trace(frame: &mut Vec<u8>, call: u64) {
+    let at = HEADER + 4;
+    frame.splice(at..at, call.to_le_bytes());
+    frame[LEN] |= TRACED;
+    let len = u32::from_le_bytes(frame[..LEN].try_into().expect("4 bytes")) + 8;
+    frame[..LEN].copy_from_slice(&len.to_le_bytes());
 }
 
 /// A whole frame in one buffer, for small control frames.
@@ -182,6 +199,7 @@ mod tests {
                 payload_len: 3,
                 polling: false,
                 placed: false,
+                traced: false,
             })
         );
         assert_eq!(&buf[HEADER..], b"abc");

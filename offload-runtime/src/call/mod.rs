@@ -14,6 +14,7 @@ use crate::error::Exit;
 use crate::function::codec::{decode, encode_failed, encode_within};
 use crate::function::{FnSpec, Invoke, Registration, Table};
 use crate::transport::{Attempt, Backend, WorkerId};
+use crate::wire;
 use crate::Error;
 
 /// A process-mode function as its caller sees it: what it is, and where its calls go once
@@ -92,16 +93,21 @@ where
         ));
     }
     let (backend, index) = function.resolve()?;
-    let result = match backend.admit().await {
-        Ok(admitted) => {
-            // Boxed, so that a call still waiting for admission (there may be millions) is
-            // small.
-            let result = Box::pin(admitted_call(function, backend, index, args)).await;
-            drop(admitted);
-            result
-        }
-        Err(error) => Err(error),
+    #[cfg(feature = "tracing")]
+    let (span, traced) = crate::trace::process_call(&function.spec);
+    #[cfg(not(feature = "tracing"))]
+    let traced = None;
+    let call = async {
+        let admitted = backend.admit().await?;
+        // Boxed, so that a call still waiting for admission (there may be millions) is small.
+        let result = Box::pin(admitted_call(function, backend, index, args, traced)).await;
+        drop(admitted);
+        result
     };
+    #[cfg(feature = "tracing")]
+    let result = tracing::Instrument::instrument(call, span).await;
+    #[cfg(not(feature = "tracing"))]
+    let result = call.await;
     backend.ended(&result);
     result
 }
@@ -113,6 +119,7 @@ async fn admitted_call<A, R>(
     backend: Backend,
     index: u32,
     args: A,
+    traced: Option<u64>,
 ) -> Result<R, Error>
 where
     A: Serialize,
@@ -122,12 +129,15 @@ where
     let small = encode_within(index, &args, backend.inline_limit())
         .map_err(|e| encode_failed(spec, &e).caused_by(e))?;
     match small {
-        Some(frame) => {
+        Some(mut frame) => {
             drop(args);
+            if let Some(call) = traced {
+                wire::trace(&mut frame, call);
+            }
             exchange(spec, backend, frame).await
         }
         // Boxed: its state is far larger than a small call's, which need not carry it.
-        None => Box::pin(exchange_large(spec, backend, index, &args)).await,
+        None => Box::pin(exchange_large(spec, backend, index, &args, traced)).await,
     }
 }
 
@@ -166,11 +176,12 @@ async fn exchange_large<A: Serialize, R: DeserializeOwned>(
     backend: Backend,
     index: u32,
     args: &A,
+    traced: Option<u64>,
 ) -> Result<R, Error> {
     let mut retried = 0;
     loop {
         let read = |kind, payload: &[u8]| decode(spec.name, backend.max_depth(), kind, payload);
-        match backend.attempt_large(spec, index, args, read).await {
+        match backend.attempt_large(spec, index, args, traced, read).await {
             Attempt::Answered(result) => return result,
             Attempt::Failed(error) => return Err(error),
             Attempt::NotStarted(_) => {}

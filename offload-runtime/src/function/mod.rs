@@ -195,6 +195,11 @@ impl Table {
         Ok(index)
     }
 
+    #[cfg(feature = "tracing")]
+    pub(crate) fn name_at(&self, index: u32) -> Option<&'static str> {
+        self.entries.get(index as usize).map(|r| r.name())
+    }
+
     pub(crate) fn invoke_at(&self, index: u32) -> Option<Invoke> {
         self.entries.get(index as usize).map(|r| r.invoke)
     }

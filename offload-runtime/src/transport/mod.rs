@@ -59,10 +59,11 @@ impl Backend {
         spec: &'static FnSpec,
         index: u32,
         args: &A,
+        traced: Option<u64>,
         read: impl FnOnce(Kind, &[u8]) -> T,
     ) -> Attempt<T> {
         match self {
-            Backend::Local(pool) => pool.attempt_large(spec, index, args, read).await,
+            Backend::Local(pool) => pool.attempt_large(spec, index, args, traced, read).await,
         }
     }
 

@@ -207,10 +207,18 @@ fn run(
             payload_len,
             polling,
             placed,
+            traced,
         } = Header::parse(&header, max_frame).map_err(io::Error::other)?;
-        let shared = match (kind, payload_len) {
-            (Kind::Call, 4..) => false,
-            (Kind::CallShared, 12) => true,
+        // The function's index, then the caller's trace id if the call carries one.
+        let prefix = if traced { 12 } else { 4 };
+        let shared = match (kind, payload_len - payload_len.min(prefix)) {
+            _ if payload_len < prefix => {
+                return Err(io::Error::other(format!(
+                    "a call frame of {payload_len} bytes, too short for its index"
+                )))
+            }
+            (Kind::Call, _) => false,
+            (Kind::CallShared, 8) => true,
             _ => {
                 return Err(io::Error::other(format!(
                     "unexpected {kind:?} frame of {payload_len} bytes"
@@ -226,8 +234,9 @@ fn run(
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         let index = u32::from_le_bytes(input[..4].try_into().expect("4 bytes"));
+        let call = traced.then(|| u64::from_le_bytes(input[4..12].try_into().expect("8 bytes")));
         let args = if shared {
-            let len = u64::from_le_bytes(input[4..12].try_into().expect("8 bytes"));
+            let len = u64::from_le_bytes(input[prefix..prefix + 8].try_into().expect("8 bytes"));
             let len = usize::try_from(len).map_err(io::Error::other)?;
             region.and_then(|region| region.bytes(len)).ok_or_else(|| {
                 io::Error::other(format!(
@@ -235,14 +244,14 @@ fn run(
                 ))
             })?
         } else {
-            &input[4..]
+            &input[prefix..]
         };
         if placed {
             placement::widen_this_worker();
         }
         let began = Instant::now();
         let cpu = (placed || step_back.measures()).then(cpu_time);
-        answer(table, index, id, args, &mut output, max_frame);
+        answer(table, index, id, args, &mut output, max_frame, call);
         let took = began.elapsed();
         let ran = cpu.map(|cpu| cpu_time().saturating_sub(cpu));
         if let (true, Some(ran), Some(region)) = (placed, ran, region) {

@@ -16,6 +16,7 @@ fn program(name: &str) -> Command {
         "no_guard" => env!("CARGO_BIN_EXE_no_guard"),
         "starved" => env!("CARGO_BIN_EXE_starved"),
         "setup" => env!("CARGO_BIN_EXE_setup"),
+        "traced" => env!("CARGO_BIN_EXE_traced"),
         _ => unreachable!(),
     };
     let mut command = Command::new(path);
@@ -162,7 +163,7 @@ fn a_copy_started_as_worker_without_the_guard_refuses_to_start_workers() {
     let mut command = program("no_guard");
     command.env(
         "OFFLOAD_WORKER",
-        format!("main:1048576:0:0:auto:{replies_inode}:{calls_inode}:0:1024"),
+        format!("main:1048576:0:0:auto:{replies_inode}:{calls_inode}:0:1024:0"),
     );
     // SAFETY: fcntl and dup2 are async-signal-safe.
     unsafe {
@@ -207,7 +208,7 @@ fn a_copy_started_as_worker_without_the_guard_refuses_to_start_workers() {
 // turn a program into a worker: its main runs as usual.
 #[test]
 fn a_marker_without_its_channel_does_not_make_a_program_skip_its_main() {
-    for marker in ["ctor:1048576:0:0:auto", "ctor:1048576:0:0:auto:1:2:0:1024"] {
+    for marker in ["ctor:1048576:0:0:auto", "ctor:1048576:0:0:auto:1:2:0:1024:0"] {
         let (output, _) = finish({
             let mut c = program("no_guard");
             c.env("OFFLOAD_WORKER", marker);
@@ -373,6 +374,45 @@ fn a_failing_or_panicking_worker_setup_is_reported_and_not_retried() {
         assert_eq!(stdout, expected.repeat(3), "{mode}");
         assert_eq!(ran, 1, "{mode}: the setup ran in one worker only");
     }
+}
+
+// With the tracing feature, a call carries its id to the worker: the function's log line, written
+// by the worker's own subscriber (set up in its worker setup), sits in an `offload.call` span
+// with the same id as the caller's span, which is itself inside the caller's `request` span.
+#[test]
+fn a_worker_s_log_line_reads_as_part_of_its_caller_s_span() {
+    let (output, _) = finish(program("traced"));
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    let line = |needle: &str| {
+        stdout
+            .lines()
+            .find(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{stdout}"))
+    };
+    let field = |line: &str, name: &str| {
+        let start = line.find(&format!("{name}=")).expect(name) + name.len() + 1;
+        line[start..]
+            .split([' ', '}'])
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let worker = line("hello from the worker");
+    let caller = line("request{id=7}:offload.call{");
+    assert!(worker.contains("offload.call{"), "{worker}");
+    assert_eq!(
+        field(worker, "call"),
+        field(caller, "call"),
+        "\n{worker}\n{caller}"
+    );
+    assert_eq!(field(worker, "worker"), field(caller, "worker"));
+    assert!(caller.contains("function=\"traced::work\""), "{caller}");
+    assert!(
+        caller.contains("queue_wait_us=") && caller.contains("run_us="),
+        "{caller}"
+    );
+    assert!(stdout.contains("doubled: Ok(42)"), "{stdout}");
 }
 
 #[test]

@@ -24,10 +24,20 @@ impl ProcessPool {
         // A call with a timeout neither waits behind others on a worker nor makes others wait
         // behind it, so its time runs only while it runs.
         let combine = spec.timeout.is_none() && self.max_batch() > 1;
+        #[cfg(feature = "tracing")]
+        let asked = std::time::Instant::now();
         let turn = match self.turn(frame, combine).await {
             // Boxed: only a call that holds a worker pays for the batch's state.
             Ok(Turn::Lease(lease, own)) => {
-                Box::pin(Batch::new(spec, self, lease, combine).run(own)).await
+                #[cfg(feature = "tracing")]
+                let started = {
+                    crate::trace::queued(asked.elapsed());
+                    std::time::Instant::now()
+                };
+                let turn = Box::pin(Batch::new(spec, self, lease, combine).run(own)).await;
+                #[cfg(feature = "tracing")]
+                crate::trace::ran(started.elapsed());
+                turn
             }
             Ok(turn) => turn,
             Err(error) => return Attempt::Failed(error),
@@ -53,11 +63,20 @@ impl ProcessPool {
         spec: &'static FnSpec,
         index: u32,
         args: &A,
+        traced: Option<u64>,
         read: impl FnOnce(Kind, &[u8]) -> T,
     ) -> Attempt<T> {
+        #[cfg(feature = "tracing")]
+        let asked = std::time::Instant::now();
         let mut lease = match self.lease().await {
             Ok(lease) => lease,
             Err(error) => return Attempt::Failed(error),
+        };
+        #[cfg(feature = "tracing")]
+        let started = {
+            crate::trace::queued(asked.elapsed());
+            crate::trace::on_worker(lease.pid());
+            std::time::Instant::now()
         };
         let (mut frame, used) = match lease.region() {
             Some(region) => {
@@ -78,6 +97,9 @@ impl ProcessPool {
                 Err(error) => return Attempt::Failed(error),
             },
         };
+        if let Some(call) = traced {
+            wire::trace(&mut frame, call);
+        }
         if spec.timeout.is_some() {
             lease.kill_if_dropped();
         }
@@ -101,6 +123,8 @@ impl ProcessPool {
         if let Some(region) = lease.region() {
             region.release(used);
         }
+        #[cfg(feature = "tracing")]
+        crate::trace::ran(started.elapsed());
         match outcome {
             Ok(kind) => Attempt::Answered(read(kind, lease.reply())),
             Err(fault) => lost(lease, fault).await,

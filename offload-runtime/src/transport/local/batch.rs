@@ -57,6 +57,8 @@ impl Batch {
             }
             return Turn::Failed(error);
         }
+        #[cfg(feature = "tracing")]
+        crate::trace::on_worker(lease.pid());
         if self.function.timeout.is_some() {
             lease.kill_if_dropped();
         }
