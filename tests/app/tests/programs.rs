@@ -208,7 +208,10 @@ fn a_copy_started_as_worker_without_the_guard_refuses_to_start_workers() {
 // turn a program into a worker: its main runs as usual.
 #[test]
 fn a_marker_without_its_channel_does_not_make_a_program_skip_its_main() {
-    for marker in ["ctor:1048576:0:0:auto", "ctor:1048576:0:0:auto:1:2:0:1024:0"] {
+    for marker in [
+        "ctor:1048576:0:0:auto",
+        "ctor:1048576:0:0:auto:1:2:0:1024:0",
+    ] {
         let (output, _) = finish({
             let mut c = program("no_guard");
             c.env("OFFLOAD_WORKER", marker);
