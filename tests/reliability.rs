@@ -260,6 +260,21 @@ async fn a_timeout_kills_only_that_worker_and_returns_promptly() {
     );
     gone(pid_in(&dir).await).await;
     assert!(timeouts_pid().await.is_ok(), "the pool replaced the worker");
+    // Through f_map, each input times out on its own, its worker stopped: the input sent
+    // behind it in the same chunk never started there, and times out on a fresh worker.
+    let dirs = [scratch("timeouts-map-a"), scratch("timeouts-map-b")];
+    let results = tokio::time::timeout(LIVENESS, stall_map(dirs.clone()).collect())
+        .await
+        .expect("liveness");
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(Error::Timeout { .. }))),
+        "{results:?}"
+    );
+    for dir in &dirs {
+        gone(pid_in(dir).await).await;
+    }
 }
 
 #[tokio::test]

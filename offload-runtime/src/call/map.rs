@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::{after_loss, Remote};
+use super::{after_loss, within_timeout, Remote};
 use crate::function::codec::{decode, encode_call};
 use crate::function::{FnSpec, Transferable};
 use crate::transport::{Attempt, Backend};
@@ -272,7 +272,12 @@ async fn drive<I, A, W, R>(
             let read = |kind, payload: &[u8]| {
                 decode::<W>(spec.name, backend.max_depth(), kind, payload).map(R::from)
             };
-            let result = match sent.next(read).await {
+            let attempt = within_timeout(spec, sent.next(read)).await;
+            if matches!(attempt, Attempt::Failed(Error::Timeout { .. })) {
+                // Its worker is stopped: the calls behind it never start there.
+                sent.stop();
+            }
+            let result = match attempt {
                 Attempt::Answered(result) => result,
                 Attempt::Failed(error) => Err(error),
                 Attempt::NotStarted(_) => {

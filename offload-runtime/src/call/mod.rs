@@ -142,7 +142,8 @@ where
 }
 
 /// Runs one call to its end: an attempt, then another while the call never started, or while
-/// it was lost running and retries are left.
+/// it was lost running and retries are left. A call with a timeout is started on a worker of
+/// its own and timed from then on (see [`within_timeout`]).
 async fn exchange<R: DeserializeOwned>(
     spec: &'static FnSpec,
     backend: Backend,
@@ -150,7 +151,16 @@ async fn exchange<R: DeserializeOwned>(
 ) -> Result<R, Error> {
     let mut retried = 0;
     loop {
-        match backend.attempt(spec, frame).await {
+        let attempt = match spec.timeout {
+            None => backend.attempt(spec, frame).await,
+            Some(_) => match backend.start(spec, frame).await {
+                Ok(started) => {
+                    within_timeout(spec, started.finish(|kind, reply| (kind, reply.to_vec()))).await
+                }
+                Err(attempt) => attempt,
+            },
+        };
+        match attempt {
             Attempt::Answered((kind, payload)) => {
                 return decode(spec.name, backend.max_depth(), kind, &payload)
             }
@@ -181,7 +191,11 @@ async fn exchange_large<A: Serialize, R: DeserializeOwned>(
     let mut retried = 0;
     loop {
         let read = |kind, payload: &[u8]| decode(spec.name, backend.max_depth(), kind, payload);
-        match backend.attempt_large(spec, index, args, traced, read).await {
+        let attempt = match backend.start_large(spec, index, args, traced).await {
+            Ok(started) => within_timeout(spec, started.finish(read)).await,
+            Err(attempt) => attempt,
+        };
+        match attempt {
             Attempt::Answered(result) => return result,
             Attempt::Failed(error) => return Err(error),
             Attempt::NotStarted(_) => {}
@@ -190,6 +204,24 @@ async fn exchange_large<A: Serialize, R: DeserializeOwned>(
                 retried += 1;
             }
         }
+    }
+}
+
+/// A started call's reply, within the function's timeout if it has one: past it, the call is
+/// dropped, which stops it on every transport (the local one kills its worker), and it fails
+/// with `Timeout`. The one place a timeout is kept, for plain calls, large ones and `f_map`.
+pub(crate) async fn within_timeout<T>(
+    spec: &FnSpec,
+    reply: impl std::future::Future<Output = Attempt<T>>,
+) -> Attempt<T> {
+    match spec.timeout {
+        None => reply.await,
+        Some(after) => tokio::time::timeout(after, reply)
+            .await
+            .unwrap_or(Attempt::Failed(Error::Timeout {
+                function: spec.name,
+                after,
+            })),
     }
 }
 

@@ -51,19 +51,32 @@ impl Backend {
         }
     }
 
-    /// One attempt at a call whose arguments did not fit [`Backend::inline_limit`]: the
-    /// transport encodes them where it carries them best, and `read` makes the caller's value
-    /// of the reply where it lies.
-    pub(crate) async fn attempt_large<A: Serialize, T>(
+    /// Starts a call on a worker of its own, for a caller that times it: the call's time runs
+    /// from the moment it starts. `Err` says how it ended before it ran.
+    pub(crate) async fn start<T>(
+        self,
+        spec: &'static FnSpec,
+        frame: Vec<u8>,
+    ) -> Result<Started, Attempt<T>> {
+        match self {
+            Backend::Local(pool) => pool.start_call(spec, frame).await.map(Started::Local),
+        }
+    }
+
+    /// Starts a call whose arguments did not fit [`Backend::inline_limit`]: the transport
+    /// encodes them where it carries them best.
+    pub(crate) async fn start_large<A: Serialize, T>(
         self,
         spec: &'static FnSpec,
         index: u32,
         args: &A,
         traced: Option<u64>,
-        read: impl FnOnce(Kind, &[u8]) -> T,
-    ) -> Attempt<T> {
+    ) -> Result<Started, Attempt<T>> {
         match self {
-            Backend::Local(pool) => pool.attempt_large(spec, index, args, traced, read).await,
+            Backend::Local(pool) => pool
+                .start_large_call(spec, index, args, traced)
+                .await
+                .map(Started::Local),
         }
     }
 
@@ -119,6 +132,21 @@ impl Backend {
     }
 }
 
+/// A call on its way, waiting for its reply. Dropping it stops the call: that is how a caller
+/// times a call out or cancels it, whatever the transport.
+pub(crate) enum Started {
+    Local(local::attempt::Started),
+}
+
+impl Started {
+    /// Waits for the reply; `read` makes the caller's value of it where it lies.
+    pub(crate) async fn finish<T>(self, read: impl FnOnce(Kind, &[u8]) -> T) -> Attempt<T> {
+        match self {
+            Started::Local(started) => started.finish(read).await,
+        }
+    }
+}
+
 /// Calls sent together to one worker, answered in order.
 pub(crate) enum Chunk {
     Local(local::attempt::Chunk),
@@ -137,6 +165,13 @@ impl Chunk {
     pub(crate) async fn next<T>(&mut self, read: impl FnOnce(Kind, &[u8]) -> T) -> Attempt<T> {
         match self {
             Chunk::Local(chunk) => chunk.next(read).await,
+        }
+    }
+
+    /// Stops the calls not answered yet (a timeout): they count as never started.
+    pub(crate) fn stop(&mut self) {
+        match self {
+            Chunk::Local(chunk) => chunk.stop(),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! One attempt at a call on the local pool, told as the seam's [`Attempt`]: a call with small
 //! arguments waits for its turn and goes out with the queued calls its lease takes along
-//! (`batch`); one with large arguments is encoded straight into the memory its worker shares;
-//! `f_map`'s chunks go to a worker of their own, back to back.
+//! (`batch`); a call whose time matters is [`Started`] on a worker of its own, and so is one
+//! with large arguments, encoded straight into the memory its worker shares; `f_map`'s chunks
+//! go to a worker of their own, back to back. Timeouts are the caller's: it stops a started
+//! call, or a chunk, by dropping it.
 
 use serde::Serialize;
 
@@ -21,9 +23,13 @@ impl ProcessPool {
         spec: &'static FnSpec,
         frame: Vec<u8>,
     ) -> Attempt<(Kind, Vec<u8>)> {
-        // A call with a timeout neither waits behind others on a worker nor makes others wait
-        // behind it, so its time runs only while it runs.
-        let combine = spec.timeout.is_none() && self.max_batch() > 1;
+        // Calls with a timeout are started on a worker of their own instead (see `start_call`), so
+        // that their time runs only while they run.
+        debug_assert!(
+            spec.timeout.is_none(),
+            "a timed call is started, not attempted"
+        );
+        let combine = self.max_batch() > 1;
         #[cfg(feature = "tracing")]
         let asked = std::time::Instant::now();
         let turn = match self.turn(frame, combine).await {
@@ -55,29 +61,42 @@ impl ProcessPool {
         }
     }
 
-    /// Runs one call with large arguments on a worker of its own: the arguments are encoded
+    /// Starts one call on a worker of its own, without taking queued calls along: the call
+    /// whose time runs from the moment it starts (see [`Started`]).
+    pub(crate) async fn start_call<T>(
+        &'static self,
+        spec: &'static FnSpec,
+        frame: Vec<u8>,
+    ) -> Result<Started, Attempt<T>> {
+        #[cfg(feature = "tracing")]
+        let asked = std::time::Instant::now();
+        let lease = match self.lease().await {
+            Ok(lease) => lease,
+            Err(error) => return Err(Attempt::Failed(error)),
+        };
+        #[cfg(feature = "tracing")]
+        crate::trace::queued(asked.elapsed());
+        Started::send(spec, lease, frame, 0).await
+    }
+
+    /// Starts one call with large arguments on a worker of its own: the arguments are encoded
     /// straight into the memory the worker shares with us (or, without it, into a frame as
     /// usual), and only their length crosses the pipe.
-    pub(crate) async fn attempt_large<A: Serialize, T>(
+    pub(crate) async fn start_large_call<A: Serialize, T>(
         &'static self,
         spec: &'static FnSpec,
         index: u32,
         args: &A,
         traced: Option<u64>,
-        read: impl FnOnce(Kind, &[u8]) -> T,
-    ) -> Attempt<T> {
+    ) -> Result<Started, Attempt<T>> {
         #[cfg(feature = "tracing")]
         let asked = std::time::Instant::now();
         let mut lease = match self.lease().await {
             Ok(lease) => lease,
-            Err(error) => return Attempt::Failed(error),
+            Err(error) => return Err(Attempt::Failed(error)),
         };
         #[cfg(feature = "tracing")]
-        let started = {
-            crate::trace::queued(asked.elapsed());
-            crate::trace::on_worker(lease.pid());
-            std::time::Instant::now()
-        };
+        crate::trace::queued(asked.elapsed());
         let (mut frame, used) = match lease.region() {
             Some(region) => {
                 let limit = region.len();
@@ -85,7 +104,7 @@ impl ProcessPool {
                     Ok(used) => used.len(),
                     Err(e) => {
                         let detail = format!("{e} (the frame limit is {limit} bytes)");
-                        return Attempt::Failed(encode_failed(spec, &detail).caused_by(e));
+                        return Err(Attempt::Failed(encode_failed(spec, &detail).caused_by(e)));
                     }
                 };
                 let mut payload = index.to_le_bytes().to_vec();
@@ -94,41 +113,16 @@ impl ProcessPool {
             }
             None => match encode_call(spec, self.max_frame(), index, args) {
                 Ok(frame) => (frame, 0),
-                Err(error) => return Attempt::Failed(error),
+                Err(error) => return Err(Attempt::Failed(error)),
             },
         };
         if let Some(call) = traced {
             wire::trace(&mut frame, call);
         }
-        if spec.timeout.is_some() {
-            lease.kill_if_dropped();
-        }
-        let call = async {
-            // Large arguments take milliseconds to decode: not worth polling for the reply.
-            lease.send(&mut frame, false).await?;
-            lease.receive().await
-        };
-        let outcome = match spec.timeout {
-            None => call.await,
-            Some(after) => match tokio::time::timeout(after, call).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    return Attempt::Failed(Error::Timeout {
-                        function: spec.name,
-                        after,
-                    })
-                }
-            },
-        };
-        if let Some(region) = lease.region() {
-            region.release(used);
-        }
-        #[cfg(feature = "tracing")]
-        crate::trace::ran(started.elapsed());
-        match outcome {
-            Ok(kind) => Attempt::Answered(read(kind, lease.reply())),
-            Err(fault) => lost(lease, fault).await,
-        }
+        // Not kept for another attempt: large arguments are encoded anew each time.
+        let mut started = Started::send(spec, lease, frame, used).await?;
+        started.frame = Vec::new();
+        Ok(started)
     }
 
     /// Sends as many of `frames` as a worker may still run (see `max_calls_per_worker`), back to
@@ -160,14 +154,13 @@ impl ProcessPool {
                 None
             }
         };
-        Ok(Chunk { spec, lease, sent })
+        Ok(Chunk { lease, sent })
     }
 }
 
 /// The calls of one chunk, answered in order by the worker its lease holds; with no lease left,
 /// the rest never started.
 pub(crate) struct Chunk {
-    spec: &'static FnSpec,
     lease: Option<Lease>,
     sent: usize,
 }
@@ -181,27 +174,86 @@ impl Chunk {
         let Some(lease) = self.lease.as_mut() else {
             return Attempt::NotStarted(Vec::new());
         };
-        let received = match self.spec.timeout {
-            None => lease.receive().await,
-            Some(after) => match tokio::time::timeout(after, lease.receive()).await {
-                Ok(received) => received,
-                Err(_) => {
-                    // Dropping the lease kills the worker: the calls behind never start.
-                    self.lease = None;
-                    return Attempt::Failed(Error::Timeout {
-                        function: self.spec.name,
-                        after,
-                    });
-                }
-            },
-        };
-        match received {
+        match lease.receive().await {
             Ok(kind) => Attempt::Answered(read(kind, lease.reply())),
             Err(fault) => {
                 let lease = self.lease.take().expect("a lease was there");
                 lost(lease, fault).await
             }
         }
+    }
+
+    /// Stops the calls not answered yet: the worker running them is killed (or, under
+    /// `OnCancel::Finish`, finishes them unread), and they count as never started.
+    pub(crate) fn stop(&mut self) {
+        self.lease = None;
+    }
+}
+
+/// A call sent to a worker of its own, waiting for its reply. Dropped before the reply came (a
+/// timeout, a cancelled call), it stops the call: the worker is killed, or under
+/// `OnCancel::Finish` (for a call without a timeout) lets it finish unread.
+pub(crate) struct Started {
+    lease: Lease,
+    /// The call's frame, handed back should the call go again; empty for large arguments.
+    frame: Vec<u8>,
+    /// Bytes of the shared region the arguments took.
+    used: usize,
+    #[cfg(feature = "tracing")]
+    since: std::time::Instant,
+}
+
+impl Started {
+    async fn send<T>(
+        spec: &'static FnSpec,
+        mut lease: Lease,
+        mut frame: Vec<u8>,
+        used: usize,
+    ) -> Result<Started, Attempt<T>> {
+        #[cfg(feature = "tracing")]
+        crate::trace::on_worker(lease.pid());
+        if spec.timeout.is_some() {
+            lease.kill_if_dropped();
+        }
+        // A call of its own is one whose time matters, or a large one whose arguments take
+        // milliseconds to decode: not worth polling for the reply either way.
+        if let Err(fault) = lease.send(&mut frame, false).await {
+            return Err(with_frame(lost(lease, fault).await, frame));
+        }
+        Ok(Started {
+            lease,
+            frame,
+            used,
+            #[cfg(feature = "tracing")]
+            since: std::time::Instant::now(),
+        })
+    }
+
+    /// Waits for the reply; `read` makes the caller's value of it where it lies.
+    pub(crate) async fn finish<T>(mut self, read: impl FnOnce(Kind, &[u8]) -> T) -> Attempt<T> {
+        let received = self.lease.receive().await;
+        if let Some(region) = self.lease.region() {
+            region.release(self.used);
+        }
+        #[cfg(feature = "tracing")]
+        crate::trace::ran(self.since.elapsed());
+        match received {
+            Ok(kind) => Attempt::Answered(read(kind, self.lease.reply())),
+            Err(fault) => with_frame(lost(self.lease, fault).await, self.frame),
+        }
+    }
+}
+
+/// An attempt that did not run to its end, with the call's frame handed back for another.
+fn with_frame<T>(attempt: Attempt<T>, own: Vec<u8>) -> Attempt<T> {
+    match attempt {
+        Attempt::Lost { worker, exit, .. } => Attempt::Lost {
+            worker,
+            exit,
+            frame: own,
+        },
+        Attempt::NotStarted(_) => Attempt::NotStarted(own),
+        other => other,
     }
 }
 

@@ -59,9 +59,6 @@ impl Batch {
         }
         #[cfg(feature = "tracing")]
         crate::trace::on_worker(lease.pid());
-        if self.function.timeout.is_some() {
-            lease.kill_if_dropped();
-        }
         let mut frames =
             Vec::with_capacity(own.len() + self.taken.iter().map(|e| e.frame.len()).sum::<usize>());
         for entry in &self.taken {
@@ -81,19 +78,7 @@ impl Batch {
             Err((None, own)) => return Turn::Again(own.expect("own call kept")),
         };
         let lease = self.lease.as_mut().expect("a batch runs once");
-        let received = match self.function.timeout {
-            None => lease.receive().await,
-            Some(after) => match tokio::time::timeout(after, lease.receive()).await {
-                Ok(received) => received,
-                Err(_) => {
-                    return Turn::Failed(Error::Timeout {
-                        function: self.function.name,
-                        after,
-                    })
-                }
-            },
-        };
-        match received {
+        match lease.receive().await {
             // Decoding happens in the caller; the payload moves out of the worker's buffer.
             Ok(kind) => Turn::Answered(kind, lease.reply().to_vec()),
             Err(fault) => self.lost(fault, own).await,
