@@ -53,7 +53,9 @@ pub use error::{CodecStage, Error, Exit};
 pub use stats::{FailedCalls, PoolStats};
 pub use thread::{ThreadPool, ThreadPoolBuilder};
 #[cfg(unix)]
-pub use transport::local::pool::{OnCancel, ProcessPool, ProcessPoolBuilder};
+pub use transport::local::builder::{OnCancel, ProcessPoolBuilder};
+#[cfg(unix)]
+pub use transport::local::pool::ProcessPool;
 #[cfg(not(unix))]
 #[doc(hidden)]
 pub use unsupported::Map;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::boot::{Marker, REPLIES_FD};
 use super::serve::serve;
-use super::setup::WorkerSetup;
+use super::setup::{self, TestSetup, WorkerSetup};
 use crate::wire::{self, Kind};
 
 static GUARD_RAN: AtomicBool = AtomicBool::new(false);
@@ -28,37 +28,9 @@ pub fn serve_if_worker() {
 /// The worker guard with a setup that every worker runs once, before it serves its first call
 /// (see [`WorkerSetup`]); what `#[offload::main(worker_init = f)]` inserts.
 pub fn serve_if_worker_with(setup: &'static WorkerSetup) {
-    super::setup::set(setup);
+    setup::set(setup);
     serve_if_worker();
 }
-
-/// The one-line test setup, `offload::test_setup!()`, submits this. A test harness owns `main`,
-/// so its workers are served from a constructor that runs before it instead.
-pub struct TestSetup(Option<&'static WorkerSetup>);
-
-impl TestSetup {
-    /// Test workers without a setup.
-    pub const fn new() -> Self {
-        TestSetup(None)
-    }
-
-    /// Test workers that run `setup` before their first call.
-    pub const fn with(setup: &'static WorkerSetup) -> Self {
-        TestSetup(Some(setup))
-    }
-
-    pub(crate) fn setup(&self) -> Option<&'static WorkerSetup> {
-        self.0
-    }
-}
-
-impl Default for TestSetup {
-    fn default() -> Self {
-        TestSetup::new()
-    }
-}
-
-inventory::collect!(TestSetup);
 
 /// Whether this process can start workers, and how they will reach [`serve`].
 pub(crate) fn entry() -> Result<bool, crate::Error> {

@@ -10,5 +10,5 @@ mod setup;
 
 pub(crate) use boot::{Marker, CALLS_FD, MARKER, REPLIES_FD};
 pub(crate) use guard::entry;
-pub use guard::{serve_if_worker, serve_if_worker_with, TestSetup};
-pub use setup::{setup_outcome, SetupOutcome, WorkerSetup};
+pub use guard::{serve_if_worker, serve_if_worker_with};
+pub use setup::{setup_outcome, SetupOutcome, TestSetup, WorkerSetup};

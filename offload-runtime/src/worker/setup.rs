@@ -9,7 +9,6 @@
 use std::fmt::Display;
 use std::sync::OnceLock;
 
-use super::guard::TestSetup;
 use crate::panic;
 
 /// A worker setup function and its name, as `#[offload::main(worker_init = f)]` or
@@ -72,3 +71,31 @@ pub(crate) fn run() -> Result<(), (&'static str, String)> {
         Err(report) => Err((setup.name, format!("panicked: {}", report.message))),
     }
 }
+
+/// The one-line test setup, `offload::test_setup!()`, submits this. A test harness owns `main`,
+/// so its workers are served from a constructor that runs before it instead.
+pub struct TestSetup(Option<&'static WorkerSetup>);
+
+impl TestSetup {
+    /// Test workers without a setup.
+    pub const fn new() -> Self {
+        TestSetup(None)
+    }
+
+    /// Test workers that run `setup` before their first call.
+    pub const fn with(setup: &'static WorkerSetup) -> Self {
+        TestSetup(Some(setup))
+    }
+
+    pub(crate) fn setup(&self) -> Option<&'static WorkerSetup> {
+        self.0
+    }
+}
+
+impl Default for TestSetup {
+    fn default() -> Self {
+        TestSetup::new()
+    }
+}
+
+inventory::collect!(TestSetup);

@@ -4,10 +4,11 @@
 
 use std::collections::VecDeque;
 
+use super::builder::OnCancel;
+use super::pool::{Lease, ProcessPool, Turn, Waiting};
 use crate::error::Exit;
 use crate::function::FnSpec;
 use crate::transport::local::conn::Fault;
-use crate::transport::local::pool::{Lease, OnCancel, ProcessPool, Turn, Waiting};
 use crate::Error;
 
 /// The calls one lease sends in one write: queued calls it took along, then its own. The worker

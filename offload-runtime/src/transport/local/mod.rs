@@ -5,6 +5,7 @@
 
 pub(crate) mod attempt;
 pub(crate) mod batch;
+pub(crate) mod builder;
 pub(crate) mod conn;
 pub(crate) mod placement;
 pub(crate) mod pool;

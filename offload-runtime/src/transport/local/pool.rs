@@ -11,25 +11,23 @@
 //! the next call to need a worker starts a fresh one.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
 
+use super::builder::{OnCancel, PoolConfig, ProcessPoolBuilder};
+use super::placement::Placed;
 use crate::config::{self, Pools};
 use crate::error::Exit;
-use crate::function::DEFAULT_MAX_DEPTH;
 use crate::stats::{Counters, PoolStats};
 use crate::sys::image::{self, Program};
-use crate::sys::poll::POLL_FOR;
 use crate::sys::shm::Region;
 use crate::transport::local::conn::{Fault, Worker};
-use crate::transport::local::placement::Placed;
 use crate::transport::local::spawn;
 use crate::tuning::LONG_CALL;
-use crate::wire::{Kind, HEADER};
+use crate::wire::Kind;
 use crate::worker::{self, Marker};
 use crate::Error;
 
@@ -50,19 +48,19 @@ static POOLS: Pools<PoolConfig, ProcessPool> = Pools::new();
 /// core the fewest such calls of this process run on (Linux; see
 /// [`spread`](ProcessPoolBuilder::spread)).
 pub struct ProcessPool {
-    name: String,
-    config: PoolConfig,
-    workers: usize,
-    admission: Semaphore,
-    state: Mutex<State>,
-    broken: OnceLock<Error>,
+    pub(super) name: String,
+    pub(super) config: PoolConfig,
+    pub(super) workers: usize,
+    pub(super) admission: Semaphore,
+    pub(super) state: Mutex<State>,
+    pub(super) broken: OnceLock<Error>,
     /// A moving average of how long calls take, in nanoseconds, replies included.
-    call_nanos: AtomicU64,
+    pub(super) call_nanos: AtomicU64,
     pub(crate) counters: Counters,
 }
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     /// Slots no lease holds.
     free: usize,
     /// Calls waiting for a slot, in arrival order.
@@ -108,196 +106,7 @@ pub(crate) enum Turn {
     Failed(Error),
 }
 
-/// What happens to a running process-mode call whose future is dropped (a `select!` that took
-/// another branch, a cancelled task).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnCancel {
-    /// Kill the worker running it, so the work stops at once, and start a replacement when
-    /// needed. The default.
-    #[default]
-    Kill,
-    /// Let the worker finish the call and discard its result, keeping the worker. A call that
-    /// times out is still killed: a timeout means the work must stop.
-    Finish,
-}
-
-#[derive(Debug, Clone)]
-struct PoolConfig {
-    workers: Option<usize>,
-    max_queue: usize,
-    handshake_timeout: Duration,
-    max_frame: usize,
-    max_depth: u32,
-    idle_timeout: Option<Duration>,
-    max_calls_per_worker: Option<u64>,
-    max_worker_memory: Option<u64>,
-    /// `None` for the default: 16, and none for long calls.
-    max_batch: Option<usize>,
-    poll: Duration,
-    /// `None` for the default: 10 once calls run long on the CPU.
-    nice: Option<u8>,
-    /// Whether long calls wake their workers on cores of their own (see `cores.rs`).
-    spread: bool,
-    on_cancel: OnCancel,
-    program: Option<PathBuf>,
-}
-
-impl Default for PoolConfig {
-    fn default() -> Self {
-        PoolConfig {
-            workers: None,
-            max_queue: 4096,
-            handshake_timeout: Duration::from_secs(5),
-            max_frame: 1 << 30,
-            max_depth: DEFAULT_MAX_DEPTH,
-            idle_timeout: None,
-            max_calls_per_worker: None,
-            max_worker_memory: None,
-            max_batch: None,
-            poll: POLL_FOR,
-            nice: None,
-            spread: true,
-            on_cancel: OnCancel::Kill,
-            program: None,
-        }
-    }
-}
-
-/// Settings for a [`ProcessPool`], applied with [`ProcessPoolBuilder::apply`].
-#[must_use = "a builder does nothing until `apply` is called"]
-pub struct ProcessPoolBuilder {
-    name: String,
-    config: PoolConfig,
-}
-
 impl ProcessPoolBuilder {
-    /// Runs at most `count` worker processes (and so `count` calls) at once.
-    pub fn workers(mut self, count: usize) -> Self {
-        self.config.workers = Some(count);
-        self
-    }
-
-    /// How many calls may wait, encoded, for a worker (default 4096). Callers beyond that wait
-    /// before encoding their arguments, so memory stays bounded however many calls are made.
-    pub fn max_queue(mut self, count: usize) -> Self {
-        self.config.max_queue = count;
-        self
-    }
-
-    /// How long a new worker may take to start and announce itself (default 5 s).
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.config.handshake_timeout = timeout;
-        self
-    }
-
-    /// The largest frame either side accepts, in bytes (default 1 GiB): it bounds the encoded
-    /// arguments and the encoded result of one call.
-    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
-        self.config.max_frame = bytes.min(u32::MAX as usize - HEADER);
-        self
-    }
-
-    /// How deeply nested a value either side decodes (default 1024 levels: each `Vec`, struct,
-    /// tuple, map, enum or `Some` is one level down). Beyond it a call fails with
-    /// [`Error::Codec`] instead of recursing: a result nested 100,000 deep would overflow the
-    /// caller's stack, and bytes from a corrupt worker could ask for that with 100 kB.
-    pub fn max_depth(mut self, levels: u32) -> Self {
-        self.config.max_depth = levels;
-        self
-    }
-
-    /// Lets a worker that has waited this long for a call exit, giving its memory back (loky's
-    /// `timeout`); the next call that needs a worker starts a fresh one. Default: workers wait
-    /// for as long as the pool lives. An idle worker that left is reaped when its slot is next
-    /// used, or at shutdown.
-    pub fn idle_timeout(mut self, after: Duration) -> Self {
-        self.config.idle_timeout = Some(after);
-        self
-    }
-
-    /// Replaces a worker after it has served `count` calls, as a guard against leaks.
-    pub fn max_calls_per_worker(mut self, count: u64) -> Self {
-        self.config.max_calls_per_worker = Some(count);
-        self
-    }
-
-    /// Replaces a worker whose resident memory exceeds `bytes` after a call (Linux).
-    pub fn max_worker_memory(mut self, bytes: u64) -> Self {
-        self.config.max_worker_memory = Some(bytes);
-        self
-    }
-
-    /// How many queued calls a worker is sent in one write when calls queue up (default 16).
-    /// It runs them one after the other; a call that finds every worker busy would wait anyway,
-    /// and batching saves system calls. Unless this is set, calls that have lately taken over a
-    /// millisecond are not batched: the system calls saved would not show, and a worker slowed
-    /// down would hold calls that another could run. `1` sends one call at a time, so a queued
-    /// call always goes to the first worker to finish, whatever the others run.
-    pub fn max_batch(mut self, calls: usize) -> Self {
-        self.config.max_batch = Some(calls.max(1));
-        self
-    }
-
-    /// How long a caller polls for a reply, and a worker for the next call, before sleeping
-    /// (default 50 µs); `Duration::ZERO` turns polling off.
-    ///
-    /// Waking a sleeping process costs tens of microseconds when it sits on another core, more
-    /// than a small call itself, so while calls come one after another and no call waits for a
-    /// worker, both ends keep an eye on their pipe for that long. Polling stops by itself after
-    /// a few polls in a row that did not pay (a slow function, a caller that pauses between
-    /// calls), but for one try every 16 waits, and it never takes a core a worker is waiting
-    /// for. Turn it off where spare CPU time is worth more than a call's latency.
-    pub fn poll(mut self, window: Duration) -> Self {
-        self.config.poll = window;
-        self
-    }
-
-    /// How far below the caller's scheduling priority workers run, as a nice increment (0 to
-    /// 19; Unix).
-    ///
-    /// By default a worker lowers its priority by 10 for good once its calls use over a
-    /// millisecond of CPU time each (two such calls in a row; a call that only waited does not
-    /// count): CPU-heavy work then gives way to the caller's event loop and to anything else at
-    /// normal priority whenever both want a core, and runs at full speed otherwise.
-    /// Workers that only ever run short calls keep the caller's priority, so small calls keep
-    /// their throughput when the caller is busy too. Setting it applies the increment to every
-    /// worker from its start instead; `nice(0)` keeps workers at the caller's priority.
-    pub fn nice(mut self, increment: u8) -> Self {
-        self.config.nice = Some(increment.min(19));
-        self
-    }
-
-    /// Whether long calls wake their workers on cores of their own (default `true`; Linux).
-    ///
-    /// A pipe write wakes its reader on the writer's core unless a core is idle at that instant, so
-    /// when the caller's threads are busy sending several calls, two workers can wake on one core
-    /// and share it while another core idles for up to a scheduler tick. So once the pool's calls
-    /// take over a millisecond on average, each call first narrows its worker's affinity to the
-    /// core the fewest such calls of this process run on, and the worker widens it back to what it
-    /// started with as the call starts. A core where a call placed alone had under a quarter of the
-    /// CPU, because other work keeps it busy, is left out for a second, and longer if that happens
-    /// again. Widening also undoes any affinity the function's own code gave its worker:
-    /// `spread(false)` leaves workers where the kernel and the function put them.
-    pub fn spread(mut self, spread: bool) -> Self {
-        self.config.spread = spread;
-        self
-    }
-
-    /// What happens to a running call whose future is dropped; see [`OnCancel`].
-    pub fn on_cancel(mut self, policy: OnCancel) -> Self {
-        self.config.on_cancel = policy;
-        self
-    }
-
-    /// Runs `program` as the worker instead of this program's own executable. It must be the
-    /// same build: each worker sends a hash of its executable's bytes in its handshake, and a
-    /// different one fails the call with [`Error::VersionMismatch`] (hashing costs a worker start
-    /// about a millisecond per megabyte of executable).
-    pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
-        self.config.program = Some(program.into());
-        self
-    }
-
     /// Records the settings; an error if the pool already served a call or a count is zero.
     pub fn apply(self) -> Result<(), Error> {
         let zero = |what: &str| Error::Config {
@@ -438,7 +247,7 @@ impl ProcessPool {
         self.lock().killing
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -513,12 +322,12 @@ impl ProcessPool {
     }
 
     /// Whether calls have lately taken over [`LONG_CALL`] on average.
-    fn calls_run_long(&self) -> bool {
+    pub(super) fn calls_run_long(&self) -> bool {
         self.call_nanos.load(Ordering::Relaxed) > LONG_CALL.as_nanos() as u64
     }
 
     /// Folds one call's time into the pool's moving average (an eighth of the way).
-    fn note_call_time(&self, took: Duration) {
+    pub(super) fn note_call_time(&self, took: Duration) {
         let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let average = self.call_nanos.load(Ordering::Relaxed);
         let average = average - average / 8 + took / 8;
@@ -534,7 +343,7 @@ impl ProcessPool {
     }
 
     /// A worker for a lease that has none: an idle one, or one started now.
-    async fn worker(&self) -> Result<Box<Worker>, Error> {
+    pub(super) async fn worker(&self) -> Result<Box<Worker>, Error> {
         let idle = {
             let mut state = self.lock();
             let worker = state.idle.pop();
@@ -553,7 +362,7 @@ impl ProcessPool {
 
     /// Passes a slot that a lease gives up, with its worker if it is fit to go on, to the first
     /// call still queued; with none queued, the slot is free and the worker idle.
-    fn release(&'static self, worker: Option<Box<Worker>>) {
+    pub(super) fn release(&'static self, worker: Option<Box<Worker>>) {
         let mut worker = worker.and_then(|worker| self.keep(worker));
         loop {
             let entry = {
@@ -687,7 +496,7 @@ impl ProcessPool {
         error
     }
 
-    fn forget(&self, pid: u32) {
+    pub(super) fn forget(&self, pid: u32) {
         self.lock().busy.retain(|p| *p != pid);
     }
 }
