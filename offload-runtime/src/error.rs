@@ -7,7 +7,7 @@ use std::time::Duration;
 /// The function's own return value is never folded into this type: a function returning
 /// `Result<T, E>` becomes `async fn … -> Result<Result<T, E>, offload::Error>`, so a caller can
 /// always tell "the function said no" from "offload could not run the function".
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
     /// The function body panicked. The pool that ran it keeps serving.
@@ -97,6 +97,12 @@ pub enum Error {
         /// What was wrong with the bytes.
         detail: String,
     },
+    /// The call was awaited outside a tokio runtime, which offloaded functions need: their
+    /// futures wait for threads and pipes through tokio.
+    NoRuntime {
+        /// Registry name of the function.
+        function: &'static str,
+    },
     /// The pool was shut down before the call could finish.
     Shutdown,
     /// A pool setting is invalid: a malformed environment variable, a size of zero, or a
@@ -121,6 +127,7 @@ pub enum Exit {
 
 /// Which value failed to cross the process boundary, and on which side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CodecStage {
     /// The caller could not encode the arguments.
     EncodeArguments,
@@ -161,11 +168,7 @@ impl fmt::Display for Error {
                 stage,
                 detail,
                 ..
-            } => write!(
-                f,
-                "{stage} of `{function}` failed: {detail}; make sure the types round-trip \
-                 through serde (derive both Serialize and Deserialize)"
-            ),
+            } => write!(f, "{stage} of `{function}` failed: {detail}"),
             Error::WorkerStart { reason, .. } => {
                 write!(f, "could not start a worker process: {reason}")
             }
@@ -200,10 +203,99 @@ impl fmt::Display for Error {
                     "a worker broke the offload protocol: {detail}; it was replaced"
                 )
             }
+            Error::NoRuntime { function } => {
+                let name = function.rsplit("::").next().unwrap_or(function);
+                write!(
+                    f,
+                    "`{function}` was awaited outside a tokio runtime: await it in async code \
+                     that tokio runs (#[tokio::main], #[tokio::test], Runtime::block_on), or \
+                     call `{name}_blocking` from synchronous code"
+                )
+            }
             Error::Shutdown => {
                 f.write_str("the offload pool was shut down before the call finished")
             }
             Error::Config { detail } => write!(f, "invalid offload configuration: {detail}"),
+        }
+    }
+}
+
+// Written out rather than derived, so that `GuardMissing`, which has no fields, still shows
+// how to fix it wherever the error is printed with `{:?}`.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Panicked {
+                function,
+                message,
+                location,
+                backtrace,
+            } => f
+                .debug_struct("Panicked")
+                .field("function", function)
+                .field("message", message)
+                .field("location", location)
+                .field("backtrace", backtrace)
+                .finish(),
+            Error::WorkerDied {
+                function,
+                pid,
+                exit,
+            } => f
+                .debug_struct("WorkerDied")
+                .field("function", function)
+                .field("pid", pid)
+                .field("exit", exit)
+                .finish(),
+            Error::Codec {
+                function,
+                stage,
+                detail,
+                source,
+            } => f
+                .debug_struct("Codec")
+                .field("function", function)
+                .field("stage", stage)
+                .field("detail", detail)
+                .field("source", source)
+                .finish(),
+            Error::WorkerStart { reason, source } => f
+                .debug_struct("WorkerStart")
+                .field("reason", reason)
+                .field("source", source)
+                .finish(),
+            // Its fix is the whole point: `?` in `main` and `assert_eq!` print this form.
+            Error::GuardMissing => f
+                .debug_tuple("GuardMissing")
+                .field(&format_args!("{self}"))
+                .finish(),
+            Error::WorkerSetup { setup, message } => f
+                .debug_struct("WorkerSetup")
+                .field("setup", setup)
+                .field("message", message)
+                .finish(),
+            Error::NotRegistered { function } => f
+                .debug_struct("NotRegistered")
+                .field("function", function)
+                .finish(),
+            Error::VersionMismatch { detail } => f
+                .debug_struct("VersionMismatch")
+                .field("detail", detail)
+                .finish(),
+            Error::Timeout { function, after } => f
+                .debug_struct("Timeout")
+                .field("function", function)
+                .field("after", after)
+                .finish(),
+            Error::Protocol { detail } => {
+                f.debug_struct("Protocol").field("detail", detail).finish()
+            }
+            Error::NoRuntime { function } => f
+                .debug_struct("NoRuntime")
+                .field("function", function)
+                .finish(),
+            Error::Shutdown => f.write_str("Shutdown"),
+            Error::Config { detail } => f.debug_struct("Config").field("detail", detail).finish(),
         }
     }
 }

@@ -128,6 +128,11 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(Error::NoRuntime {
+            function: function.name,
+        });
+    }
     let pool = function.resolve()?;
     let permit = match &pool.limit {
         Some(limit) => Some(limit.acquire().await.map_err(|_| Error::Shutdown)?),

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::DEFAULT_POOL;
 use crate::error::Exit;
-use crate::function::codec::{decode, encode_failed, encode_within};
+use crate::function::codec::{decode, encode_failed, encode_within, Explained};
 use crate::function::{FnSpec, Invoke, Registration, Table};
 use crate::transport::{Attempt, Backend, WorkerId};
 use crate::wire;
@@ -88,9 +88,9 @@ where
     R: DeserializeOwned,
 {
     if tokio::runtime::Handle::try_current().is_err() {
-        return Err(Error::start_failed(
-            "process-mode functions must be awaited inside a tokio runtime",
-        ));
+        return Err(Error::NoRuntime {
+            function: function.spec.name,
+        });
     }
     let (backend, index) = function.resolve()?;
     #[cfg(feature = "tracing")]
@@ -127,7 +127,7 @@ where
 {
     let spec = &function.spec;
     let small = encode_within(index, &args, backend.inline_limit())
-        .map_err(|e| encode_failed(spec, &e).caused_by(e))?;
+        .map_err(|e| encode_failed(spec, &Explained(&e)).caused_by(e))?;
     match small {
         Some(mut frame) => {
             drop(args);

@@ -97,7 +97,7 @@ where
         };
         match postcard::to_io(&body(args), &mut *output) {
             Ok(_) => Outcome::Returned,
-            Err(error) => Outcome::EncodeFailed(error.to_string()),
+            Err(error) => Outcome::EncodeFailed(codec::Explained(&error).to_string()),
         }
     });
     let outcome =

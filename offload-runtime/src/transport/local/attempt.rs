@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::batch::Batch;
 use super::conn::Fault;
 use super::pool::{Lease, ProcessPool, Turn};
-use crate::function::codec::{encode_call, encode_failed};
+use crate::function::codec::{encode_call, encode_failed, Explained};
 use crate::function::FnSpec;
 use crate::transport::outcome::{Attempt, WorkerId};
 use crate::wire::{self, Kind};
@@ -103,7 +103,8 @@ impl ProcessPool {
                 let used = match postcard::to_slice(args, region.bytes_mut()) {
                     Ok(used) => used.len(),
                     Err(e) => {
-                        let detail = format!("{e} (the frame limit is {limit} bytes)");
+                        let detail =
+                            format!("{} (the frame limit is {limit} bytes)", Explained(&e));
                         return Err(Attempt::Failed(encode_failed(spec, &detail).caused_by(e)));
                     }
                 };

@@ -1,0 +1,80 @@
+//! Mistakes a newcomer makes, each answered by an error that says what to do.
+
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
+use offload::{offload, CodecStage, Error};
+use serde::{Deserialize, Serialize};
+
+offload::test_setup!();
+
+#[offload(process)]
+fn triple(x: u32) -> u32 {
+    x * 3
+}
+
+#[offload(thread)]
+fn triple_on_a_thread(x: u32) -> u32 {
+    x * 3
+}
+
+/// Polls a future once, outside any runtime.
+fn poll_once<F: Future>(future: F) -> Poll<F::Output> {
+    let mut context = Context::from_waker(Waker::noop());
+    std::pin::pin!(future).poll(&mut context)
+}
+
+#[test]
+fn awaiting_outside_a_tokio_runtime_is_one_clear_error_in_both_modes() {
+    for (outcome, name) in [
+        (poll_once(triple(1)), "mistakes::triple"),
+        (
+            poll_once(triple_on_a_thread(1)),
+            "mistakes::triple_on_a_thread",
+        ),
+    ] {
+        let Poll::Ready(Err(error)) = outcome else {
+            panic!("{name}: expected an error at once, got {outcome:?}");
+        };
+        assert_eq!(error, Error::NoRuntime { function: name });
+        let text = error.to_string();
+        assert!(
+            text.contains("outside a tokio runtime") && text.contains("_blocking"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_guard_says_how_to_fix_it_in_debug_output_too() {
+    let debug = format!("{:?}", Error::GuardMissing);
+    assert!(debug.starts_with("GuardMissing("), "{debug}");
+    assert!(debug.contains("#[offload::main]"), "{debug}");
+}
+
+/// serde derives both traits, but the format cannot carry it: untagged enums read by asking
+/// the format what comes next.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Loose {
+    Number(u32),
+    Text(String),
+}
+
+#[offload(process)]
+fn loose(value: u32) -> Loose {
+    Loose::Number(value)
+}
+
+#[tokio::test]
+async fn a_type_the_format_cannot_carry_is_named_in_the_error() {
+    let error = loose(3).await.unwrap_err();
+    let Error::Codec { stage, detail, .. } = &error else {
+        panic!("expected a codec error, got {error:?}");
+    };
+    assert_eq!(*stage, CodecStage::DecodeResult);
+    assert!(
+        detail.contains("not self-describing") && detail.contains("untagged"),
+        "{detail}"
+    );
+}
