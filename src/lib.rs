@@ -16,7 +16,7 @@
 //!     std::fs::read_to_string(path)
 //! }
 //!
-//! #[offload::main] // the worker guard: first, above #[tokio::main]
+//! #[offload::main] // the worker guard; see below
 //! #[tokio::main]
 //! async fn main() -> Result<(), offload::Error> {
 //!     let (primes, config) = tokio::join!(count_primes(100_000), read_config("app.toml".into()));
@@ -75,19 +75,17 @@
 //!
 //! ## Equivalent code
 //!
-//! ```ignore
+//! ```
+//! # use offload::offload;
 //! #[offload(process)]
 //! pub fn add(a: u64, b: u64) -> u64 { a + b }
+//! # fn main() { let _ = add(1, 2); }
 //! ```
 //! expands to (see it with `cargo expand`; the full paths and spans are left out here):
 //! ```ignore
 //! pub async fn add(a: u64, b: u64) -> Result<u64, offload::Error> {
-//!     static __OFFLOAD_FN: Remote = Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64"));
-//!     inventory::submit! {
-//!         Registration::new(&__OFFLOAD_FN, |args, out| invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b)))
-//!     }
 //!     assert_transferable::<u64>(); // once per type: a type without serde's traits fails here
-//!     call_in_process(&__OFFLOAD_FN, (a, b)).await
+//!     call_in_process(&__OFFLOAD_ADD, (a, b)).await
 //! }
 //!
 //! #[allow(clippy::needless_pass_by_value)]
@@ -96,11 +94,17 @@
 //! #[allow(dead_code)]
 //! pub fn add_map<I>(inputs: I) -> offload::Map<u64>
 //! where I: IntoIterator<Item = (u64, u64)>, I::IntoIter: Send + 'static {
-//!     static __OFFLOAD_FN: Remote = /* the same as above */;
-//!     map_in_process(&__OFFLOAD_FN, inputs.into_iter().map(|(a, b)| (a, b)))
+//!     map_in_process(&__OFFLOAD_ADD, inputs) // a one-argument fn wraps each item in a 1-tuple
+//! }
+//!
+//! // The name workers look the function up by, a fingerprint of its signature, its options.
+//! static __OFFLOAD_ADD: Remote = Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64"));
+//! inventory::submit! {
+//!     Registration::new(&__OFFLOAD_ADD, |args, out| invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b)))
 //! }
 //! ```
-//! Thread mode is the same without the registration and the map:
+//! Thread mode has no registration and no map: its `async fn` holds a `static __OFFLOAD_FN:
+//! Local` with the name and options and returns
 //! `call_in_thread(&__OFFLOAD_FN, move || { add_blocking(a, b) }).await`, with `Send + 'static`
 //! added to the bounds of generic parameters. An argument or result written `Vec<u8>` crosses as
 //! one byte string (`Bytes`), not as a sequence of numbers. Companions get the function's docs
@@ -111,22 +115,29 @@
 //! A worker process is this same program, started again with a marker in its environment. Like
 //! Python's `if __name__ == "__main__":`, something must stop the copy from running the program
 //! again: the guard, which serves calls and exits in a worker and does nothing otherwise.
-//! Put `#[offload::main]` **above** `#[tokio::main]`, so that it runs before the runtime is built:
+//! Put `#[offload::main]` on `main`, beside `#[tokio::main]`:
 //!
-//! ```ignore
+//! ```no_run
 //! #[offload::main]
 //! #[tokio::main]
 //! async fn main() { /* … */ }
 //! ```
 //! which is the same as
-//! ```ignore
+//! ```no_run
+//! use offload::serve_if_worker;
+//!
 //! fn main() {
-//!     offload::serve_if_worker();
+//!     serve_if_worker(); // in a worker: serves calls, then exits
 //!     #[tokio::main]
 //!     async fn main() { /* … */ }
 //!     main()
 //! }
 //! ```
+//! Either order of the two attributes works: the guard always runs first, before the runtime is
+//! built. Above `#[tokio::main]`, as here, the guard moves the `async fn main` inside a plain
+//! one, as shown. Below it, `#[tokio::main]` has already made `main` a plain function that
+//! builds the runtime, and the guard becomes its first statement.
+//!
 //! A plain `fn main` can call [`serve_if_worker`] as its first line instead. A program that
 //! forgot the guard gets [`Error::GuardMissing`] from its first process-mode call, and no
 //! process is started: never a fork bomb, never a hang.
@@ -136,18 +147,23 @@
 //! A test harness owns `main`, so a test crate (a file in `tests/`) that calls process-mode
 //! functions adds one line at its top level instead:
 //!
-//! ```ignore
+//! ```
+//! # mod my_crate { #[offload::offload(process)] pub fn square(x: u64) -> u64 { x * x } }
 //! offload::test_setup!();
 //!
 //! #[tokio::test]
 //! async fn squares() {
 //!     assert_eq!(my_crate::square(3).await, Ok(9));
 //! }
+//! # // A #[test] function is compiled only by `cargo test`; this checks its body here.
+//! # async fn _squares() { assert_eq!(my_crate::square(3).await, Ok(9)); }
+//! # fn main() {}
 //! ```
 //! Its workers are then served from a constructor that runs before the harness. They are given
 //! no command-line arguments, so no test-runner flag ever reaches them; `cargo test` and
 //! `cargo nextest` both work. Each `#[tokio::test]` has its own runtime; the pools are shared by
-//! all of them.
+//! all of them. Unit tests in a library's own `src/` are a test binary too: put
+//! `#[cfg(test)] offload::test_setup!();` at the library's crate root.
 //!
 //! # Pools
 //!
@@ -223,6 +239,12 @@ macro_rules! test_setup {
         }
     };
 }
+
+/// Every Rust snippet of README.md, compiled as a doc-test so that the README cannot drift from
+/// the API: `cargo test --doc` (and so `cargo test --workspace`) fails if one stops compiling.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 /// Not public API: what the expansion of the attributes calls.
 #[doc(hidden)]
