@@ -199,6 +199,7 @@
 //! process-mode function does not compile (its one error says why), and the guard does nothing.
 
 #![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[doc(inline)]
 pub use offload_macros::{main, offload};
@@ -207,6 +208,7 @@ pub use offload_runtime::{
     WorkerSetup, DEFAULT_POOL,
 };
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use offload_runtime::{FailedCalls, Map, OnCancel, PoolStats, ProcessPool, ProcessPoolBuilder};
 // Only so that a process-mode function's expansion names it; the function itself fails to
 // compile here, with an error that says why.
