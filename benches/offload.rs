@@ -277,7 +277,7 @@ fn main() {
     print!("{}", report.table());
     let json_path = std::env::var("OFFLOAD_BENCH_JSON").unwrap_or_else(|_| {
         let target = std::env::var("CARGO_TARGET_DIR")
-            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").to_owned());
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").to_owned());
         format!("{target}/offload-bench.json")
     });
     write_file(&json_path, &report.json(&machine));
@@ -285,7 +285,7 @@ fn main() {
     let svg_path = match std::env::var("OFFLOAD_BENCH_SVG") {
         Ok(path) => Some(path),
         Err(_) if only.is_none() => {
-            Some(concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.svg").to_owned())
+            Some(concat!(env!("CARGO_MANIFEST_DIR"), "/../BENCHMARKS.svg").to_owned())
         }
         Err(_) => None,
     };
@@ -1073,7 +1073,7 @@ struct Python {
 
 /// Runs the Python peer, or says in a note why there is none.
 fn python_executors(report: &mut Report) -> Option<Python> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python_executors.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python_executors.py");
     let output = Command::new("python3")
         .arg(script)
         .arg(REPS.to_string())
