@@ -108,6 +108,10 @@ pub fn function(item: &ItemFn, mode: Mode, owner: &Owner, errors: &mut Errors) {
     }
 }
 
+/// The most arguments a process-mode call sends: serde implements its traits for tuples of up
+/// to 16 elements.
+const MAX_SENT: usize = 16;
+
 /// What only process mode rejects: whatever a worker, looking the function up by name, could
 /// not decode into one concrete type.
 fn process(item: &ItemFn, owner: &Owner, errors: &mut Errors) {
@@ -118,6 +122,16 @@ fn process(item: &ItemFn, owner: &Owner, errors: &mut Errors) {
             "a generic fn cannot run in a worker process: the worker looks functions up by name \
              and needs one concrete signature. Write a non-generic fn for each type you need, or \
              use #[offload(thread)]",
+        );
+    }
+    if let Some(extra) = sig.inputs.iter().nth(MAX_SENT) {
+        errors.at(
+            extra,
+            format!(
+                "a process-mode function takes at most {MAX_SENT} arguments, `self` included: \
+                 they cross to the worker as one tuple, and serde encodes tuples of up to \
+                 {MAX_SENT}. Gather them in a struct that derives `Serialize` and `Deserialize`"
+            ),
         );
     }
     if let Owner::Impl(block) = owner {
@@ -393,5 +407,22 @@ mod tests {
             )
         )
         .is_empty());
+    }
+
+    #[test]
+    fn process_mode_sends_at_most_sixteen_values() {
+        let mut item: ItemFn = parse_quote!(
+            fn f() {}
+        );
+        for i in 0..MAX_SENT {
+            let name = quote::format_ident!("a{}", i);
+            item.sig.inputs.push(parse_quote!(#name: u8));
+        }
+        assert!(errors_of(Mode::Process, item.clone()).is_empty());
+        item.sig.inputs.push(parse_quote!(extra: u8));
+        let errors = errors_of(Mode::Process, item.clone());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("at most 16 arguments"), "{errors:?}");
+        assert!(errors_of(Mode::Thread, item).is_empty());
     }
 }

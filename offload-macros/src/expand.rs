@@ -513,15 +513,23 @@ impl Function<'_> {
         // `unsafe_derive_deserialize` would take the `unsafe` inside `inventory::submit!` for
         // the type's own.
         let function = static_name(owner, &sig.ident);
-        let sent = wire_tuple(&private, &call.args, types);
         // One span for the whole call, at the function's name: rustc reports a type that
         // `call_in_process` cannot send once, instead of once for the call and once for `.await`.
-        let call_in_process = if is_byte_vec(value) {
-            quote!(#private::call_in_process(&#function, #sent).await.map(|bytes: #private::Bytes| bytes.0))
+        // The static keeps the attribute's span, as the companion does for thread mode: in an
+        // `impl` block without #[offload], "not found in this scope" then points there, without
+        // rustc's suggestion to write `Self::` into the user's signature.
+        let span = sig.ident.span();
+        let path = spanned(quote!(#private::call_in_process), span);
+        let sent = spanned(wire_tuple(&private, &call.args, types), span);
+        let mut args = Group::new(Delimiter::Parenthesis, quote!(&#function, #sent));
+        args.set_span(span);
+        let rest = if is_byte_vec(value) {
+            quote!(.await.map(|bytes: #private::Bytes| bytes.0))
         } else {
-            quote!(#private::call_in_process(&#function, #sent).await)
+            quote!(.await)
         };
-        let call_in_process = spanned(call_in_process, sig.ident.span());
+        let rest = spanned(rest, span);
+        let call_in_process = quote!(#path #args #rest);
 
         // The registration is a static, which cannot say `Self`: it names the impl's type.
         let mut names: Vec<Ident> = forwarded.to_vec();
