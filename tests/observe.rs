@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 offload::test_setup!();
 
 mod common;
-use common::LIVENESS;
+use common::{Unencodable, LIVENESS};
 
 #[offload(process)]
 fn triple(x: u64) -> u64 {
@@ -102,23 +102,6 @@ impl<'de> Deserialize<'de> for Undecodable {
         Err(serde::de::Error::custom(
             "Undecodable refuses to be decoded",
         ))
-    }
-}
-
-/// Refuses to be encoded.
-struct Unencodable;
-
-impl Serialize for Unencodable {
-    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom(
-            "Unencodable refuses to be encoded",
-        ))
-    }
-}
-
-impl<'de> Deserialize<'de> for Unencodable {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Ok(Unencodable)
     }
 }
 

@@ -12,7 +12,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 offload::test_setup!();
 
 mod common;
-use common::{alive, assert_died, gone, pid_in, resident_bytes, scratch, wait_for, LIVENESS};
+use common::{
+    alive, assert_died, gone, pid_in, resident_bytes, scratch, wait_for, Unencodable, LIVENESS,
+};
 
 /// Writes this worker's pid into `dir` (so the test can find and kill it), then waits until
 /// `release` exists; `None` waits forever.
@@ -156,24 +158,6 @@ fn write_on_channel(bytes: Vec<u8>, then_exit: bool) -> u32 {
 #[offload(process, pool = "garbage")]
 fn garbage_pid() -> u32 {
     std::process::id()
-}
-
-/// Fails to encode, on whichever side tries.
-#[derive(Debug, PartialEq)]
-struct Unencodable;
-
-impl Serialize for Unencodable {
-    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom(
-            "Unencodable refuses to be encoded",
-        ))
-    }
-}
-
-impl<'de> Deserialize<'de> for Unencodable {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Ok(Unencodable)
-    }
 }
 
 /// Encodes fine, but refuses to be decoded.

@@ -147,3 +147,21 @@ impl Random {
         self.next() % n
     }
 }
+
+/// Fails to encode, on whichever side tries.
+#[derive(Debug, PartialEq)]
+pub struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "Unencodable refuses to be encoded",
+        ))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unencodable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(Unencodable)
+    }
+}

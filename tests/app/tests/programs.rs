@@ -273,7 +273,14 @@ fn replacing_the_program_on_disk_does_not_stop_the_pool_from_starting_workers() 
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let copy = dir.join("app");
-    std::fs::copy(env!("CARGO_BIN_EXE_with_guard"), &copy).unwrap();
+    // Copied by another process: a file this process had open for writing could be held open
+    // by a child another test forks meanwhile, and its exec would fail with ETXTBSY.
+    let copied = Command::new("cp")
+        .arg(env!("CARGO_BIN_EXE_with_guard"))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(copied.success());
     let mut command = Command::new(&copy);
     command
         .arg("replaced")

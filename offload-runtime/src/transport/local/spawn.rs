@@ -189,7 +189,7 @@ fn start(program: &Program, marker: Marker) -> io::Result<Spawned> {
         });
     }
     let calls_held = their_calls.try_clone()?;
-    let child = command.spawn()?;
+    let child = spawn_when_not_busy(&mut command)?;
     drop((their_calls, their_replies, region_fd));
     let pid = child.id();
     Ok((
@@ -206,6 +206,25 @@ fn start(program: &Program, marker: Marker) -> io::Result<Spawned> {
         region,
     ))
 }
+
+/// Spawns `command`, trying again for a while if its executable is busy (ETXTBSY): a program
+/// written just before, by this process or another, stays open for writing in any child forked
+/// meanwhile until that child execs, a few milliseconds at most.
+fn spawn_when_not_busy(command: &mut Command) -> io::Result<Child> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match command.spawn() {
+            Err(e) if e.kind() == io::ErrorKind::ExecutableFileBusy && pause < BUSY_FOR => {
+                thread::sleep(pause);
+                pause *= 2;
+            }
+            spawned => return spawned,
+        }
+    }
+}
+
+/// How long a busy executable is waited for, in all, before its start fails.
+const BUSY_FOR: Duration = Duration::from_millis(500);
 
 fn inode(end: &OwnedFd) -> io::Result<u64> {
     Ok(File::from(end.try_clone()?).metadata()?.ino())
