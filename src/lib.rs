@@ -85,7 +85,7 @@
 //! ```ignore
 //! pub async fn add(a: u64, b: u64) -> Result<u64, offload::Error> {
 //!     assert_transferable::<u64>(); // once per type: a type without serde's traits fails here
-//!     call_in_process(&__OFFLOAD_ADD, (a, b)).await
+//!     __OFFLOAD_ADD.call((a, b)).await
 //! }
 //!
 //! #[allow(clippy::needless_pass_by_value)]
@@ -94,13 +94,17 @@
 //! #[allow(dead_code)]
 //! pub fn add_map<I>(inputs: I) -> offload::Map<u64>
 //! where I: IntoIterator<Item = (u64, u64)>, I::IntoIter: Send + 'static {
-//!     map_in_process(&__OFFLOAD_ADD, inputs) // a one-argument fn wraps each item in a 1-tuple
+//!     __OFFLOAD_ADD.map(inputs) // a one-argument fn wraps each item in a 1-tuple
 //! }
 //!
-//! // The name workers look the function up by, a fingerprint of its signature, its options.
-//! static __OFFLOAD_ADD: Remote = Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64"));
+//! // The name workers look the function up by, a fingerprint of its signature, its options,
+//! // typed by what crosses: a type that cannot cross adds no error beyond the one above.
+//! static __OFFLOAD_ADD: Process<(u64, u64), u64> =
+//!     Process::new(Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64")));
 //! inventory::submit! {
-//!     Registration::new(&__OFFLOAD_ADD, |args, out| invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b)))
+//!     __OFFLOAD_ADD.registration(|args, out| {
+//!         __OFFLOAD_ADD.invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b))
+//!     })
 //! }
 //! ```
 //! Thread mode has no registration and no map: its `async fn` holds a `static __OFFLOAD_FN:

@@ -63,14 +63,14 @@ pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
 //     impl Matrix {
 //         pub async fn det(self) -> Result<f64, offload::Error> {
 //             assert_transferable::<Self>(); assert_transferable::<f64>();
-//             call_in_process(&__OFFLOAD_MATRIX__DET, (self,)).await
+//             __OFFLOAD_MATRIX__DET.call((self,)).await
 //         }
 //         pub fn det_blocking(self) -> f64 { … }
 //         pub fn rows(&self) -> usize { … }
 //     }
-//     static __OFFLOAD_MATRIX__DET: Remote = Remote::new(concat!(module_path!(), "::Matrix::det"), …);
+//     static __OFFLOAD_MATRIX__DET: Process<(Matrix,), f64> = Process::new(Remote::new(concat!(module_path!(), "::Matrix::det"), …));
 //     inventory::submit! {
-//         Registration::new(&__OFFLOAD_MATRIX__DET, |args, out| invoke(args, out, |(__offload_self,): (Matrix,)| Matrix::det_blocking(__offload_self)))
+//         __OFFLOAD_MATRIX__DET.registration(|args, out| __OFFLOAD_MATRIX__DET.invoke(args, out, |(__offload_self,): (Matrix,)| Matrix::det_blocking(__offload_self)))
 //     }
 //
 // A method's expansion must name the type it belongs to (the registration is a static, which
@@ -170,15 +170,15 @@ fn is_offload(attr: &Attribute) -> bool {
 //     /// Docs.
 //     pub async fn add(a: u64, b: u64) -> Result<u64, offload::Error> {
 //         assert_transferable::<u64>(); // once for each type of argument and result
-//         call_in_process(&__OFFLOAD_ADD, (a, b)).await
+//         __OFFLOAD_ADD.call((a, b)).await
 //     }
 //     /// The body of `add`, …
 //     #[other]
 //     pub fn add_blocking(a: u64, b: u64) -> u64 { a + b }
 //     pub fn add_map<I>(inputs: I) -> offload::Map<u64> … // see `map_function`
-//     static __OFFLOAD_ADD: Remote = Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64"));
+//     static __OFFLOAD_ADD: Process<(u64, u64), u64> = Process::new(Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64")));
 //     inventory::submit! {
-//         Registration::new(&__OFFLOAD_ADD, |args, out| invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b)))
+//         __OFFLOAD_ADD.registration(|args, out| __OFFLOAD_ADD.invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b)))
 //     }
 //
 // Thread mode has a `Local` in the wrapper and no registration:
@@ -361,7 +361,7 @@ fn function(
 // Output, beside the wrapper and the companion:
 //     pub fn add_map<I>(inputs: I) -> offload::Map<u64>
 //     where I: IntoIterator<Item = (u64, u64)>, I::IntoIter: Send + 'static {
-//         map_in_process(&__OFFLOAD_ADD, inputs)
+//         __OFFLOAD_ADD.map(inputs)
 //     }
 // A function with one argument takes its inputs bare, `Item = u64`, each mapped to the tuple
 // of one that the worker decodes: `|x| (x,)`. A `Vec<u8>` argument is wrapped in `Bytes` there,
@@ -391,12 +391,6 @@ fn map_function(
     } else {
         quote!(inputs)
     };
-    // A `Vec<u8>` result travels as `Bytes`, as it does for the plain call.
-    let map_in_process = if is_byte_vec(value) {
-        quote!(#private::map_in_process_as::<_, _, #private::Bytes, _>)
-    } else {
-        quote!(#private::map_in_process)
-    };
     let attrs = wrapper_attrs
         .iter()
         .filter(|attr| !attr.path().is_ident("doc"));
@@ -416,7 +410,7 @@ fn map_function(
             I: ::core::iter::IntoIterator<Item = #item>,
             I::IntoIter: ::core::marker::Send + 'static,
         {
-            #map_in_process(&#function, #inputs)
+            #function.map(#inputs)
         }
     }
 }
@@ -513,23 +507,15 @@ impl Function<'_> {
         // `unsafe_derive_deserialize` would take the `unsafe` inside `inventory::submit!` for
         // the type's own.
         let function = static_name(owner, &sig.ident);
-        // One span for the whole call, at the function's name: rustc reports a type that
-        // `call_in_process` cannot send once, instead of once for the call and once for `.await`.
-        // The static keeps the attribute's span, as the companion does for thread mode: in an
-        // `impl` block without #[offload], "not found in this scope" then points there, without
-        // rustc's suggestion to write `Self::` into the user's signature.
-        let span = sig.ident.span();
-        let path = spanned(quote!(#private::call_in_process), span);
-        let sent = spanned(wire_tuple(&private, &call.args, types), span);
-        let mut args = Group::new(Delimiter::Parenthesis, quote!(&#function, #sent));
-        args.set_span(span);
-        let rest = if is_byte_vec(value) {
-            quote!(.await.map(|bytes: #private::Bytes| bytes.0))
+        // The static is typed by what crosses: its `call`, `map` and `invoke` exist only where
+        // all of it can, and otherwise resolve to stubs that report nothing, so that a type
+        // without serde's traits is reported once, by `assert_transferable` at the user's type.
+        let sent = wire_tuple(&private, &call.args, types);
+        let remote_call = if is_byte_vec(value) {
+            quote!(#function.call(#sent).await.map(|bytes: #private::Bytes| bytes.0))
         } else {
-            quote!(.await)
+            quote!(#function.call(#sent).await)
         };
-        let rest = spanned(rest, span);
-        let call_in_process = quote!(#path #args #rest);
 
         // The registration is a static, which cannot say `Self`: it names the impl's type.
         let mut names: Vec<Ident> = forwarded.to_vec();
@@ -565,8 +551,10 @@ impl Function<'_> {
             }
         });
         let mut run = quote!(#path(#(#unwrapped),*));
+        let mut returned = value.to_token_stream();
         if is_byte_vec(&value) {
             run = quote!(#private::Bytes(#run));
+            returned = quote!(#private::Bytes);
         }
         let wire_types = types.iter().map(|ty| {
             if is_byte_vec(ty) {
@@ -577,12 +565,13 @@ impl Function<'_> {
         });
         let (pattern, tuple_type) = (tuple(&names), tuple(wire_types));
         let statik = quote! {
-            static #function: #private::Remote =
-                #private::Remote::new(#name, #private::fingerprint(#fingerprint))#settings;
+            static #function: #private::Process<#tuple_type, #returned> = #private::Process::new(
+                #private::Remote::new(#name, #private::fingerprint(#fingerprint))#settings
+            );
         };
         let submit = quote! {
             #private::inventory::submit! {
-                #private::Registration::new(&#function, |args, out| #private::invoke(args, out, |#pattern: #tuple_type| #run))
+                #function.registration(|args, out| #function.invoke(args, out, |#pattern: #tuple_type| #run))
             }
         };
         let cfgs: Vec<&Attribute> = attrs
@@ -596,7 +585,7 @@ impl Function<'_> {
             submit
         };
         (
-            quote!(#(#checks)* #call_in_process),
+            quote!(#(#checks)* #remote_call),
             quote!(#(#cfgs)* #statik #(#cfgs)* #submit),
         )
     }

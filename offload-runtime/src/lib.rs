@@ -80,6 +80,8 @@ pub mod __private {
     #[cfg(unix)]
     pub use crate::call::map::{map_in_process, map_in_process_as};
     #[cfg(unix)]
+    pub use crate::call::typed::{Process, Untransferable};
+    #[cfg(unix)]
     pub use crate::call::{call_in_process, Remote};
     #[cfg(unix)]
     pub use crate::function::bytes::Bytes;
@@ -93,7 +95,7 @@ pub mod __private {
     #[cfg(not(unix))]
     pub use crate::unsupported::{
         assert_transferable, call_in_process, fingerprint, invoke, map_in_process,
-        map_in_process_as, setup_outcome, Bytes, Registration, Remote, SetupOutcome, TestSetup,
-        WorkerSetup,
+        map_in_process_as, setup_outcome, Bytes, Process, Registration, Remote, SetupOutcome,
+        TestSetup, WorkerSetup,
     };
 }

@@ -62,6 +62,42 @@ pub fn invoke<A, R>(_input: &[u8], _output: &mut Vec<u8>, _body: impl FnOnce(A) 
 
 pub fn assert_transferable<T>() {}
 
+/// The expansion's typed handle to a process-mode function; calling it is the one error.
+pub struct Process<A, R>(PhantomData<fn(A) -> R>);
+
+impl<A, R> Process<A, R> {
+    pub const fn new(_remote: Remote) -> Self
+    where
+        A: ProcessModeNeedsUnix,
+    {
+        Process(PhantomData)
+    }
+
+    pub const fn registration(
+        &'static self,
+        _invoke: fn(&[u8], &mut Vec<u8>) -> Outcome,
+    ) -> Registration {
+        Registration
+    }
+
+    pub async fn call(&'static self, _args: A) -> Result<R, Error> {
+        unreachable!("process mode does not compile on this platform")
+    }
+
+    pub fn map<I: IntoIterator, T>(&'static self, _inputs: I) -> Map<T> {
+        Map(PhantomData)
+    }
+
+    pub fn invoke(
+        &'static self,
+        _input: &[u8],
+        _output: &mut Vec<u8>,
+        _body: impl FnOnce(A) -> R,
+    ) -> Outcome {
+        unreachable!("process mode does not compile on this platform")
+    }
+}
+
 pub struct Bytes(pub Vec<u8>);
 
 pub async fn call_in_process<A: ProcessModeNeedsUnix, R>(

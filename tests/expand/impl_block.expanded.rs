@@ -34,11 +34,7 @@ impl Matrix {
         ::offload::__private::assert_transferable::<Self>();
         ::offload::__private::assert_transferable::<u32>();
         ::offload::__private::assert_transferable::<f64>();
-        ::offload::__private::call_in_process(
-                &__OFFLOAD_MATRIX__DETERMINANT,
-                (self, precision),
-            )
-            .await
+        __OFFLOAD_MATRIX__DETERMINANT.call((self, precision)).await
     }
     /// The body of `determinant`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
     ///
@@ -52,14 +48,19 @@ impl Matrix {
         self.cells.len()
     }
 }
-static __OFFLOAD_MATRIX__DETERMINANT: ::offload::__private::Remote = ::offload::__private::Remote::new(
-    ::core::concat!(::core::module_path!(), "::Matrix::determinant"),
-    ::offload::__private::fingerprint("(Matrix, u32) -> f64"),
+static __OFFLOAD_MATRIX__DETERMINANT: ::offload::__private::Process<
+    (Matrix, u32),
+    f64,
+> = ::offload::__private::Process::new(
+    ::offload::__private::Remote::new(
+        ::core::concat!(::core::module_path!(), "::Matrix::determinant"),
+        ::offload::__private::fingerprint("(Matrix, u32) -> f64"),
+    ),
 );
 ::offload::__private::inventory::submit! {
-    ::offload::__private::Registration::new(& __OFFLOAD_MATRIX__DETERMINANT, | args, out
-    | ::offload::__private::invoke(args, out, | (__offload_self, precision) : (Matrix,
-    u32) | Matrix::determinant_blocking(__offload_self, precision)))
+    __OFFLOAD_MATRIX__DETERMINANT.registration(| args, out |
+    __OFFLOAD_MATRIX__DETERMINANT.invoke(args, out, | (__offload_self, precision) :
+    (Matrix, u32) | Matrix::determinant_blocking(__offload_self, precision)))
 }
 pub struct Stack<T> {
     items: Vec<T>,

@@ -2,7 +2,7 @@ use offload::offload;
 /// CPU-heavy: runs in a worker process.
 pub async fn add(a: u64, b: u64) -> ::core::result::Result<u64, ::offload::Error> {
     ::offload::__private::assert_transferable::<u64>();
-    ::offload::__private::call_in_process(&__OFFLOAD_ADD, (a, b)).await
+    __OFFLOAD_ADD.call((a, b)).await
 }
 /// The body of `add`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
 ///
@@ -18,15 +18,17 @@ where
     I: ::core::iter::IntoIterator<Item = (u64, u64)>,
     I::IntoIter: ::core::marker::Send + 'static,
 {
-    ::offload::__private::map_in_process(&__OFFLOAD_ADD, inputs)
+    __OFFLOAD_ADD.map(inputs)
 }
-static __OFFLOAD_ADD: ::offload::__private::Remote = ::offload::__private::Remote::new(
-    ::core::concat!(::core::module_path!(), "::add"),
-    ::offload::__private::fingerprint("(u64, u64) -> u64"),
+static __OFFLOAD_ADD: ::offload::__private::Process<(u64, u64), u64> = ::offload::__private::Process::new(
+    ::offload::__private::Remote::new(
+        ::core::concat!(::core::module_path!(), "::add"),
+        ::offload::__private::fingerprint("(u64, u64) -> u64"),
+    ),
 );
 ::offload::__private::inventory::submit! {
-    ::offload::__private::Registration::new(& __OFFLOAD_ADD, | args, out |
-    ::offload::__private::invoke(args, out, | (a, b) : (u64, u64) | add_blocking(a, b)))
+    __OFFLOAD_ADD.registration(| args, out | __OFFLOAD_ADD.invoke(args, out, | (a, b) :
+    (u64, u64) | add_blocking(a, b)))
 }
 /// Every option: a named pool, a stable registry name, a timeout and retries.
 pub async fn mean(
@@ -34,7 +36,7 @@ pub async fn mean(
 ) -> ::core::result::Result<Result<f64, String>, ::offload::Error> {
     ::offload::__private::assert_transferable::<Vec<f64>>();
     ::offload::__private::assert_transferable::<Result<f64, String>>();
-    ::offload::__private::call_in_process(&__OFFLOAD_MEAN, (values,)).await
+    __OFFLOAD_MEAN.call((values,)).await
 }
 /// The body of `mean`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
 ///
@@ -53,25 +55,26 @@ where
     I: ::core::iter::IntoIterator<Item = Vec<f64>>,
     I::IntoIter: ::core::marker::Send + 'static,
 {
-    ::offload::__private::map_in_process(
-        &__OFFLOAD_MEAN,
-        ::core::iter::Iterator::map(
-            ::core::iter::IntoIterator::into_iter(inputs),
-            |__offload_arg0| (__offload_arg0,),
-        ),
-    )
+    __OFFLOAD_MEAN
+        .map(
+            ::core::iter::Iterator::map(
+                ::core::iter::IntoIterator::into_iter(inputs),
+                |__offload_arg0| (__offload_arg0,),
+            ),
+        )
 }
-static __OFFLOAD_MEAN: ::offload::__private::Remote = ::offload::__private::Remote::new(
-        "stats::mean",
-        ::offload::__private::fingerprint("(Vec<f64>) -> Result<f64, String>"),
-    )
-    .pool("heavy")
-    .timeout_ms(250)
-    .retries(2);
+static __OFFLOAD_MEAN: ::offload::__private::Process<(Vec<f64>,), Result<f64, String>> = ::offload::__private::Process::new(
+    ::offload::__private::Remote::new(
+            "stats::mean",
+            ::offload::__private::fingerprint("(Vec<f64>) -> Result<f64, String>"),
+        )
+        .pool("heavy")
+        .timeout_ms(250)
+        .retries(2),
+);
 ::offload::__private::inventory::submit! {
-    ::offload::__private::Registration::new(& __OFFLOAD_MEAN, | args, out |
-    ::offload::__private::invoke(args, out, | (values,) : (Vec < f64 >,) |
-    mean_blocking(values)))
+    __OFFLOAD_MEAN.registration(| args, out | __OFFLOAD_MEAN.invoke(args, out, |
+    (values,) : (Vec < f64 >,) | mean_blocking(values)))
 }
 /// `Vec<u8>` crosses as one byte string, not one serde call per byte.
 pub async fn xor(
@@ -80,10 +83,8 @@ pub async fn xor(
 ) -> ::core::result::Result<Vec<u8>, ::offload::Error> {
     ::offload::__private::assert_transferable::<Vec<u8>>();
     ::offload::__private::assert_transferable::<u8>();
-    ::offload::__private::call_in_process(
-            &__OFFLOAD_XOR,
-            (::offload::__private::Bytes(bytes), key),
-        )
+    __OFFLOAD_XOR
+        .call((::offload::__private::Bytes(bytes), key))
         .await
         .map(|bytes: ::offload::__private::Bytes| bytes.0)
 }
@@ -101,36 +102,35 @@ where
     I: ::core::iter::IntoIterator<Item = (Vec<u8>, u8)>,
     I::IntoIter: ::core::marker::Send + 'static,
 {
-    ::offload::__private::map_in_process_as::<
-        _,
-        _,
-        ::offload::__private::Bytes,
-        _,
-    >(
-        &__OFFLOAD_XOR,
-        ::core::iter::Iterator::map(
-            ::core::iter::IntoIterator::into_iter(inputs),
-            |(__offload_arg0, __offload_arg1)| (
-                ::offload::__private::Bytes(__offload_arg0),
-                __offload_arg1,
+    __OFFLOAD_XOR
+        .map(
+            ::core::iter::Iterator::map(
+                ::core::iter::IntoIterator::into_iter(inputs),
+                |(__offload_arg0, __offload_arg1)| (
+                    ::offload::__private::Bytes(__offload_arg0),
+                    __offload_arg1,
+                ),
             ),
-        ),
-    )
+        )
 }
-static __OFFLOAD_XOR: ::offload::__private::Remote = ::offload::__private::Remote::new(
-    ::core::concat!(::core::module_path!(), "::xor"),
-    ::offload::__private::fingerprint("(Vec<u8>, u8) -> Vec<u8>"),
+static __OFFLOAD_XOR: ::offload::__private::Process<
+    (::offload::__private::Bytes, u8),
+    ::offload::__private::Bytes,
+> = ::offload::__private::Process::new(
+    ::offload::__private::Remote::new(
+        ::core::concat!(::core::module_path!(), "::xor"),
+        ::offload::__private::fingerprint("(Vec<u8>, u8) -> Vec<u8>"),
+    ),
 );
 ::offload::__private::inventory::submit! {
-    ::offload::__private::Registration::new(& __OFFLOAD_XOR, | args, out |
-    ::offload::__private::invoke(args, out, | (bytes, key) :
-    (::offload::__private::Bytes, u8) | ::offload::__private::Bytes(xor_blocking(bytes.0,
-    key))))
+    __OFFLOAD_XOR.registration(| args, out | __OFFLOAD_XOR.invoke(args, out, | (bytes,
+    key) : (::offload::__private::Bytes, u8) |
+    ::offload::__private::Bytes(xor_blocking(bytes.0, key))))
 }
 /// Returning nothing.
 async fn log(line: String) -> ::core::result::Result<(), ::offload::Error> {
     ::offload::__private::assert_transferable::<String>();
-    ::offload::__private::call_in_process(&__OFFLOAD_LOG, (line,)).await
+    __OFFLOAD_LOG.call((line,)).await
 }
 /// The body of `log`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
 ///
@@ -146,21 +146,23 @@ where
     I: ::core::iter::IntoIterator<Item = String>,
     I::IntoIter: ::core::marker::Send + 'static,
 {
-    ::offload::__private::map_in_process(
-        &__OFFLOAD_LOG,
-        ::core::iter::Iterator::map(
-            ::core::iter::IntoIterator::into_iter(inputs),
-            |__offload_arg0| (__offload_arg0,),
-        ),
-    )
+    __OFFLOAD_LOG
+        .map(
+            ::core::iter::Iterator::map(
+                ::core::iter::IntoIterator::into_iter(inputs),
+                |__offload_arg0| (__offload_arg0,),
+            ),
+        )
 }
-static __OFFLOAD_LOG: ::offload::__private::Remote = ::offload::__private::Remote::new(
-    ::core::concat!(::core::module_path!(), "::log"),
-    ::offload::__private::fingerprint("(String) -> ()"),
+static __OFFLOAD_LOG: ::offload::__private::Process<(String,), ()> = ::offload::__private::Process::new(
+    ::offload::__private::Remote::new(
+        ::core::concat!(::core::module_path!(), "::log"),
+        ::offload::__private::fingerprint("(String) -> ()"),
+    ),
 );
 ::offload::__private::inventory::submit! {
-    ::offload::__private::Registration::new(& __OFFLOAD_LOG, | args, out |
-    ::offload::__private::invoke(args, out, | (line,) : (String,) | log_blocking(line)))
+    __OFFLOAD_LOG.registration(| args, out | __OFFLOAD_LOG.invoke(args, out, | (line,) :
+    (String,) | log_blocking(line)))
 }
 mod reexported {
     /// A crate that re-exports offload points the expansion at its path.
@@ -168,7 +170,7 @@ mod reexported {
         x: u64,
     ) -> ::core::result::Result<u64, my_framework::offload::Error> {
         my_framework::offload::__private::assert_transferable::<u64>();
-        my_framework::offload::__private::call_in_process(&__OFFLOAD_SQUARE, (x,)).await
+        __OFFLOAD_SQUARE.call((x,)).await
     }
     /// The body of `square`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
     ///
@@ -184,21 +186,22 @@ mod reexported {
         I: ::core::iter::IntoIterator<Item = u64>,
         I::IntoIter: ::core::marker::Send + 'static,
     {
-        my_framework::offload::__private::map_in_process(
-            &__OFFLOAD_SQUARE,
-            ::core::iter::Iterator::map(
-                ::core::iter::IntoIterator::into_iter(inputs),
-                |__offload_arg0| (__offload_arg0,),
-            ),
-        )
+        __OFFLOAD_SQUARE
+            .map(
+                ::core::iter::Iterator::map(
+                    ::core::iter::IntoIterator::into_iter(inputs),
+                    |__offload_arg0| (__offload_arg0,),
+                ),
+            )
     }
-    static __OFFLOAD_SQUARE: my_framework::offload::__private::Remote = my_framework::offload::__private::Remote::new(
-        ::core::concat!(::core::module_path!(), "::square"),
-        my_framework::offload::__private::fingerprint("(u64) -> u64"),
+    static __OFFLOAD_SQUARE: my_framework::offload::__private::Process<(u64,), u64> = my_framework::offload::__private::Process::new(
+        my_framework::offload::__private::Remote::new(
+            ::core::concat!(::core::module_path!(), "::square"),
+            my_framework::offload::__private::fingerprint("(u64) -> u64"),
+        ),
     );
     my_framework::offload::__private::inventory::submit! {
-        my_framework::offload::__private::Registration::new(& __OFFLOAD_SQUARE, | args,
-        out | my_framework::offload::__private::invoke(args, out, | (x,) : (u64,) |
-        square_blocking(x)))
+        __OFFLOAD_SQUARE.registration(| args, out | __OFFLOAD_SQUARE.invoke(args, out, |
+        (x,) : (u64,) | square_blocking(x)))
     }
 }

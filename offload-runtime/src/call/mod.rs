@@ -2,6 +2,7 @@
 //! the pool's backend for attempts until the call ran or failed, and decode.
 
 pub(crate) mod map;
+pub(crate) mod typed;
 
 use std::sync::OnceLock;
 use std::time::Duration;
