@@ -78,15 +78,13 @@ pub use unsupported::WorkerSetup;
 #[doc(hidden)]
 pub mod __private {
     #[cfg(unix)]
-    pub use crate::call::map::{map_in_process, map_in_process_as};
-    #[cfg(unix)]
     pub use crate::call::typed::{Process, Untransferable};
     #[cfg(unix)]
-    pub use crate::call::{call_in_process, Remote};
+    pub use crate::call::Remote;
     #[cfg(unix)]
     pub use crate::function::bytes::Bytes;
     #[cfg(unix)]
-    pub use crate::function::{assert_transferable, fingerprint, invoke, Outcome, Registration};
+    pub use crate::function::{assert_transferable, fingerprint};
     pub use crate::thread::{call_in_thread, Local};
     #[cfg(unix)]
     pub use crate::worker::{setup_outcome, SetupOutcome, TestSetup, WorkerSetup};
@@ -94,8 +92,7 @@ pub mod __private {
 
     #[cfg(not(unix))]
     pub use crate::unsupported::{
-        assert_transferable, call_in_process, fingerprint, invoke, map_in_process,
-        map_in_process_as, setup_outcome, Bytes, Process, Registration, Remote, SetupOutcome,
+        assert_transferable, fingerprint, setup_outcome, Bytes, Process, Remote, SetupOutcome,
         TestSetup, WorkerSetup,
     };
 }

@@ -56,10 +56,6 @@ impl Registration {
 
 inventory::collect!(Registration);
 
-pub fn invoke<A, R>(_input: &[u8], _output: &mut Vec<u8>, _body: impl FnOnce(A) -> R) -> Outcome {
-    unreachable!("process mode does not compile on this platform")
-}
-
 pub fn assert_transferable<T>() {}
 
 /// The expansion's typed handle to a process-mode function; calling it is the one error.
@@ -100,13 +96,6 @@ impl<A, R> Process<A, R> {
 
 pub struct Bytes(pub Vec<u8>);
 
-pub async fn call_in_process<A: ProcessModeNeedsUnix, R>(
-    _function: &'static Remote,
-    _args: A,
-) -> Result<R, Error> {
-    unreachable!("process mode does not compile on this platform")
-}
-
 /// What a process-mode function's `f_map` returns on Unix; here it only keeps callers compiling.
 /// `fn() -> R`: `Unpin`, `Send` and `Sync` whatever `R` is, as nothing of `R` is held.
 pub struct Map<R>(PhantomData<fn() -> R>);
@@ -131,17 +120,6 @@ impl<R> futures_core::Stream for Map<R> {
     fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         Poll::Ready(None)
     }
-}
-
-pub fn map_in_process<I: IntoIterator, R>(_function: &'static Remote, _inputs: I) -> Map<R> {
-    Map(PhantomData)
-}
-
-pub fn map_in_process_as<I: IntoIterator, A, W, R>(
-    _function: &'static Remote,
-    _inputs: I,
-) -> Map<R> {
-    Map(PhantomData)
 }
 
 pub struct TestSetup;

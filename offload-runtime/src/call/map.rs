@@ -150,20 +150,9 @@ struct Inputs<I> {
     panicked: Arc<Panicked>,
 }
 
-/// Runs `function` once per input on its process pool; see [`Map`].
-pub fn map_in_process<I, A, R>(function: &'static Remote, inputs: I) -> Map<R>
-where
-    I: IntoIterator<Item = A>,
-    I::IntoIter: Send + 'static,
-    A: Transferable + 'static,
-    R: Transferable + Send + 'static,
-{
-    map_in_process_as::<I, A, R, R>(function, inputs)
-}
-
-/// [`map_in_process`] for results that travel as `W` and reach the caller as `R`: a `Vec<u8>`
-/// result travels as [`Bytes`](crate::function::bytes::Bytes), one byte string, as it does for
-/// a plain call.
+/// Runs `function` once per input on its process pool; see [`Map`]. Results travel as `W` and
+/// reach the caller as `R`: a `Vec<u8>` result travels as
+/// [`Bytes`](crate::function::bytes::Bytes), one byte string, as it does for a plain call.
 pub fn map_in_process_as<I, A, W, R>(function: &'static Remote, inputs: I) -> Map<R>
 where
     I: IntoIterator<Item = A>,
