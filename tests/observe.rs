@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use futures_util::stream::{FusedStream, Stream, StreamExt};
 use offload::{offload, CodecStage, Error, ProcessPool};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 offload::test_setup!();
 
 mod common;
-use common::{Unencodable, LIVENESS};
+use common::{Undecodable, Unencodable, LIVENESS};
 
 #[offload(process)]
 fn triple(x: u64) -> u64 {
@@ -85,24 +84,6 @@ async fn dropping_a_partly_read_stream_cancels_the_calls_left() {
         .await
         .expect("the calls of the dropped stream still hold the workers");
     assert_eq!(again, Ok(1));
-}
-
-/// Encodes fine, but refuses to be decoded.
-#[derive(Debug)]
-struct Undecodable;
-
-impl Serialize for Undecodable {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u8(1)
-    }
-}
-
-impl<'de> Deserialize<'de> for Undecodable {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom(
-            "Undecodable refuses to be decoded",
-        ))
-    }
 }
 
 #[offload(process)]

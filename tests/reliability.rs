@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use offload::{offload, CodecStage, Error, Exit, OnCancel, ProcessPool};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 offload::test_setup!();
 
 mod common;
 use common::{
-    alive, assert_died, gone, pid_in, resident_bytes, scratch, wait_for, Unencodable, LIVENESS,
+    alive, assert_died, gone, pid_in, resident_bytes, scratch, wait_for, Undecodable, Unencodable,
+    LIVENESS,
 };
 
 /// Writes this worker's pid into `dir` (so the test can find and kill it), then waits until
@@ -158,24 +158,6 @@ fn write_on_channel(bytes: Vec<u8>, then_exit: bool) -> u32 {
 #[offload(process, pool = "garbage")]
 fn garbage_pid() -> u32 {
     std::process::id()
-}
-
-/// Encodes fine, but refuses to be decoded.
-#[derive(Debug, PartialEq)]
-struct Undecodable;
-
-impl Serialize for Undecodable {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u8(1)
-    }
-}
-
-impl<'de> Deserialize<'de> for Undecodable {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom(
-            "Undecodable refuses to be decoded",
-        ))
-    }
 }
 
 #[offload(process)]

@@ -165,3 +165,21 @@ impl<'de> serde::Deserialize<'de> for Unencodable {
         Ok(Unencodable)
     }
 }
+
+/// Encodes fine, but refuses to be decoded.
+#[derive(Debug, PartialEq)]
+pub struct Undecodable;
+
+impl serde::Serialize for Undecodable {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(1)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Undecodable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "Undecodable refuses to be decoded",
+        ))
+    }
+}
