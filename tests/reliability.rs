@@ -479,6 +479,8 @@ async fn values_that_do_not_encode_or_decode_fail_with_the_stage_named() {
         ),
         "{error:?}"
     );
+    // The worker's own failures reach this side as its message alone, without a source.
+    assert!(std::error::Error::source(&error).is_none(), "{error:?}");
     let error = take_undecodable_with(Unencodable).await;
     assert!(
         matches!(

@@ -19,6 +19,8 @@
 mod config;
 mod error;
 mod panic;
+#[cfg(test)]
+mod random;
 mod thread;
 
 // Process mode needs Unix (fork/exec with inherited pipes); elsewhere only thread mode

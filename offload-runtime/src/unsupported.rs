@@ -45,15 +45,6 @@ pub struct Registration;
 
 pub enum Outcome {}
 
-impl Registration {
-    pub const fn new(
-        _function: &'static Remote,
-        _invoke: fn(&[u8], &mut Vec<u8>) -> Outcome,
-    ) -> Self {
-        Registration
-    }
-}
-
 inventory::collect!(Registration);
 
 pub fn assert_transferable<T>() {}

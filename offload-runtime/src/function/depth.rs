@@ -529,6 +529,7 @@ mod tests {
     use serde::{Deserialize, Serialize};
 
     use super::*;
+    use crate::random::Random;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     enum List {
@@ -662,31 +663,16 @@ mod tests {
         round_trip(crate::function::bytes::Bytes(vec![0, 1, 2, 255]));
     }
 
-    struct Random(u64);
-
-    impl Random {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        /// Bytes leaning towards the small values that tags, lengths and flags take, so that
-        /// some of them decode.
-        fn bytes(&mut self) -> Vec<u8> {
-            let len = self.below(24) as usize;
-            (0..len)
-                .map(|_| match self.below(3) {
-                    0 => self.next() as u8,
-                    _ => self.below(4) as u8,
-                })
-                .collect()
-        }
+    /// Bytes leaning towards the small values that tags, lengths and flags take, so that some
+    /// of them decode.
+    fn leaning_bytes(random: &mut Random) -> Vec<u8> {
+        let len = random.below(24) as usize;
+        (0..len)
+            .map(|_| match random.below(3) {
+                0 => random.next() as u8,
+                _ => random.below(4) as u8,
+            })
+            .collect()
     }
 
     /// Decodes many random byte strings as `T` both ways and checks that the answers agree;
@@ -698,7 +684,7 @@ mod tests {
     {
         let mut decoded = 0;
         for _ in 0..20_000 {
-            let bytes = random.bytes();
+            let bytes = leaning_bytes(random);
             let ours = from_bytes::<T>(&bytes, u32::MAX);
             let theirs = postcard::from_bytes::<T>(&bytes);
             match (ours, theirs) {

@@ -408,32 +408,13 @@ mod tests {
     use super::*;
     use crate::call::Remote;
     use crate::function::{invoke, Registration};
+    use crate::random::Random;
 
     static ECHO: Remote = Remote::new("worker::tests::echo", 1);
     inventory::submit! { Registration::new(&ECHO, |args, out| invoke(args, out, |v: Vec<u8>| v)) }
 
     static PANIC: Remote = Remote::new("worker::tests::panic", 2);
     inventory::submit! { Registration::new(&PANIC, |args, out| invoke(args, out, |v: u8| -> u8 { panic!("{v}") })) }
-
-    /// A small deterministic generator, so that every run checks the same inputs.
-    struct Random(u64);
-
-    impl Random {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        fn bytes(&mut self, len: usize) -> Vec<u8> {
-            (0..len).map(|_| self.next() as u8).collect()
-        }
-    }
 
     /// Every frame the worker wrote, checked to be well formed.
     fn replies(output: &[u8]) -> Vec<(Kind, u64, Vec<u8>)> {
