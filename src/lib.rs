@@ -214,6 +214,9 @@ pub use offload_runtime::{
 #[cfg(unix)]
 #[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use offload_runtime::{FailedCalls, Map, OnCancel, PoolStats, ProcessPool, ProcessPoolBuilder};
+#[cfg(all(unix, feature = "nats"))]
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "nats"))))]
+pub use offload_runtime::{async_nats, BrokerPool, BrokerPoolBuilder};
 // Only so that a process-mode function's expansion names it; the function itself fails to
 // compile here, with an error that says why.
 #[cfg(not(unix))]

@@ -49,6 +49,13 @@ impl<C, P> Pools<C, P> {
         Ok(pool)
     }
 
+    /// Whether `name` was configured in code or built already.
+    #[cfg(feature = "nats")]
+    pub(crate) fn is_configured(&self, name: &str) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.as_ref().is_some_and(|slots| slots.contains_key(name))
+    }
+
     /// Records the configuration of `name`; an error once that pool has been built.
     pub(crate) fn configure(&self, name: &str, config: C) -> Result<(), Error> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());

@@ -105,6 +105,36 @@ pub enum Error {
     },
     /// The pool was shut down before the call could finish.
     Shutdown,
+    /// The agent (another host's copy of this program, serving a broker pool) that had taken
+    /// the call stopped answering before the call ended: its host died, lost the network or
+    /// froze. The call may have run in part or whole; a function with `retries` is run again
+    /// on another agent instead, and one without is never run a second time.
+    WorkerLost {
+        /// Registry name of the function.
+        function: &'static str,
+        /// The agent's id (`host:pid`).
+        agent: String,
+    },
+    /// No agent of this build serves the call's broker pool, so the call was withdrawn from
+    /// the queue before it ran. Start the same binary on a host with `OFFLOAD_AGENT` set to
+    /// the broker's URL.
+    NoWorkers {
+        /// Registry name of the function.
+        function: &'static str,
+        /// The broker pool.
+        pool: String,
+    },
+    /// The broker's queue for calls is full (its `max_calls` or `max_bytes`), so the call was
+    /// not queued. Start more agents, or slow down.
+    QueueFull {
+        /// Registry name of the function.
+        function: &'static str,
+    },
+    /// The message broker could not be reached or refused a request.
+    Broker {
+        /// What failed and what to check.
+        detail: String,
+    },
     /// A pool setting is invalid: a malformed environment variable, a size of zero, or a
     /// pool configured after its first call.
     Config {
@@ -216,6 +246,23 @@ impl fmt::Display for Error {
                 f.write_str("the offload pool was shut down before the call finished")
             }
             Error::Config { detail } => write!(f, "invalid offload configuration: {detail}"),
+            Error::WorkerLost { function, agent } => write!(
+                f,
+                "the agent {agent} running `{function}` stopped answering (its host died, lost \
+                 the network or froze); the call may have run, and without `retries` it is not \
+                 run again"
+            ),
+            Error::NoWorkers { function, pool } => write!(
+                f,
+                "no agent of this build serves pool `{pool}`, so `{function}` was not run: start \
+                 this same binary with OFFLOAD_AGENT=<broker url> on a worker host"
+            ),
+            Error::QueueFull { function } => write!(
+                f,
+                "the broker's call queue is full, so `{function}` was not queued: start more \
+                 agents, or raise the pool's max_calls"
+            ),
+            Error::Broker { detail } => write!(f, "the message broker failed: {detail}"),
         }
     }
 }
@@ -296,6 +343,21 @@ impl fmt::Debug for Error {
                 .finish(),
             Error::Shutdown => f.write_str("Shutdown"),
             Error::Config { detail } => f.debug_struct("Config").field("detail", detail).finish(),
+            Error::WorkerLost { function, agent } => f
+                .debug_struct("WorkerLost")
+                .field("function", function)
+                .field("agent", agent)
+                .finish(),
+            Error::NoWorkers { function, pool } => f
+                .debug_struct("NoWorkers")
+                .field("function", function)
+                .field("pool", pool)
+                .finish(),
+            Error::QueueFull { function } => f
+                .debug_struct("QueueFull")
+                .field("function", function)
+                .finish(),
+            Error::Broker { detail } => f.debug_struct("Broker").field("detail", detail).finish(),
         }
     }
 }

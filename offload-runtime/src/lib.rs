@@ -6,6 +6,8 @@
 //!   the arguments, wait for their turn, run the call, retry or time it out, and decode.
 //! - `function`: what a function is on both sides: its `FnSpec`, the registry workers look it
 //!   up in, and the codec (byte strings in `bytes`, a bound on nesting in `depth`).
+//! - `transport::broker` (the `nats` feature): calls published to NATS JetStream, and the
+//!   agents on other hosts that pull them and run them on local pools of their own.
 //! - `transport::local`: workers on this machine: the `pool` that admits, queues and leases,
 //!   the `batch` of queued calls a lease sends along, the caller's end of a worker's channel
 //!   (`conn`, frames laid out in `wire`), starting and reaping workers (`spawn`), and placing
@@ -54,6 +56,11 @@ pub use error::{CodecStage, Error, Exit};
 #[cfg(unix)]
 pub use stats::{FailedCalls, PoolStats};
 pub use thread::{ThreadPool, ThreadPoolBuilder};
+/// The NATS client broker pools are configured with (the `nats` feature).
+#[cfg(all(unix, feature = "nats"))]
+pub use async_nats;
+#[cfg(all(unix, feature = "nats"))]
+pub use transport::broker::{BrokerPool, BrokerPoolBuilder};
 #[cfg(unix)]
 pub use transport::local::builder::{OnCancel, ProcessPoolBuilder};
 #[cfg(unix)]

@@ -180,6 +180,28 @@ pub(crate) fn frame(kind: Kind, id: u64, payload: &[u8]) -> Vec<u8> {
     buf
 }
 
+/// The frames laid end to end in `bytes`, as a broker message carries them: each header with
+/// its payload. An error if a frame is malformed, over `limit`, or cut short.
+#[cfg(feature = "nats")]
+pub(crate) fn split(mut bytes: &[u8], limit: usize) -> Result<Vec<(Header, &[u8])>, WireError> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        let head: &[u8; HEADER] = bytes
+            .get(..HEADER)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(WireError::TooShort(bytes.len() as u32))?;
+        let header = Header::parse(head, limit)?;
+        let end = HEADER + header.payload_len;
+        let payload = bytes.get(HEADER..end).ok_or(WireError::TooLong {
+            len: header.payload_len as u64,
+            limit: bytes.len() - HEADER,
+        })?;
+        frames.push((header, payload));
+        bytes = &bytes[end..];
+    }
+    Ok(frames)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +236,20 @@ mod tests {
             header_of(&flagged, 10).map(|h| (h.kind, h.polling, h.placed)),
             Ok((Kind::Call, true, true))
         );
+    }
+
+    #[cfg(feature = "nats")]
+    #[test]
+    fn frames_end_to_end_split_back_and_a_cut_one_is_an_error() {
+        let mut bytes = frame(Kind::Returned, 0, b"one");
+        bytes.extend(frame(Kind::Panicked, 1, b""));
+        let frames = split(&bytes, 10).unwrap();
+        assert_eq!(frames.len(), 2);
+        assert_eq!((frames[0].0.id, frames[0].1), (0, &b"one"[..]));
+        assert_eq!((frames[1].0.kind, frames[1].1), (Kind::Panicked, &b""[..]));
+        assert!(split(&bytes[..bytes.len() - 1], 10).is_err());
+        assert!(split(&bytes[..5], 10).is_err());
+        assert!(split(&[], 10).unwrap().is_empty());
     }
 
     #[test]

@@ -240,11 +240,16 @@ pub(crate) fn after_loss(
         return Err(Error::Shutdown);
     }
     if retried >= spec.retries {
-        let WorkerId::Process(pid) = worker;
-        return Err(Error::WorkerDied {
-            function: spec.name,
-            pid,
-            exit,
+        return Err(match worker {
+            WorkerId::Process(pid) => Error::WorkerDied {
+                function: spec.name,
+                pid,
+                exit,
+            },
+            WorkerId::Agent(agent) => Error::WorkerLost {
+                function: spec.name,
+                agent,
+            },
         });
     }
     Ok(())

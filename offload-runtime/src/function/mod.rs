@@ -195,6 +195,36 @@ impl Table {
         Ok(index)
     }
 
+    /// The index and spec of the function a message from the broker names, checked against
+    /// the caller's fingerprint.
+    #[cfg(feature = "nats")]
+    pub(crate) fn find(
+        &self,
+        name: &str,
+        fingerprint: u64,
+    ) -> Result<(u32, &'static FnSpec), crate::Error> {
+        let index = *self
+            .by_name
+            .get(name)
+            .ok_or(crate::Error::NotRegistered { function: "" })?;
+        let entry = self.entries[index as usize];
+        if entry.fingerprint() != fingerprint || self.duplicates.contains(&entry.name()) {
+            return Err(crate::Error::VersionMismatch {
+                detail: format!("`{name}` has a different signature on the agent"),
+            });
+        }
+        Ok((index, entry.spec))
+    }
+
+    /// The pools the registered functions run on, each once.
+    #[cfg(feature = "nats")]
+    pub(crate) fn pools(&self) -> Vec<&'static str> {
+        let mut pools: Vec<_> = self.entries.iter().map(|r| r.spec.pool).collect();
+        pools.sort_unstable();
+        pools.dedup();
+        pools
+    }
+
     #[cfg(feature = "tracing")]
     pub(crate) fn name_at(&self, index: u32) -> Option<&'static str> {
         self.entries.get(index as usize).map(|r| r.name())

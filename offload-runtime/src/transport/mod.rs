@@ -3,8 +3,11 @@
 //! call ran, whether it may have run, or whether it never started. What that means for the
 //! caller (a value, a retry, an `offload::Error`) is decided above the seam, once for every
 //! transport. `local` runs workers on this machine: copies of this program, started and reaped
-//! by a pool, each talking over two pipes.
+//! by a pool, each talking over two pipes. `broker` (the `nats` feature) sends calls through
+//! NATS JetStream to agents on other hosts, which run them on local pools of their own.
 
+#[cfg(feature = "nats")]
+pub(crate) mod broker;
 pub(crate) mod local;
 pub(crate) mod outcome;
 
@@ -16,12 +19,16 @@ use tokio::sync::SemaphorePermit;
 use crate::function::FnSpec;
 use crate::wire::Kind;
 use crate::Error;
+#[cfg(feature = "nats")]
+use broker::BrokerPool;
 use local::pool::ProcessPool;
 
 /// Where the calls of one pool go.
 #[derive(Clone, Copy)]
 pub(crate) enum Backend {
     Local(&'static ProcessPool),
+    #[cfg(feature = "nats")]
+    Broker(&'static BrokerPool),
 }
 
 /// A place in a backend's admission, held while a call is encoded and runs.
@@ -30,6 +37,10 @@ pub(crate) type Admission = SemaphorePermit<'static>;
 impl Backend {
     /// The backend of the pool called `name`.
     pub(crate) fn get(name: &str) -> Result<Backend, Error> {
+        #[cfg(feature = "nats")]
+        if let Some(pool) = BrokerPool::find(name)? {
+            return Ok(Backend::Broker(pool));
+        }
         ProcessPool::get(name).map(Backend::Local)
     }
 
@@ -37,6 +48,8 @@ impl Backend {
     pub(crate) async fn admit(self) -> Result<Admission, Error> {
         match self {
             Backend::Local(pool) => pool.admit().await,
+            #[cfg(feature = "nats")]
+            Backend::Broker(pool) => pool.admit().await,
         }
     }
 
@@ -48,6 +61,11 @@ impl Backend {
     ) -> Attempt<(Kind, Vec<u8>)> {
         match self {
             Backend::Local(pool) => pool.attempt(spec, frame).await,
+            #[cfg(feature = "nats")]
+            Backend::Broker(pool) => match pool.start(spec, frame).await {
+                Ok(started) => started.finish(|kind, reply| (kind, reply.to_vec())).await,
+                Err(attempt) => attempt,
+            },
         }
     }
 
@@ -60,6 +78,8 @@ impl Backend {
     ) -> Result<Started, Attempt<T>> {
         match self {
             Backend::Local(pool) => pool.start_call(spec, frame).await.map(Started::Local),
+            #[cfg(feature = "nats")]
+            Backend::Broker(pool) => pool.start(spec, frame).await.map(Started::Broker),
         }
     }
 
@@ -77,6 +97,11 @@ impl Backend {
                 .start_large_call(spec, index, args, traced)
                 .await
                 .map(Started::Local),
+            #[cfg(feature = "nats")]
+            Backend::Broker(pool) => pool
+                .start_large(spec, index, args, traced)
+                .await
+                .map(Started::Broker),
         }
     }
 
@@ -88,6 +113,8 @@ impl Backend {
     ) -> Result<Chunk, Error> {
         match self {
             Backend::Local(pool) => pool.chunk(spec, frames).await.map(Chunk::Local),
+            #[cfg(feature = "nats")]
+            Backend::Broker(pool) => pool.chunk(spec, frames).await.map(Chunk::Broker),
         }
     }
 
@@ -95,25 +122,34 @@ impl Backend {
     pub(crate) fn inline_limit(self) -> usize {
         match self {
             Backend::Local(pool) => crate::sys::shm::THRESHOLD.min(pool.max_frame()),
+            #[cfg(feature = "nats")]
+            Backend::Broker(pool) => pool.inline_limit(),
         }
     }
 
     pub(crate) fn max_frame(self) -> usize {
         match self {
             Backend::Local(pool) => pool.max_frame(),
+            #[cfg(feature = "nats")]
+            Backend::Broker(pool) => pool.max_frame(),
         }
     }
 
     pub(crate) fn max_depth(self) -> u32 {
         match self {
             Backend::Local(pool) => pool.max_depth(),
+            #[cfg(feature = "nats")]
+            Backend::Broker(pool) => pool.max_depth(),
         }
     }
 
-    /// How many calls run at once at most.
+    /// How many calls run at once at most; for a broker, how many chunks of a map are sent
+    /// at once.
     pub(crate) fn workers(self) -> usize {
         match self {
             Backend::Local(pool) => pool.workers(),
+            #[cfg(feature = "nats")]
+            Backend::Broker(pool) => pool.concurrency(),
         }
     }
 
@@ -121,6 +157,8 @@ impl Backend {
     pub(crate) fn ended<R>(self, result: &Result<R, Error>) {
         match self {
             Backend::Local(pool) => pool.counters.ended(result),
+            #[cfg(feature = "nats")]
+            Backend::Broker(pool) => pool.counters.ended(result),
         }
     }
 
@@ -128,6 +166,8 @@ impl Backend {
     pub(crate) fn stopped(self) -> bool {
         match self {
             Backend::Local(pool) => pool.killed_by_shutdown(),
+            #[cfg(feature = "nats")]
+            Backend::Broker(_) => false,
         }
     }
 }
@@ -136,6 +176,8 @@ impl Backend {
 /// times a call out or cancels it, whatever the transport.
 pub(crate) enum Started {
     Local(local::attempt::Started),
+    #[cfg(feature = "nats")]
+    Broker(broker::caller::Started),
 }
 
 impl Started {
@@ -143,6 +185,8 @@ impl Started {
     pub(crate) async fn finish<T>(self, read: impl FnOnce(Kind, &[u8]) -> T) -> Attempt<T> {
         match self {
             Started::Local(started) => started.finish(read).await,
+            #[cfg(feature = "nats")]
+            Started::Broker(started) => started.finish(read).await,
         }
     }
 }
@@ -150,6 +194,8 @@ impl Started {
 /// Calls sent together to one worker, answered in order.
 pub(crate) enum Chunk {
     Local(local::attempt::Chunk),
+    #[cfg(feature = "nats")]
+    Broker(broker::caller::Chunk),
 }
 
 impl Chunk {
@@ -157,6 +203,8 @@ impl Chunk {
     pub(crate) fn len(&self) -> usize {
         match self {
             Chunk::Local(chunk) => chunk.len(),
+            #[cfg(feature = "nats")]
+            Chunk::Broker(chunk) => chunk.len(),
         }
     }
 
@@ -165,6 +213,8 @@ impl Chunk {
     pub(crate) async fn next<T>(&mut self, read: impl FnOnce(Kind, &[u8]) -> T) -> Attempt<T> {
         match self {
             Chunk::Local(chunk) => chunk.next(read).await,
+            #[cfg(feature = "nats")]
+            Chunk::Broker(chunk) => chunk.next(read).await,
         }
     }
 
@@ -172,6 +222,8 @@ impl Chunk {
     pub(crate) fn stop(&mut self) {
         match self {
             Chunk::Local(chunk) => chunk.stop(),
+            #[cfg(feature = "nats")]
+            Chunk::Broker(chunk) => chunk.stop(),
         }
     }
 }

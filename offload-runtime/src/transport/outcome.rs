@@ -22,8 +22,11 @@ pub(crate) enum Attempt<T> {
 }
 
 /// Which worker ran a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum WorkerId {
-    /// A worker process on this machine.
+    /// A worker process on the machine that ran the call (this one, or an agent's).
     Process(u32),
+    /// An agent of a broker pool, as a whole: it stopped answering while it held the call.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    Agent(String),
 }

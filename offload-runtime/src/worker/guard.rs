@@ -23,6 +23,28 @@ pub fn serve_if_worker() {
     if let Some(marker) = Marker::of_this_process() {
         become_worker(marker)
     }
+    agent_if_asked();
+}
+
+/// Turns this process into an agent of a broker pool for good when `OFFLOAD_AGENT` names a
+/// broker. Its workers are plain workers: the variable goes before any of them starts.
+fn agent_if_asked() {
+    const AGENT: &str = "OFFLOAD_AGENT";
+    let Some(url) = std::env::var_os(AGENT) else {
+        return;
+    };
+    std::env::remove_var(AGENT);
+    #[cfg(feature = "nats")]
+    crate::transport::broker::agent::run(url.to_string_lossy().into_owned());
+    #[cfg(not(feature = "nats"))]
+    {
+        eprintln!(
+            "offload: {AGENT}={url:?} asks this program to serve as an agent of a broker \
+             pool, but it was built without offload's `nats` feature; add features = \
+             [\"nats\"] to its offload dependency"
+        );
+        std::process::exit(2)
+    }
 }
 
 /// The worker guard with a setup that every worker runs once, before it serves its first call
@@ -84,5 +106,9 @@ extern "C" fn serve_from_ctor() {
     crate::sys::image::note_start();
     if let Some(marker) = Marker::of_this_process().filter(|m| m.from_ctor) {
         become_worker(marker)
+    }
+    // A test binary has no main of its own to put the guard in.
+    if inventory::iter::<TestSetup>().next().is_some() {
+        agent_if_asked();
     }
 }

@@ -1,0 +1,635 @@
+//! A broker pool, agent's side: a copy of the program started with `OFFLOAD_AGENT=<url>`,
+//! which the guard turns into this loop instead of running `main`. For every pool its
+//! functions name, it pulls call messages only as fast as its local worker processes free up,
+//! runs each call on the local pool (so crashes, panics, recycling and placement behave as on
+//! one machine), sends the caller its events, and renews its lease on the message while the
+//! call runs. A message delivered a second time was held by an agent that was lost: it is
+//! never run again, only reported gone, so a call without `retries` runs at most once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{oneshot, Notify};
+
+use super::event::{Event, Failure};
+use super::names::{self, Route};
+use super::{BrokerConfig, ACK_WAIT, HEADROOM, HEARTBEAT};
+use crate::function::{FnSpec, Table};
+use crate::transport::local::pool::ProcessPool;
+use crate::transport::outcome::{Attempt, WorkerId};
+use crate::wire::{self, Kind, HEADER};
+use crate::Error;
+
+/// Calls a worker runs this fast or faster are pulled many at a time per worker.
+const SHORT_CALL: Duration = Duration::from_millis(1);
+/// How many calls per worker an agent holds while its calls are short.
+const SHORT_DEPTH: usize = 32;
+/// How long a cancelled call's id is kept, for a message pulled after its cancel came.
+const REMEMBER_CANCELS: Duration = Duration::from_secs(120);
+
+/// Runs this process as an agent of the broker at `url` until SIGTERM or Ctrl-C, then exits.
+pub(crate) fn run(url: String) -> ! {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    let code = match runtime {
+        Ok(runtime) => runtime.block_on(serve(url)),
+        Err(e) => {
+            eprintln!("offload agent: cannot start a runtime: {e}");
+            2
+        }
+    };
+    std::process::exit(code)
+}
+
+struct Agent {
+    id: String,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    store: tokio::sync::OnceCell<jetstream::object_store::ObjectStore>,
+    build: String,
+    inline: usize,
+    stopping: AtomicBool,
+    stop: Notify,
+}
+
+async fn serve(url: String) -> i32 {
+    let id = format!("{}:{}", hostname(), std::process::id());
+    let build = match names::build() {
+        Ok(build) => build,
+        Err(e) => {
+            eprintln!("offload agent {id}: {e}");
+            return 2;
+        }
+    };
+    let client = loop {
+        let options = async_nats::ConnectOptions::new().name(format!("offload agent {id}"));
+        match options.connect(url.as_str()).await {
+            Ok(client) => break client,
+            Err(e) => {
+                eprintln!("offload agent {id}: cannot connect to the broker yet ({e}); retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let js = jetstream::new(client.clone());
+    let stream = loop {
+        match super::queue(&js, &BrokerConfig::default()).await {
+            Ok(stream) => break stream,
+            Err(e) => {
+                eprintln!("offload agent {id}: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let inline = client.server_info().max_payload.saturating_sub(HEADROOM);
+    let agent = Arc::new(Agent {
+        id,
+        client,
+        js,
+        store: tokio::sync::OnceCell::new(),
+        build,
+        inline: inline.max(1024),
+        stopping: AtomicBool::new(false),
+        stop: Notify::new(),
+    });
+    let pools = pools();
+    let mut serving = tokio::task::JoinSet::new();
+    for &pool in &pools {
+        serving.spawn(serve_pool(agent.clone(), pool, stream.clone()));
+    }
+    tokio::spawn(heartbeat(agent.clone()));
+    eprintln!(
+        "offload agent {} of build {} at {}",
+        agent.id,
+        agent.build,
+        super::without_password(&url)
+    );
+    let Ok(mut terminate) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return 2;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    // Stop pulling, let the calls held finish and answer, then go; a second signal ends it now.
+    agent.stopping.store(true, Ordering::SeqCst);
+    agent.stop.notify_waiters();
+    let finished = async {
+        while serving.join_next().await.is_some() {}
+        let _ = agent.client.flush().await;
+    };
+    tokio::select! {
+        _ = finished => 0,
+        _ = terminate.recv() => 130,
+        _ = tokio::signal::ctrl_c() => 130,
+    }
+}
+
+/// The pools this agent serves: every pool its functions name, or those `OFFLOAD_AGENT_POOLS`
+/// lists (comma-separated).
+fn pools() -> Vec<&'static str> {
+    let all = Table::get().pools();
+    match std::env::var("OFFLOAD_AGENT_POOLS") {
+        Ok(wanted) => {
+            let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
+            all.into_iter().filter(|p| wanted.contains(p)).collect()
+        }
+        Err(_) => all,
+    }
+}
+
+async fn heartbeat(agent: Arc<Agent>) {
+    let subject = format!(
+        "{}.{:016x}",
+        names::ALIVE,
+        crate::function::fingerprint(&agent.id)
+    );
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tick.tick().await;
+        let _ = agent
+            .client
+            .publish(subject.clone(), Bytes::from(agent.id.clone()))
+            .await;
+    }
+}
+
+/// One pool on this agent: its local workers, and the messages it holds.
+struct Served {
+    local: &'static ProcessPool,
+    held: AtomicUsize,
+    freed: Notify,
+    /// Cancels for held messages, by reply subject.
+    running: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    /// Cancels that came before their message, with when they came.
+    cancelled: Mutex<HashMap<String, Instant>>,
+    /// A running average of how long a call takes, in nanoseconds.
+    call_nanos: AtomicU64,
+}
+
+impl Served {
+    /// How many messages the agent holds at most: one per worker while calls are long, so
+    /// that a long call never waits here while another agent idles; more while they are
+    /// short, so that the round trip to the server does not leave workers idle.
+    fn window(&self) -> usize {
+        let short = self.call_nanos.load(Ordering::Relaxed) < SHORT_CALL.as_nanos() as u64;
+        self.local.workers() * if short { SHORT_DEPTH } else { 1 }
+    }
+
+    fn took(&self, calls: usize, time: Duration) {
+        let sample = (time.as_nanos() / calls.max(1) as u128).min(u64::MAX as u128) as u64;
+        let old = self.call_nanos.load(Ordering::Relaxed);
+        self.call_nanos
+            .store(old - old / 4 + sample / 4, Ordering::Relaxed);
+    }
+
+    fn was_cancelled(&self, reply: &str) -> bool {
+        let mut cancelled = self.cancelled.lock().unwrap_or_else(|p| p.into_inner());
+        cancelled.retain(|_, at| at.elapsed() < REMEMBER_CANCELS);
+        cancelled.remove(reply).is_some()
+    }
+}
+
+async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::stream::Stream) {
+    let local = match ProcessPool::get(name) {
+        Ok(local) => local,
+        Err(e) => {
+            eprintln!("offload agent {}: pool `{name}`: {e}", agent.id);
+            return;
+        }
+    };
+    let route = Route::new(name, &agent.build);
+    let config = pull::Config {
+        durable_name: Some(route.consumer.clone()),
+        filter_subject: route.calls.clone(),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: ACK_WAIT,
+        max_ack_pending: 100_000,
+        ..Default::default()
+    };
+    let consumer: jetstream::consumer::PullConsumer = loop {
+        match stream.get_or_create_consumer(&route.consumer, config.clone()).await {
+            Ok(consumer) => break consumer,
+            Err(e) => {
+                eprintln!("offload agent {}: pool `{name}`: {e}; retrying", agent.id);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let served = Arc::new(Served {
+        local,
+        held: AtomicUsize::new(0),
+        freed: Notify::new(),
+        running: Mutex::new(HashMap::new()),
+        cancelled: Mutex::new(HashMap::new()),
+        call_nanos: AtomicU64::new(u64::MAX / 2),
+    });
+    let (asks, cancels) = loop {
+        let asks = agent.client.subscribe(route.presence.clone()).await;
+        let cancels = agent.client.subscribe(route.cancel.clone()).await;
+        match (asks, cancels) {
+            (Ok(asks), Ok(cancels)) => break (asks, cancels),
+            _ => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    };
+    // Before any caller hears of this agent: a cancel sent after that reaches it.
+    let _ = agent.client.flush().await;
+    let answering = tokio::spawn(answer_presence(agent.clone(), asks));
+    let cancels = tokio::spawn(take_cancels(served.clone(), cancels));
+    eprintln!("offload agent {}: serving pool `{name}`", agent.id);
+    while !agent.stopping.load(Ordering::SeqCst) {
+        let held = served.held.load(Ordering::SeqCst);
+        let window = served.window();
+        if held >= window {
+            tokio::select! {
+                _ = served.freed.notified() => {}
+                _ = agent.stop.notified() => {}
+            }
+            continue;
+        }
+        let batch = consumer
+            .batch()
+            .max_messages(window - held)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await;
+        let Ok(mut batch) = batch else {
+            // Disconnected: the client reconnects by itself; ask again shortly.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        // Every message the batch delivers is run, even while stopping: one left unread would
+        // come back to another agent as if this one had been lost.
+        while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(4), batch.next()).await
+        {
+            match message {
+                Ok(message) => {
+                    served.held.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(handle(agent.clone(), served.clone(), message));
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    answering.abort();
+    while served.held.load(Ordering::SeqCst) > 0 {
+        served.freed.notified().await;
+    }
+    cancels.abort();
+    local.shutdown().await;
+}
+
+/// Answers callers that ask whether anyone serves the pool, until the agent stops.
+async fn answer_presence(agent: Arc<Agent>, mut asks: async_nats::Subscriber) {
+    while let Some(ask) = asks.next().await {
+        if let Some(reply) = ask.reply {
+            let _ = agent
+                .client
+                .publish(reply, Bytes::from(agent.id.clone()))
+                .await;
+        }
+    }
+}
+
+async fn take_cancels(served: Arc<Served>, mut cancels: async_nats::Subscriber) {
+    while let Some(cancel) = cancels.next().await {
+        let Ok(reply) = String::from_utf8(cancel.payload.to_vec()) else {
+            continue;
+        };
+        let running = served
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&reply);
+        match running {
+            Some(stop) => {
+                let _ = stop.send(());
+            }
+            None => {
+                let mut cancelled = served.cancelled.lock().unwrap_or_else(|p| p.into_inner());
+                cancelled.insert(reply, Instant::now());
+            }
+        }
+    }
+}
+
+/// Frees the message's place when its handling ends, however it ends.
+struct Held(Arc<Served>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::SeqCst);
+        self.0.freed.notify_waiters();
+    }
+}
+
+async fn handle(agent: Arc<Agent>, served: Arc<Served>, message: jetstream::Message) {
+    let _held = Held(served.clone());
+    let header = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    let Some(reply) = header(names::REPLY) else {
+        let _ = message.ack_with(AckKind::Term).await;
+        return;
+    };
+    let delivered = message.info().map_or(1, |info| info.delivered);
+    if delivered > 1 {
+        // Its first agent was lost holding it, and it may have run there.
+        agent.send(&reply, &Event::Gone).await;
+        let _ = message.ack_with(AckKind::Term).await;
+        return;
+    }
+    if served.was_cancelled(&reply) {
+        let _ = message.ack_with(AckKind::Term).await;
+        return;
+    }
+    agent
+        .send(
+            &reply,
+            &Event::Taken {
+                agent: agent.id.clone(),
+            },
+        )
+        .await;
+    let (stop, stopped) = oneshot::channel();
+    served
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(reply.clone(), stop);
+    let work = async {
+        let function = header(names::FUNCTION).unwrap_or_default();
+        let data = header(names::DATA);
+        let frames = match agent.frames(&function, data, &message.payload).await {
+            Ok(frames) => frames,
+            Err(error) => {
+                let failure = Failure::of(&error, &agent.id);
+                agent.send(&reply, &Event::Failed(failure)).await;
+                return;
+            }
+        };
+        let (spec, frames) = frames;
+        let began = Instant::now();
+        let count = frames.len();
+        agent.run(served.local, spec, frames, &reply).await;
+        served.took(count, began.elapsed());
+    };
+    let lease = async {
+        let mut renew = tokio::time::interval_at(
+            tokio::time::Instant::now() + ACK_WAIT / 4,
+            ACK_WAIT / 4,
+        );
+        loop {
+            renew.tick().await;
+            let _ = message.ack_with(AckKind::Progress).await;
+        }
+    };
+    let cancelled = tokio::select! {
+        _ = work => false,
+        _ = stopped => true,
+        _ = lease => unreachable!("the lease is renewed for as long as the call runs"),
+    };
+    served
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&reply);
+    let _ = message
+        .ack_with(if cancelled { AckKind::Term } else { AckKind::Ack })
+        .await;
+}
+
+impl Agent {
+    async fn send(&self, reply: &str, event: &Event) {
+        let _ = self.client.publish(reply.to_owned(), event.encode()).await;
+    }
+
+    async fn store(&self) -> Result<&jetstream::object_store::ObjectStore, Error> {
+        self.store.get_or_try_init(|| super::bucket(&self.js)).await
+    }
+
+    /// The function a message names, and its calls' frames, each with this build's index of
+    /// the function.
+    async fn frames(
+        &self,
+        function: &str,
+        data: Option<String>,
+        payload: &Bytes,
+    ) -> Result<(&'static FnSpec, Vec<Vec<u8>>), Error> {
+        let (name, fingerprint) = function
+            .rsplit_once('#')
+            .and_then(|(name, hex)| Some((name, u64::from_str_radix(hex, 16).ok()?)))
+            .ok_or_else(|| Error::Protocol {
+                detail: format!("a call message names no function ({function:?})"),
+            })?;
+        let (index, spec) = Table::get().find(name, fingerprint)?;
+        let body = match data {
+            Some(object) => {
+                let store = self.store().await?;
+                let mut bytes = Vec::new();
+                let read = async {
+                    store.get(&object).await?.read_to_end(&mut bytes).await?;
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+                };
+                read.await.map_err(|e| Error::Broker {
+                    detail: format!("cannot read a call's stored arguments: {e}"),
+                })?;
+                bytes
+            }
+            None => payload.to_vec(),
+        };
+        Ok((spec, split_calls(&body, index)?))
+    }
+
+    /// Runs the calls of one message on the local pool, in order, and sends their replies:
+    /// several to an event while they come quickly.
+    async fn run(
+        &self,
+        local: &'static ProcessPool,
+        spec: &'static FnSpec,
+        mut frames: Vec<Vec<u8>>,
+        reply: &str,
+    ) {
+        let mut replies = Replies::new(self, reply);
+        let mut at = 0;
+        while at < frames.len() {
+            if frames.len() - at == 1 {
+                let frame = std::mem::take(&mut frames[at]);
+                let attempt = match spec.timeout {
+                    None => local.attempt(spec, frame).await,
+                    Some(_) => match local.start_call(spec, frame).await {
+                        Ok(started) => started.finish(|kind, p| (kind, p.to_vec())).await,
+                        Err(attempt) => attempt,
+                    },
+                };
+                match attempt {
+                    Attempt::Answered((kind, payload)) => {
+                        replies.push(kind, at, &payload).await;
+                        at += 1;
+                    }
+                    Attempt::NotStarted(frame) => frames[at] = frame,
+                    Attempt::Lost { worker, exit, .. } => {
+                        replies.lost(at, worker, exit).await;
+                        at += 1;
+                    }
+                    Attempt::Failed(error) => return replies.failed(&error).await,
+                }
+                continue;
+            }
+            let sending: Vec<&[u8]> = frames[at..].iter().map(|f| &f[..]).collect();
+            let mut chunk = match local.chunk(spec, &sending).await {
+                Ok(chunk) => chunk,
+                Err(error) => return replies.failed(&error).await,
+            };
+            for _ in 0..chunk.len() {
+                match chunk.next(|kind, payload| (kind, payload.to_vec())).await {
+                    Attempt::Answered((kind, payload)) => {
+                        replies.push(kind, at, &payload).await;
+                        at += 1;
+                    }
+                    Attempt::NotStarted(_) => break,
+                    Attempt::Lost { worker, exit, .. } => {
+                        replies.lost(at, worker, exit).await;
+                        at += 1;
+                        break;
+                    }
+                    Attempt::Failed(error) => return replies.failed(&error).await,
+                }
+            }
+        }
+        replies.flush().await;
+    }
+}
+
+/// The call frames of a message, with `index` written over the caller's index of the
+/// function: the same build has the same, but `OFFLOAD_BUILD_ID` may join builds that differ.
+fn split_calls(body: &[u8], index: u32) -> Result<Vec<Vec<u8>>, Error> {
+    let frames = wire::split(body, usize::MAX).map_err(|e| Error::Protocol {
+        detail: format!("a call message: {e}"),
+    })?;
+    if frames.is_empty() {
+        return Err(Error::Protocol {
+            detail: "a call message holds no call".into(),
+        });
+    }
+    frames
+        .into_iter()
+        .map(|(header, payload)| {
+            if header.kind != Kind::Call || payload.len() < 4 {
+                return Err(Error::Protocol {
+                    detail: format!("a call message holds a {:?} frame", header.kind),
+                });
+            }
+            // The frame as the caller wrote it, flags and all.
+            let start = payload.as_ptr() as usize - body.as_ptr() as usize - HEADER;
+            let mut frame = body[start..start + HEADER + payload.len()].to_vec();
+            frame[HEADER..HEADER + 4].copy_from_slice(&index.to_le_bytes());
+            Ok(frame)
+        })
+        .collect()
+}
+
+/// Replies on their way to a caller, sent together while they come within a few
+/// milliseconds of each other.
+struct Replies<'a> {
+    agent: &'a Agent,
+    reply: &'a str,
+    frames: Vec<u8>,
+    since: Instant,
+    stored: usize,
+}
+
+impl<'a> Replies<'a> {
+    fn new(agent: &'a Agent, reply: &'a str) -> Self {
+        Replies {
+            agent,
+            reply,
+            frames: Vec::new(),
+            since: Instant::now(),
+            stored: 0,
+        }
+    }
+
+    async fn push(&mut self, kind: Kind, at: usize, payload: &[u8]) {
+        self.frames
+            .extend_from_slice(&wire::frame(kind, at as u64, payload));
+        if self.frames.len() >= 64 << 10 || self.since.elapsed() > Duration::from_millis(5) {
+            self.flush().await;
+        }
+    }
+
+    async fn lost(&mut self, at: usize, worker: WorkerId, exit: crate::Exit) {
+        self.flush().await;
+        let pid = match worker {
+            WorkerId::Process(pid) => pid,
+            WorkerId::Agent(_) => 0,
+        };
+        let event = Event::Lost {
+            item: at as u32,
+            pid,
+            exit,
+        };
+        self.agent.send(self.reply, &event).await;
+    }
+
+    async fn failed(&mut self, error: &Error) {
+        self.flush().await;
+        let event = Event::Failed(Failure::of(error, &self.agent.id));
+        self.agent.send(self.reply, &event).await;
+    }
+
+    async fn flush(&mut self) {
+        self.since = Instant::now();
+        if self.frames.is_empty() {
+            return;
+        }
+        let frames = std::mem::take(&mut self.frames);
+        if frames.len() <= self.agent.inline {
+            return self.agent.send(self.reply, &Event::Replies(frames.into())).await;
+        }
+        let name = format!("{}.r{}", self.reply, self.stored);
+        self.stored += 1;
+        let stored = match self.agent.store().await {
+            Ok(store) => store
+                .put(name.as_str(), &mut &frames[..])
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::Broker {
+                    detail: format!("cannot store a result of {} bytes: {e}", frames.len()),
+                }),
+            Err(error) => Err(error),
+        };
+        match stored {
+            Ok(()) => self.agent.send(self.reply, &Event::Stored(name)).await,
+            Err(error) => {
+                let event = Event::Failed(Failure::of(&error, &self.agent.id));
+                self.agent.send(self.reply, &event).await
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length, and gethostname writes at most that much.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if ok && !name.is_empty() => name.to_owned(),
+        _ => "unknown-host".into(),
+    }
+}

