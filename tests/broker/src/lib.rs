@@ -85,7 +85,13 @@ pub fn hold_timed(dir: PathBuf, tag: String, millis: u64) -> u32 {
     hold_blocking_body(&dir, &tag, millis)
 }
 
-/// [`hold`] on a pool no agent serves.
+/// [`hold`] on the pool of [`hold_timed`], without a timeout.
+#[offload(process, pool = "timed")]
+pub fn hold_untimed(dir: PathBuf, tag: String, millis: u64) -> u32 {
+    hold_blocking_body(&dir, &tag, millis)
+}
+
+/// A function on a pool no agent serves.
 #[offload(process, pool = "nobody")]
 pub fn unserved() -> u32 {
     1

@@ -87,13 +87,15 @@ async fn arguments_and_results_of_any_size_cross_through_the_object_store_when_l
         use offload::async_nats::jetstream;
         let client = offload::async_nats::connect(&server.url).await.unwrap();
         let js = jetstream::new(client);
+        let store = js.get_object_store("OFFLOAD_DATA").await.unwrap();
         let started = Instant::now();
         loop {
-            let mut stream = js.get_stream("OBJ_OFFLOAD_DATA").await.unwrap();
-            if stream.info().await.unwrap().state.messages == 0 {
+            use futures_util::StreamExt;
+            let left = store.list().await.unwrap().count().await;
+            if left == 0 {
                 break;
             }
-            assert!(started.elapsed() < LIVENESS, "objects left in the store");
+            assert!(started.elapsed() < LIVENESS, "{left} objects left in the store");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })

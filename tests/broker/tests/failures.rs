@@ -1,0 +1,193 @@
+//! What happens across hosts when things go wrong: an agent killed or frozen mid-call, with
+//! and without `retries`; timeouts and cancellation before and after a call starts; an agent
+//! asked to stop.
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use offload::{BrokerPool, Error};
+use offload_test_broker::*;
+
+offload::test_setup!();
+
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let server = Server::start("failures");
+        for pool in ["lost", "timed"] {
+            BrokerPool::configure(pool).url(&server.url).apply().unwrap();
+        }
+        server
+    })
+}
+
+/// The tests share pools and agents' queues; they take turns.
+async fn turn() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}
+
+/// The pid of the call tagged `tag` once it started, and the agent whose worker runs it.
+async fn running(dir: &Path, tag: &str) -> (u32, u32) {
+    until(&format!("{tag} started"), || !started(dir, tag).is_empty()).await;
+    let worker = started(dir, tag)[0];
+    let stat = std::fs::read_to_string(format!("/proc/{worker}/stat")).unwrap();
+    let parent = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap();
+    (worker, parent.parse().unwrap())
+}
+
+fn which<'a>(agents: &'a mut [Agent], pid: u32) -> &'a mut Agent {
+    agents.iter_mut().find(|a| a.pid == pid).expect("one of ours")
+}
+
+#[tokio::test]
+async fn an_agent_killed_mid_call_fails_a_call_without_retries_fast_and_never_runs_it_again() {
+    let _turn = turn().await;
+    let server = server();
+    let dir = scratch("killed");
+    let mut agents = [Agent::start(server, &["lost"], 1), Agent::start(server, &["lost"], 1)];
+    let call = tokio::spawn(hold(dir.clone(), "k".into(), 60_000));
+    let (_, host) = running(&dir, "k").await;
+    which(&mut agents, host).kill();
+    let killed = Instant::now();
+    let result = tokio::time::timeout(LIVENESS, call).await.unwrap().unwrap();
+    let took = killed.elapsed();
+    assert!(
+        matches!(&result, Err(Error::WorkerLost { agent, .. }) if agent.ends_with(&format!(":{host}"))),
+        "{result:?}"
+    );
+    eprintln!("WorkerLost {took:?} after the kill");
+    // The server hands the message to the other agent once the lease lapses; it must not run
+    // it, only report it gone, and the queue ends empty.
+    until_queue_empty(server, "lost").await;
+    assert_eq!(started(&dir, "k").len(), 1, "the body ran once");
+}
+
+#[tokio::test]
+async fn an_agent_killed_mid_call_reruns_a_call_with_retries_on_another_agent() {
+    let _turn = turn().await;
+    let server = server();
+    let dir = scratch("retried");
+    let mut agents = [Agent::start(server, &["lost"], 1), Agent::start(server, &["lost"], 1)];
+    let call = tokio::spawn(hold_again(dir.clone(), "r".into(), 500));
+    let (first, host) = running(&dir, "r").await;
+    which(&mut agents, host).kill();
+    let killed = Instant::now();
+    let answer = tokio::time::timeout(LIVENESS, call).await.unwrap().unwrap().unwrap();
+    eprintln!("retried answer {:?} after the kill", killed.elapsed());
+    assert_ne!(answer, first, "answered by the other agent's worker");
+    let ran = started(&dir, "r");
+    assert_eq!(ran.len(), 2, "once on each agent: {ran:?}");
+    until_queue_empty(server, "lost").await;
+}
+
+#[tokio::test]
+async fn a_frozen_agent_s_late_result_does_not_count_and_the_call_is_not_run_twice() {
+    let _turn = turn().await;
+    let server = server();
+    let dir = scratch("frozen");
+    let mut agents = [Agent::start(server, &["lost"], 1), Agent::start(server, &["lost"], 1)];
+    // The worker finishes while its agent is frozen; the agent sends the result once thawed.
+    let call = tokio::spawn(hold(dir.clone(), "f".into(), 1000));
+    let (_, host) = running(&dir, "f").await;
+    let frozen = which(&mut agents, host);
+    frozen.signal(libc::SIGSTOP);
+    let result = tokio::time::timeout(LIVENESS, call).await.unwrap().unwrap();
+    assert!(matches!(result, Err(Error::WorkerLost { .. })), "{result:?}");
+    assert!(dir.join("f.done").exists(), "the worker ran on while its agent was frozen");
+    // Thawed, the agent sends its result late: nobody takes it for another call's.
+    frozen.signal(libc::SIGCONT);
+    for round in 0..5 {
+        let tag = format!("after{round}");
+        let pid = tokio::time::timeout(LIVENESS, hold(dir.clone(), tag.clone(), 0))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(started(&dir, &tag), vec![pid]);
+    }
+    until_queue_empty(server, "lost").await;
+    assert_eq!(started(&dir, "f").len(), 1, "the body ran once");
+}
+
+#[tokio::test]
+async fn a_call_that_times_out_after_it_started_stops_its_worker_on_the_agent() {
+    let _turn = turn().await;
+    let server = server();
+    let dir = scratch("timeout-running");
+    let _agent = Agent::start(server, &["timed"], 1);
+    let result = tokio::time::timeout(LIVENESS, hold_timed(dir.clone(), "t".into(), 60_000))
+        .await
+        .unwrap();
+    assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+    let worker = started(&dir, "t")[0];
+    until("the timed-out call's worker killed", || !alive(worker)).await;
+    until_queue_empty(server, "timed").await;
+}
+
+#[tokio::test]
+async fn a_call_that_times_out_or_is_dropped_before_it_started_never_runs() {
+    let _turn = turn().await;
+    let server = server();
+    let dir = scratch("timeout-queued");
+    let _agent = Agent::start(server, &["timed"], 1);
+    // The agent's only worker is busy for longer than the queued calls wait.
+    let busy = tokio::spawn(hold_untimed(dir.clone(), "busy".into(), 2500));
+    until("the busy call started", || !started(&dir, "busy").is_empty()).await;
+    let queued = hold_timed(dir.clone(), "queued".into(), 0);
+    let dropped = tokio::spawn(hold_timed(dir.clone(), "dropped".into(), 0));
+    let result = tokio::time::timeout(LIVENESS, queued).await.unwrap();
+    assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+    dropped.abort();
+    assert_eq!(busy.await.unwrap(), Ok(started(&dir, "busy")[0]));
+    // A call after them runs, so the agent has gone past where they were queued.
+    tokio::time::timeout(LIVENESS, hold_timed(dir.clone(), "later".into(), 0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(started(&dir, "queued").is_empty(), "a timed-out call ran");
+    assert!(started(&dir, "dropped").is_empty(), "a dropped call ran");
+    until_queue_empty(server, "timed").await;
+}
+
+#[tokio::test]
+async fn a_dropped_running_call_stops_its_worker_on_the_agent() {
+    let _turn = turn().await;
+    let server = server();
+    let dir = scratch("dropped-running");
+    let _agent = Agent::start(server, &["lost"], 1);
+    let call = tokio::spawn(hold(dir.clone(), "d".into(), 60_000));
+    let (worker, _) = running(&dir, "d").await;
+    call.abort();
+    until("the dropped call's worker killed", || !alive(worker)).await;
+    until_queue_empty(server, "lost").await;
+}
+
+#[tokio::test]
+async fn an_agent_told_to_stop_finishes_the_calls_it_holds_then_exits() {
+    let _turn = turn().await;
+    let server = server();
+    let dir = scratch("stopping");
+    let mut agent = Agent::start(server, &["lost"], 1);
+    let call = tokio::spawn(hold(dir.clone(), "s".into(), 1000));
+    running(&dir, "s").await;
+    agent.signal(libc::SIGTERM);
+    let pid = tokio::time::timeout(LIVENESS, call).await.unwrap().unwrap().unwrap();
+    assert_eq!(started(&dir, "s"), vec![pid]);
+    assert!(agent.wait().success());
+}
+
+async fn until_queue_empty(server: &Server, pool: &str) {
+    let started = Instant::now();
+    loop {
+        let left = left_in_queue(server, pool).await;
+        if left == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < LIVENESS,
+            "{left} calls of {pool} left in the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
