@@ -62,7 +62,7 @@ impl Backend {
         match self {
             Backend::Local(pool) => pool.attempt(spec, frame).await,
             #[cfg(feature = "nats")]
-            Backend::Broker(pool) => match pool.start(spec, frame).await {
+            Backend::Broker(pool) => match pool.start_call(spec, frame).await {
                 Ok(started) => started.finish(|kind, reply| (kind, reply.to_vec())).await,
                 Err(attempt) => attempt,
             },
@@ -79,7 +79,7 @@ impl Backend {
         match self {
             Backend::Local(pool) => pool.start_call(spec, frame).await.map(Started::Local),
             #[cfg(feature = "nats")]
-            Backend::Broker(pool) => pool.start(spec, frame).await.map(Started::Broker),
+            Backend::Broker(pool) => pool.start_call(spec, frame).await.map(Started::Broker),
         }
     }
 

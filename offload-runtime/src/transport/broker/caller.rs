@@ -30,7 +30,7 @@ const REACH_FOR: Duration = Duration::from_secs(30);
 
 impl BrokerPool {
     /// Publishes one call; its frame is kept for another attempt.
-    pub(crate) async fn start<T>(
+    pub(crate) async fn start_call<T>(
         &'static self,
         spec: &'static FnSpec,
         frame: Vec<u8>,
@@ -58,7 +58,7 @@ impl BrokerPool {
         if let Some(call) = traced {
             wire::trace(&mut frame, call);
         }
-        let mut started = self.start(spec, frame).await?;
+        let mut started = self.start_call(spec, frame).await?;
         // Encoded anew should the call go again.
         started.frame = Bytes::new();
         Ok(started)

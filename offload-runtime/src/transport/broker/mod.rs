@@ -76,6 +76,8 @@ struct BrokerConfig {
     max_depth: u32,
     concurrency: usize,
     memory: bool,
+    /// Whether the queue's limits were set in code, and so are brought to the server.
+    limits: bool,
 }
 
 impl Default for BrokerConfig {
@@ -89,6 +91,7 @@ impl Default for BrokerConfig {
             max_depth: DEFAULT_MAX_DEPTH,
             concurrency: 32,
             memory: false,
+            limits: false,
         }
     }
 }
@@ -133,15 +136,18 @@ impl BrokerPoolBuilder {
     }
 
     /// How many calls the broker holds queued, of all programs (default 1,000,000): beyond
-    /// it a call fails at once with [`Error::QueueFull`]. Applies when the queue is created.
+    /// it a call fails at once with [`Error::QueueFull`]. The queue is the server's: set here,
+    /// the limit is brought to the server when this pool connects, for every program using it.
     pub fn max_calls(mut self, count: u32) -> Self {
         self.config.max_calls = i64::from(count.max(1));
+        self.config.limits = true;
         self
     }
 
     /// How many bytes the broker holds queued (default 1 GiB), like [`max_calls`](Self::max_calls).
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.config.max_bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.config.limits = true;
         self
     }
 
@@ -221,6 +227,23 @@ impl BrokerPool {
                 })
             })
             .map(Some)
+    }
+
+    /// The broker pool called `name`: an error if it is not one (see [`BrokerPool`]).
+    pub fn get(name: &str) -> Result<&'static BrokerPool, Error> {
+        BrokerPool::find(name)?.ok_or_else(|| Error::Config {
+            detail: format!(
+                "pool `{name}` is not a broker pool: configure it with BrokerPool::configure, \
+                 or set {} to the broker's URL",
+                config::env_var("OFFLOAD_BROKER", name)
+            ),
+        })
+    }
+
+    /// Connects to the broker now, creating the queue if it does not exist, rather than on
+    /// the first call: a server that cannot be reached is then an error here.
+    pub async fn start(&'static self) -> Result<(), Error> {
+        self.link().await.map(drop)
     }
 
     /// The pool's name.
@@ -387,7 +410,7 @@ async fn queue(
     config: &BrokerConfig,
 ) -> Result<jetstream::stream::Stream, Error> {
     use jetstream::stream;
-    js.get_or_create_stream(stream::Config {
+    let wanted = stream::Config {
         name: names::STREAM.into(),
         subjects: vec![names::CALLS.into()],
         retention: stream::RetentionPolicy::WorkQueue,
@@ -402,15 +425,28 @@ async fn queue(
         max_age: Duration::from_secs(24 * 3600),
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
-    })
-    .await
-    .map_err(|e| Error::Broker {
+    };
+    let failed = |e: &dyn std::fmt::Display| Error::Broker {
         detail: format!(
             "cannot create or open the stream {} (is JetStream enabled on the server? start it \
              with -js): {e}",
             names::STREAM
         ),
-    })
+    };
+    let mut stream = js
+        .get_or_create_stream(wanted.clone())
+        .await
+        .map_err(|e| failed(&e))?;
+    let held = &stream.cached_info().config;
+    if config.limits && (held.max_messages, held.max_bytes) != (wanted.max_messages, wanted.max_bytes)
+    {
+        let mut limited = held.clone();
+        limited.max_messages = wanted.max_messages;
+        limited.max_bytes = wanted.max_bytes;
+        js.update_stream(&limited).await.map_err(|e| failed(&e))?;
+        stream = js.get_stream(names::STREAM).await.map_err(|e| failed(&e))?;
+    }
+    Ok(stream)
 }
 
 /// The bucket for payloads too large for a message, its objects removed after an hour should
