@@ -207,6 +207,9 @@
 
 #[doc(inline)]
 pub use offload_macros::{main, offload};
+#[cfg(all(unix, feature = "nats"))]
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "nats"))))]
+pub use offload_runtime::{async_nats, BrokerPool, BrokerPoolBuilder};
 pub use offload_runtime::{
     serve_if_worker, serve_if_worker_with, CodecStage, Error, Exit, ThreadPool, ThreadPoolBuilder,
     WorkerSetup, DEFAULT_POOL,
@@ -214,9 +217,6 @@ pub use offload_runtime::{
 #[cfg(unix)]
 #[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use offload_runtime::{FailedCalls, Map, OnCancel, PoolStats, ProcessPool, ProcessPoolBuilder};
-#[cfg(all(unix, feature = "nats"))]
-#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "nats"))))]
-pub use offload_runtime::{async_nats, BrokerPool, BrokerPoolBuilder};
 // Only so that a process-mode function's expansion names it; the function itself fails to
 // compile here, with an error that says why.
 #[cfg(not(unix))]

@@ -49,6 +49,9 @@ mod worker;
 #[cfg(not(unix))]
 mod unsupported;
 
+/// The NATS client broker pools are configured with (the `nats` feature).
+#[cfg(all(unix, feature = "nats"))]
+pub use async_nats;
 #[cfg(unix)]
 pub use call::map::Map;
 pub use config::DEFAULT_POOL;
@@ -56,9 +59,6 @@ pub use error::{CodecStage, Error, Exit};
 #[cfg(unix)]
 pub use stats::{FailedCalls, PoolStats};
 pub use thread::{ThreadPool, ThreadPoolBuilder};
-/// The NATS client broker pools are configured with (the `nats` feature).
-#[cfg(all(unix, feature = "nats"))]
-pub use async_nats;
 #[cfg(all(unix, feature = "nats"))]
 pub use transport::broker::{BrokerPool, BrokerPoolBuilder};
 #[cfg(unix)]

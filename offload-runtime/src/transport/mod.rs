@@ -114,7 +114,10 @@ impl Backend {
         match self {
             Backend::Local(pool) => pool.chunk(spec, frames).await.map(Chunk::Local),
             #[cfg(feature = "nats")]
-            Backend::Broker(pool) => pool.chunk(spec, frames).await.map(Chunk::Broker),
+            Backend::Broker(pool) => pool
+                .chunk(spec, frames)
+                .await
+                .map(|c| Chunk::Broker(Box::new(c))),
         }
     }
 
@@ -195,7 +198,7 @@ impl Started {
 pub(crate) enum Chunk {
     Local(local::attempt::Chunk),
     #[cfg(feature = "nats")]
-    Broker(broker::caller::Chunk),
+    Broker(Box<broker::caller::Chunk>),
 }
 
 impl Chunk {

@@ -221,7 +221,10 @@ pub fn nats_server() -> PathBuf {
             }
             let scripts = || {
                 let out = Command::new("python3")
-                    .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+                    .args([
+                        "-c",
+                        "import sysconfig; print(sysconfig.get_path('scripts'))",
+                    ])
                     .output()
                     .ok()?;
                 let dir = String::from_utf8(out.stdout).ok()?;
@@ -331,7 +334,11 @@ impl Agent {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(started.elapsed() < LIVENESS, "agent {} did not exit", self.pid);
+            assert!(
+                started.elapsed() < LIVENESS,
+                "agent {} did not exit",
+                self.pid
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -397,7 +404,10 @@ pub fn started(dir: &Path, tag: &str) -> Vec<u32> {
 pub async fn until(what: &str, mut check: impl FnMut() -> bool) {
     let started = Instant::now();
     while !check() {
-        assert!(started.elapsed() < LIVENESS, "{what}: not within {LIVENESS:?}");
+        assert!(
+            started.elapsed() < LIVENESS,
+            "{what}: not within {LIVENESS:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -417,8 +427,8 @@ pub fn alive(pid: u32) -> bool {
 /// How many calls of `pool` the broker still holds for its agents, queued or taken and not
 /// yet acknowledged.
 pub async fn left_in_queue(server: &Server, pool: &str) -> u64 {
-    use offload::async_nats::jetstream;
     use futures_util::StreamExt;
+    use offload::async_nats::jetstream;
     let client = offload::async_nats::connect(&server.url).await.unwrap();
     let js = jetstream::new(client);
     let stream = js.get_stream("OFFLOAD_CALLS").await.unwrap();

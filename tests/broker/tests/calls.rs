@@ -15,7 +15,10 @@ fn server() -> &'static Server {
     SERVER.get_or_init(|| {
         let server = Server::start("calls");
         for pool in ["outcomes", "big", "maps", "nobody", "builds"] {
-            BrokerPool::configure(pool).url(&server.url).apply().unwrap();
+            BrokerPool::configure(pool)
+                .url(&server.url)
+                .apply()
+                .unwrap();
         }
         server
     })
@@ -57,7 +60,10 @@ async fn every_outcome_comes_back_through_an_agent_as_it_would_from_a_local_work
         // The agent served on after all that, from plain workers of its own.
         let (pid, told_to_be_agent, _) = whoami().await.unwrap();
         assert_ne!(pid, agent.pid);
-        assert!(!told_to_be_agent, "an agent's worker must not become an agent");
+        assert!(
+            !told_to_be_agent,
+            "an agent's worker must not become an agent"
+        );
         for size in [0, 1, 1000, 100_000] {
             let bytes: Vec<u8> = (0..size).map(|i| i as u8).collect();
             assert_eq!(echo(bytes.clone()).await.unwrap().0, bytes);
@@ -95,7 +101,10 @@ async fn arguments_and_results_of_any_size_cross_through_the_object_store_when_l
             if left == 0 {
                 break;
             }
-            assert!(started.elapsed() < LIVENESS, "{left} objects left in the store");
+            assert!(
+                started.elapsed() < LIVENESS,
+                "{left} objects left in the store"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })

@@ -16,7 +16,10 @@ fn server() -> &'static Server {
     SERVER.get_or_init(|| {
         let server = Server::start("failures");
         for pool in ["lost", "timed"] {
-            BrokerPool::configure(pool).url(&server.url).apply().unwrap();
+            BrokerPool::configure(pool)
+                .url(&server.url)
+                .apply()
+                .unwrap();
         }
         server
     })
@@ -33,12 +36,21 @@ async fn running(dir: &Path, tag: &str) -> (u32, u32) {
     until(&format!("{tag} started"), || !started(dir, tag).is_empty()).await;
     let worker = started(dir, tag)[0];
     let stat = std::fs::read_to_string(format!("/proc/{worker}/stat")).unwrap();
-    let parent = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap();
+    let parent = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap();
     (worker, parent.parse().unwrap())
 }
 
-fn which<'a>(agents: &'a mut [Agent], pid: u32) -> &'a mut Agent {
-    agents.iter_mut().find(|a| a.pid == pid).expect("one of ours")
+fn which(agents: &mut [Agent], pid: u32) -> &mut Agent {
+    agents
+        .iter_mut()
+        .find(|a| a.pid == pid)
+        .expect("one of ours")
 }
 
 #[tokio::test]
@@ -46,7 +58,10 @@ async fn an_agent_killed_mid_call_fails_a_call_without_retries_fast_and_never_ru
     let _turn = turn().await;
     let server = server();
     let dir = scratch("killed");
-    let mut agents = [Agent::start(server, &["lost"], 1), Agent::start(server, &["lost"], 1)];
+    let mut agents = [
+        Agent::start(server, &["lost"], 1),
+        Agent::start(server, &["lost"], 1),
+    ];
     let call = tokio::spawn(hold(dir.clone(), "k".into(), 60_000));
     let (_, host) = running(&dir, "k").await;
     which(&mut agents, host).kill();
@@ -69,12 +84,19 @@ async fn an_agent_killed_mid_call_reruns_a_call_with_retries_on_another_agent() 
     let _turn = turn().await;
     let server = server();
     let dir = scratch("retried");
-    let mut agents = [Agent::start(server, &["lost"], 1), Agent::start(server, &["lost"], 1)];
+    let mut agents = [
+        Agent::start(server, &["lost"], 1),
+        Agent::start(server, &["lost"], 1),
+    ];
     let call = tokio::spawn(hold_again(dir.clone(), "r".into(), 500));
     let (first, host) = running(&dir, "r").await;
     which(&mut agents, host).kill();
     let killed = Instant::now();
-    let answer = tokio::time::timeout(LIVENESS, call).await.unwrap().unwrap().unwrap();
+    let answer = tokio::time::timeout(LIVENESS, call)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     eprintln!("retried answer {:?} after the kill", killed.elapsed());
     assert_ne!(answer, first, "answered by the other agent's worker");
     let ran = started(&dir, "r");
@@ -87,15 +109,24 @@ async fn a_frozen_agent_s_late_result_does_not_count_and_the_call_is_not_run_twi
     let _turn = turn().await;
     let server = server();
     let dir = scratch("frozen");
-    let mut agents = [Agent::start(server, &["lost"], 1), Agent::start(server, &["lost"], 1)];
+    let mut agents = [
+        Agent::start(server, &["lost"], 1),
+        Agent::start(server, &["lost"], 1),
+    ];
     // The worker finishes while its agent is frozen; the agent sends the result once thawed.
     let call = tokio::spawn(hold(dir.clone(), "f".into(), 1000));
     let (_, host) = running(&dir, "f").await;
     let frozen = which(&mut agents, host);
     frozen.signal(libc::SIGSTOP);
     let result = tokio::time::timeout(LIVENESS, call).await.unwrap().unwrap();
-    assert!(matches!(result, Err(Error::WorkerLost { .. })), "{result:?}");
-    assert!(dir.join("f.done").exists(), "the worker ran on while its agent was frozen");
+    assert!(
+        matches!(result, Err(Error::WorkerLost { .. })),
+        "{result:?}"
+    );
+    assert!(
+        dir.join("f.done").exists(),
+        "the worker ran on while its agent was frozen"
+    );
     // Thawed, the agent sends its result late: nobody takes it for another call's.
     frozen.signal(libc::SIGCONT);
     for round in 0..5 {
@@ -133,7 +164,10 @@ async fn a_call_that_times_out_or_is_dropped_before_it_started_never_runs() {
     let _agent = Agent::start(server, &["timed"], 1);
     // The agent's only worker is busy for longer than the queued calls wait.
     let busy = tokio::spawn(hold_untimed(dir.clone(), "busy".into(), 2500));
-    until("the busy call started", || !started(&dir, "busy").is_empty()).await;
+    until("the busy call started", || {
+        !started(&dir, "busy").is_empty()
+    })
+    .await;
     let queued = hold_timed(dir.clone(), "queued".into(), 0);
     let dropped = tokio::spawn(hold_timed(dir.clone(), "dropped".into(), 0));
     let result = tokio::time::timeout(LIVENESS, queued).await.unwrap();
@@ -172,7 +206,11 @@ async fn an_agent_told_to_stop_finishes_the_calls_it_holds_then_exits() {
     let call = tokio::spawn(hold(dir.clone(), "s".into(), 1000));
     running(&dir, "s").await;
     agent.signal(libc::SIGTERM);
-    let pid = tokio::time::timeout(LIVENESS, call).await.unwrap().unwrap().unwrap();
+    let pid = tokio::time::timeout(LIVENESS, call)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(started(&dir, "s"), vec![pid]);
     assert!(agent.wait().success());
 }

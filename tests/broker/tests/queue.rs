@@ -20,7 +20,10 @@ async fn calls_beyond_a_full_queue_fail_at_once_and_the_rest_run() {
     let agent = Agent::start(&server, &["restart"], 1);
     // The agent's one worker is busy, and it holds no more than that one call.
     let busy = tokio::spawn(hold_restart(dir.clone(), "busy".into(), 3000));
-    until("the busy call started", || !started(&dir, "busy").is_empty()).await;
+    until("the busy call started", || {
+        !started(&dir, "busy").is_empty()
+    })
+    .await;
     let calls: Vec<_> = (0..40)
         .map(|i| tokio::spawn(hold_restart(dir.clone(), format!("c{i}"), 0)))
         .collect();

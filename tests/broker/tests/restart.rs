@@ -17,7 +17,10 @@ async fn calls_queued_when_the_broker_restarts_all_run_once_it_is_back() {
     let dir = scratch("restart");
     let _agent = Agent::start(&server, &["restart"], 1);
     let running = tokio::spawn(hold_restart(dir.clone(), "running".into(), 1500));
-    until("the first call started", || !started(&dir, "running").is_empty()).await;
+    until("the first call started", || {
+        !started(&dir, "running").is_empty()
+    })
+    .await;
     let queued: Vec<_> = (0..8)
         .map(|i| tokio::spawn(hold_restart(dir.clone(), format!("q{i}"), 10)))
         .collect();
@@ -28,7 +31,10 @@ async fn calls_queued_when_the_broker_restarts_all_run_once_it_is_back() {
         tokio::task::yield_now().await;
     }
     server.restart();
-    let answer = tokio::time::timeout(LIVENESS, running).await.unwrap().unwrap();
+    let answer = tokio::time::timeout(LIVENESS, running)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(answer.is_ok(), "{answer:?}");
     for (i, call) in queued.into_iter().enumerate() {
         let answer = tokio::time::timeout(LIVENESS, call).await.unwrap().unwrap();

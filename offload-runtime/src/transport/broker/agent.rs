@@ -218,7 +218,10 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
         ..Default::default()
     };
     let consumer: jetstream::consumer::PullConsumer = loop {
-        match stream.get_or_create_consumer(&route.consumer, config.clone()).await {
+        match stream
+            .get_or_create_consumer(&route.consumer, config.clone())
+            .await
+        {
             Ok(consumer) => break consumer,
             Err(e) => {
                 eprintln!("offload agent {}: pool `{name}`: {e}; retrying", agent.id);
@@ -270,7 +273,8 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
         };
         // Every message the batch delivers is run, even while stopping: one left unread would
         // come back to another agent as if this one had been lost.
-        while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(4), batch.next()).await
+        while let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_secs(4), batch.next()).await
         {
             match message {
                 Ok(message) => {
@@ -389,10 +393,8 @@ async fn handle(agent: Arc<Agent>, served: Arc<Served>, message: jetstream::Mess
         served.took(count, began.elapsed());
     };
     let lease = async {
-        let mut renew = tokio::time::interval_at(
-            tokio::time::Instant::now() + ACK_WAIT / 4,
-            ACK_WAIT / 4,
-        );
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + ACK_WAIT / 4, ACK_WAIT / 4);
         loop {
             renew.tick().await;
             let _ = message.ack_with(AckKind::Progress).await;
@@ -409,7 +411,11 @@ async fn handle(agent: Arc<Agent>, served: Arc<Served>, message: jetstream::Mess
         .unwrap_or_else(|p| p.into_inner())
         .remove(&reply);
     let _ = message
-        .ack_with(if cancelled { AckKind::Term } else { AckKind::Ack })
+        .ack_with(if cancelled {
+            AckKind::Term
+        } else {
+            AckKind::Ack
+        })
         .await;
 }
 
@@ -599,7 +605,10 @@ impl<'a> Replies<'a> {
         }
         let frames = std::mem::take(&mut self.frames);
         if frames.len() <= self.agent.inline {
-            return self.agent.send(self.reply, &Event::Replies(frames.into())).await;
+            return self
+                .agent
+                .send(self.reply, &Event::Replies(frames.into()))
+                .await;
         }
         let name = format!("{}.r{}", self.reply, self.stored);
         self.stored += 1;

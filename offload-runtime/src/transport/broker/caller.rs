@@ -54,7 +54,8 @@ impl BrokerPool {
         args: &A,
         traced: Option<u64>,
     ) -> Result<Started, Attempt<T>> {
-        let mut frame = encode_call(spec, self.max_frame(), index, args).map_err(Attempt::Failed)?;
+        let mut frame =
+            encode_call(spec, self.max_frame(), index, args).map_err(Attempt::Failed)?;
         if let Some(call) = traced {
             wire::trace(&mut frame, call);
         }
@@ -97,7 +98,10 @@ impl BrokerPool {
         let id = link.next.fetch_add(1, Ordering::Relaxed);
         let reply = format!("{}.{id}", link.inbox);
         let (events, rx) = mpsc::unbounded_channel();
-        link.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(id, events);
+        link.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, events);
         let mut waiter = Waiter {
             pool: self,
             link: link.clone(),
@@ -448,7 +452,8 @@ impl Chunk {
                         let expected = self.next + self.replies.len();
                         if header.id as usize != expected || expected >= self.sent || at > self.sent
                         {
-                            self.rest = Some(Rest::Failed(out_of_order(header.id as u32, expected)));
+                            self.rest =
+                                Some(Rest::Failed(out_of_order(header.id as u32, expected)));
                             break;
                         }
                         self.replies.push_back((header.kind, payload.to_vec()));
@@ -535,7 +540,10 @@ impl Link {
     /// heartbeat, however many calls wait.
     async fn no_agents(&self, pool: &BrokerPool) -> bool {
         let mut presence = self.presence.lock().await;
-        if presence.asked.is_none_or(|asked| asked.elapsed() >= HEARTBEAT) {
+        if presence
+            .asked
+            .is_none_or(|asked| asked.elapsed() >= HEARTBEAT)
+        {
             let asked = self
                 .client
                 .request(pool.route.presence.clone(), Bytes::new());

@@ -204,6 +204,9 @@ mod tests {
             assert_eq!(Failure::of(&error, "a").into_error("f"), error);
         }
         let other = Failure::of(&Error::start_failed("fork: EAGAIN"), "h:1").into_error("f");
-        assert!(other.to_string().contains("on agent h:1: fork: EAGAIN"), "{other}");
+        assert!(
+            other.to_string().contains("on agent h:1: fork: EAGAIN"),
+            "{other}"
+        );
     }
 }

@@ -63,7 +63,7 @@ pub struct BrokerPool {
 /// How to reach the server.
 enum Connect {
     Url(String),
-    Options(String, Mutex<Option<async_nats::ConnectOptions>>),
+    Options(String, Mutex<Option<Box<async_nats::ConnectOptions>>>),
     Client(async_nats::Client),
 }
 
@@ -118,7 +118,10 @@ impl BrokerPoolBuilder {
         url: impl Into<String>,
         options: async_nats::ConnectOptions,
     ) -> Self {
-        self.config.connect = Some(Connect::Options(url.into(), Mutex::new(Some(options))));
+        self.config.connect = Some(Connect::Options(
+            url.into(),
+            Mutex::new(Some(Box::new(options))),
+        ));
         self
     }
 
@@ -334,7 +337,12 @@ struct Presence {
 
 impl Link {
     async fn connect(pool: &'static BrokerPool) -> Result<Arc<Link>, Error> {
-        let client = match pool.config.connect.as_ref().expect("a broker pool has a server") {
+        let client = match pool
+            .config
+            .connect
+            .as_ref()
+            .expect("a broker pool has a server")
+        {
             Connect::Url(url) => connect(url, async_nats::ConnectOptions::new()).await?,
             Connect::Options(url, options) => {
                 let options = options.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -344,7 +352,7 @@ impl Link {
                          restart the program"
                     ),
                 })?;
-                connect(url, options).await?
+                connect(url, *options).await?
             }
             Connect::Client(client) => client.clone(),
         };
@@ -399,7 +407,9 @@ async fn connect(
 
 fn without_password(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -438,7 +448,8 @@ async fn queue(
         .await
         .map_err(|e| failed(&e))?;
     let held = &stream.cached_info().config;
-    if config.limits && (held.max_messages, held.max_bytes) != (wanted.max_messages, wanted.max_bytes)
+    if config.limits
+        && (held.max_messages, held.max_bytes) != (wanted.max_messages, wanted.max_bytes)
     {
         let mut limited = held.clone();
         limited.max_messages = wanted.max_messages;

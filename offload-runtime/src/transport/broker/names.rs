@@ -93,7 +93,10 @@ mod tests {
         for odd in ["a.b", "with space", "*", ">", "", "ünï"] {
             let route = Route::new(odd, "b1");
             let pool = route.calls.split('.').nth(2).unwrap();
-            assert!(pool.chars().all(|c| c.is_ascii_alphanumeric()), "{odd:?} → {pool}");
+            assert!(
+                pool.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{odd:?} → {pool}"
+            );
         }
         assert_ne!(Route::new("a.b", "b").calls, Route::new("a,b", "b").calls);
     }
