@@ -58,9 +58,16 @@ async fn run() {
     let f2 = reps(|| raw_jetstream_call(&client, 1_000)).await;
     row("F2 raw JetStream call, one in flight", &f2, "µs", 1e6);
 
-    let _agents = [
+    let agents = [
         Agent::start(&server, &["remote"], 2),
         Agent::start(&server, &["remote"], 2),
+    ];
+    let cpu = |pid: u32| cpu_seconds(pid).expect("a process of the bench");
+    let whose = [
+        ("server", server.pid()),
+        ("caller", std::process::id()),
+        ("agent 1", agents[0].pid),
+        ("agent 2", agents[1].pid),
     ];
     for i in 0..200 {
         add(i, 1).await.unwrap();
@@ -74,10 +81,23 @@ async fn run() {
     })
     .await;
     row("B1 broker call, one in flight", &b1, "µs", 1e6);
-    println!("   B1 / F2 = {:.2} (target ≤ 1.5)", median(&b1) / median(&f2));
+    println!(
+        "   B1 / F2 = {:.2} (target ≤ 1.5)",
+        median(&b1) / median(&f2)
+    );
 
+    let before: Vec<f64> = whose.iter().map(|(_, pid)| cpu(*pid)).collect();
     let b2 = reps(|| in_flight(10_000, |i| add(i, 1))).await;
     row("B2 10,000 broker calls in flight", &b2, "calls/s", 1.0);
+    let spent: Vec<String> = whose
+        .iter()
+        .zip(before)
+        .map(|((who, pid), before)| {
+            let each = (cpu(*pid) - before) / (10_000 * REPS) as f64;
+            format!("{who} {:.1} µs", each * 1e6)
+        })
+        .collect();
+    println!("   CPU per call: {}", spent.join(", "));
     println!("   target ≥ 20,000/s; Ray: 8,040/s single client, 21,230/s multi-client");
 
     let b3 = reps(|| async {
@@ -105,6 +125,15 @@ async fn run() {
     })
     .await;
     row("   64 MiB argument, local pool", &local, "MB/s", 1.0);
+}
+
+/// User and system CPU time of process `pid` so far, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    Some(ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
 }
 
 async fn reps<F: Future<Output = f64>>(mut run: impl FnMut() -> F) -> Vec<f64> {

@@ -148,6 +148,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server at once, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -30,6 +30,8 @@ use crate::Error;
 const SHORT_CALL: Duration = Duration::from_millis(1);
 /// How many calls per worker an agent holds while its calls are short.
 const SHORT_DEPTH: usize = 32;
+/// How soon after taking a call an agent says so.
+const TAKEN_EVERY: Duration = Duration::from_millis(2);
 /// How long a cancelled call's id is kept, for a message pulled after its cancel came.
 const REMEMBER_CANCELS: Duration = Duration::from_secs(120);
 
@@ -58,6 +60,8 @@ struct Agent {
     inline: usize,
     stopping: AtomicBool,
     stop: Notify,
+    /// Calls taken and not yet answered nor said to be taken, by reply subject.
+    taken: Mutex<std::collections::HashSet<String>>,
 }
 
 async fn serve(url: String) -> i32 {
@@ -99,6 +103,7 @@ async fn serve(url: String) -> i32 {
         inline: inline.max(1024),
         stopping: AtomicBool::new(false),
         stop: Notify::new(),
+        taken: Mutex::new(std::collections::HashSet::new()),
     });
     let pools = pools();
     let mut serving = tokio::task::JoinSet::new();
@@ -106,6 +111,7 @@ async fn serve(url: String) -> i32 {
         serving.spawn(serve_pool(agent.clone(), pool, stream.clone()));
     }
     tokio::spawn(heartbeat(agent.clone()));
+    tokio::spawn(say_taken(agent.clone()));
     eprintln!(
         "offload agent {} of build {} at {}",
         agent.id,
@@ -161,6 +167,33 @@ async fn heartbeat(agent: Arc<Agent>) {
             .client
             .publish(subject.clone(), Bytes::from(agent.id.clone()))
             .await;
+    }
+}
+
+/// Tells callers which of their calls this agent took, a few milliseconds after it took them,
+/// in one event per caller: a call answered by then needs no word, and one event for many
+/// calls keeps the broker's load per call low.
+async fn say_taken(agent: Arc<Agent>) {
+    let mut tick = tokio::time::interval(TAKEN_EVERY);
+    loop {
+        tick.tick().await;
+        let taken = std::mem::take(&mut *agent.taken.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut by_caller: HashMap<&str, Vec<u64>> = HashMap::new();
+        for reply in &taken {
+            if let Some((inbox, id)) = reply.rsplit_once('.') {
+                if let Ok(id) = id.parse() {
+                    by_caller.entry(inbox).or_default().push(id);
+                }
+            }
+        }
+        for (inbox, ids) in by_caller {
+            let agent_id = agent.id.clone();
+            let event = Event::TakenMany {
+                agent: agent_id,
+                ids,
+            };
+            agent.send(&format!("{inbox}.0"), &event).await;
+        }
     }
 }
 
@@ -253,7 +286,14 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
     while !agent.stopping.load(Ordering::SeqCst) {
         let held = served.held.load(Ordering::SeqCst);
         let window = served.window();
-        if held >= window {
+        // While calls are short, ask for half a window at a time rather than a call or two:
+        // each pull request costs the server about what a call does.
+        let least = if window > local.workers() {
+            window / 2
+        } else {
+            1
+        };
+        if held + least > window {
             tokio::select! {
                 _ = served.freed.notified() => {}
                 _ = agent.stop.notified() => {}
@@ -361,14 +401,7 @@ async fn handle(agent: Arc<Agent>, served: Arc<Served>, message: jetstream::Mess
         let _ = message.ack_with(AckKind::Term).await;
         return;
     }
-    agent
-        .send(
-            &reply,
-            &Event::Taken {
-                agent: agent.id.clone(),
-            },
-        )
-        .await;
+    agent.lock_taken().insert(reply.clone());
     let (stop, stopped) = oneshot::channel();
     served
         .running
@@ -410,6 +443,8 @@ async fn handle(agent: Arc<Agent>, served: Arc<Served>, message: jetstream::Mess
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&reply);
+    // Answered before it was said to be taken: the caller needs no word of that now.
+    agent.lock_taken().remove(&reply);
     let _ = message
         .ack_with(if cancelled {
             AckKind::Term
@@ -420,6 +455,10 @@ async fn handle(agent: Arc<Agent>, served: Arc<Served>, message: jetstream::Mess
 }
 
 impl Agent {
+    fn lock_taken(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.taken.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     async fn send(&self, reply: &str, event: &Event) {
         let _ = self.client.publish(reply.to_owned(), event.encode()).await;
     }

@@ -340,7 +340,7 @@ impl Started {
                     waiter.ended = true;
                     return Attempt::Failed(failure.into_error(spec.name));
                 }
-                Next::Event(Event::Taken { .. }) => continue,
+                Next::Event(Event::Taken { .. } | Event::TakenMany { .. }) => continue,
                 Next::AgentLost(agent) => return waiter.lost(agent, &self.frame),
                 Next::NoAgents => return Attempt::Failed(no_workers(spec, waiter.pool)),
                 Next::Failed(error) => return Attempt::Failed(error),
@@ -432,7 +432,7 @@ impl Chunk {
                     self.rest = Some(Rest::Failed(failure.into_error(self.spec.name)));
                     continue;
                 }
-                Next::Event(Event::Taken { .. }) => continue,
+                Next::Event(Event::Taken { .. } | Event::TakenMany { .. }) => continue,
                 Next::AgentLost(agent) => {
                     self.rest = Some(Rest::Lost(agent));
                     continue;
@@ -582,7 +582,14 @@ pub(super) async fn route_replies(link: Weak<Link>, mut replies: async_nats::Sub
             continue;
         };
         let waiting = link.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(call) = waiting.get(&id) {
+        if let Event::TakenMany { agent, ids } = event {
+            for id in ids {
+                if let Some(call) = waiting.get(&id) {
+                    let agent = agent.clone();
+                    let _ = call.send(Event::Taken { agent });
+                }
+            }
+        } else if let Some(call) = waiting.get(&id) {
             let _ = call.send(event);
         }
     }

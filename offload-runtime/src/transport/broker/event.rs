@@ -8,6 +8,7 @@ use crate::error::Exit;
 use crate::{CodecStage, Error};
 
 const TAKEN: u8 = b'T';
+const TAKEN_MANY: u8 = b'M';
 const REPLIES: u8 = b'R';
 const STORED: u8 = b'O';
 const LOST: u8 = b'L';
@@ -20,6 +21,9 @@ const FAILED: u8 = b'F';
 pub(crate) enum Event {
     /// The agent `agent` took the message; from now on its heartbeat vouches for it.
     Taken { agent: String },
+    /// The agent took several messages of one caller: the calls of these ids. Sent to the
+    /// caller's id 0, and handed to each call as a `Taken`.
+    TakenMany { agent: String, ids: Vec<u64> },
     /// Replies, as wire frames whose id is the call's place in the message.
     Replies(Bytes),
     /// Replies too large for a message, in the object store under this name.
@@ -47,6 +51,14 @@ impl Event {
             Event::Taken { agent } => {
                 out.put_u8(TAKEN);
                 out.put_slice(agent.as_bytes());
+            }
+            Event::TakenMany { agent, ids } => {
+                out.put_u8(TAKEN_MANY);
+                out.put_u16_le(agent.len() as u16);
+                out.put_slice(agent.as_bytes());
+                for id in ids {
+                    out.put_u64_le(*id);
+                }
             }
             Event::Replies(frames) => {
                 out.put_u8(REPLIES);
@@ -87,6 +99,19 @@ impl Event {
         let text = || String::from_utf8(body.to_vec()).ok();
         Some(match tag {
             TAKEN => Event::Taken { agent: text()? },
+            TAKEN_MANY => {
+                let len = usize::from(u16::from_le_bytes(body.get(..2)?.try_into().ok()?));
+                let agent = std::str::from_utf8(body.get(2..2 + len)?).ok()?.to_owned();
+                let ids = body.get(2 + len..)?;
+                if ids.len() % 8 != 0 {
+                    return None;
+                }
+                let ids = ids
+                    .chunks_exact(8)
+                    .map(|id| u64::from_le_bytes(id.try_into().expect("8 bytes")))
+                    .collect();
+                Event::TakenMany { agent, ids }
+            }
             REPLIES => Event::Replies(body),
             STORED => Event::Stored(text()?),
             LOST if body.len() == 13 => {
@@ -167,6 +192,10 @@ mod tests {
             Event::Taken {
                 agent: "host:12".into(),
             },
+            Event::TakenMany {
+                agent: "host:12".into(),
+                ids: vec![1, 2, u64::MAX],
+            },
             Event::Replies(Bytes::from_static(b"\x01\x02")),
             Event::Stored("abc.r".into()),
             Event::Lost {
@@ -187,6 +216,7 @@ mod tests {
         }
         assert_eq!(Event::decode(Bytes::new()), None);
         assert_eq!(Event::decode(Bytes::from_static(b"L\x01")), None);
+        assert_eq!(Event::decode(Bytes::from_static(b"M\x09\x00a")), None);
     }
 
     #[test]
