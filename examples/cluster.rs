@@ -55,7 +55,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("input {index:>2}: {count} primes, on {agent}");
         *by_agent.entry(agent).or_default() += 1;
     }
-    println!("16 calls in {:?}, by agent: {by_agent:?}", started.elapsed());
+    println!(
+        "16 calls in {:?}, by agent: {by_agent:?}",
+        started.elapsed()
+    );
 
     // A call of its own, awaited like any other.
     let (count, agent) = count_primes(1_000).await?;

@@ -195,6 +195,17 @@
 //! [`max_worker_memory`](ProcessPoolBuilder::max_worker_memory)) and chooses what a dropped call
 //! does ([`OnCancel`]); [`ProcessPool::shutdown`] and [`ProcessPool::shutdown_now`] stop a pool.
 //!
+//! # Scaling out
+//!
+//! With the `nats` feature, a pool can run its calls on other hosts instead: a `BrokerPool`,
+//! chosen per pool in code (`BrokerPool::configure`) or by `OFFLOAD_BROKER_<POOL>=<url>`,
+//! publishes each call to a NATS JetStream server, and agents, copies of the same program
+//! started with `OFFLOAD_AGENT=<url>` on other hosts, run them in local worker processes. The
+//! annotated functions do not change. A lost agent fails its calls with [`Error::WorkerLost`]
+//! within seconds (or re-runs them elsewhere, with `retries`), a pool no agent serves with
+//! [`Error::NoWorkers`], and a full queue with [`Error::QueueFull`]. The README's "Scaling out"
+//! section walks through two hosts, the delivery rules and what an operator grants.
+//!
 //! # Platforms
 //!
 //! Thread mode works everywhere tokio does. Process mode needs Unix: it is tested on Linux, where

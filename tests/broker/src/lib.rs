@@ -3,6 +3,9 @@
 //! each a separate "host" in a process group of its own. The functions below are what the
 //! tests call through those agents.
 
+// The harness reads /proc and ties its processes to the test binary's life (Linux).
+#![cfg(target_os = "linux")]
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

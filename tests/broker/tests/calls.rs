@@ -1,6 +1,8 @@
 //! Calls through a broker pool and agents: every outcome, payloads from empty to 64 MiB,
 //! `f_map`, pools nobody serves, and builds side by side.
 
+#![cfg(target_os = "linux")]
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 

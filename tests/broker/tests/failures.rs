@@ -2,6 +2,8 @@
 //! and without `retries`; timeouts and cancellation before and after a call starts; an agent
 //! asked to stop.
 
+#![cfg(target_os = "linux")]
+
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! A full queue: calls beyond the broker's `max_calls` fail at once with `QueueFull`, the
 //! others run, and nothing hangs. A binary of its own, since the limit is the stream's.
 
+#![cfg(target_os = "linux")]
+
 use offload::{BrokerPool, Error};
 use offload_test_broker::*;
 

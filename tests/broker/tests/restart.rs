@@ -2,6 +2,8 @@
 //! lost, and callers and agents carry on once it is back. A binary of its own, since it takes
 //! the server down.
 
+#![cfg(target_os = "linux")]
+
 use offload::BrokerPool;
 use offload_test_broker::*;
 
