@@ -124,7 +124,7 @@ pub enum Error {
         /// The broker pool.
         pool: String,
     },
-    /// The broker's queue for calls is full (its `max_calls` or `max_bytes`), so the call was
+    /// The broker's queue for calls is full (its `max_messages` or `max_bytes`), so the call was
     /// not queued. Start more agents, or slow down.
     QueueFull {
         /// Registry name of the function.
@@ -260,7 +260,7 @@ impl fmt::Display for Error {
             Error::QueueFull { function } => write!(
                 f,
                 "the broker's call queue is full, so `{function}` was not queued: start more \
-                 agents, or raise the pool's max_calls"
+                 agents, or raise the pool's max_messages"
             ),
             Error::Broker { detail } => write!(f, "the message broker failed: {detail}"),
         }

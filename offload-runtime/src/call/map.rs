@@ -38,8 +38,9 @@ use crate::Error;
 /// `StreamExt`'s methods of those names; call `StreamExt::collect(map)` for the stream's own.
 #[must_use = "a Map does nothing until polled: await `next` or `collect`, or use it as a Stream"]
 pub struct Map<R> {
-    start: Option<Box<dyn FnOnce(usize) -> Running<R> + Send>>,
-    chunk: usize,
+    start: Option<Box<dyn FnOnce(Option<usize>) -> Running<R> + Send>>,
+    /// Set by `chunk_size`; else the transport's own default.
+    chunk: Option<usize>,
     running: Option<Running<R>>,
     /// The inputs' `size_hint` when the map was made, and how many results went out since.
     inputs: (usize, Option<usize>),
@@ -57,10 +58,11 @@ struct Running<R> {
 type Panicked = Mutex<Option<Box<dyn Any + Send>>>;
 
 impl<R: Send + 'static> Map<R> {
-    /// Sends up to `calls` calls to a worker in one frame batch (default 16): larger chunks
-    /// cost fewer system calls, smaller ones spread uneven work better.
+    /// Sends up to `calls` calls to a worker in one frame batch (default 16; for a broker pool,
+    /// 64 to a message): larger chunks cost fewer system calls, or messages, and smaller ones
+    /// spread uneven work better.
     pub fn chunk_size(mut self, calls: usize) -> Self {
-        self.chunk = calls.max(1);
+        self.chunk = Some(calls.max(1));
         self
     }
 
@@ -163,11 +165,16 @@ where
 {
     let inputs = inputs.into_iter();
     let hint = inputs.size_hint();
-    let start = move |chunk: usize| {
+    let start = move |chunk: Option<usize>| {
+        let resolved = function.resolve();
+        let chunk = match &resolved {
+            Ok((backend, _)) => chunk.unwrap_or(backend.chunk_size()),
+            Err(_) => 1,
+        };
         let (send, results) = mpsc::channel(chunk * 4);
         let mut drivers = JoinSet::new();
         let panicked = Arc::new(Mutex::new(None));
-        match function.resolve() {
+        match resolved {
             Ok((backend, index)) => {
                 let shared = Arc::new(Inputs {
                     inputs: Mutex::new((Some(inputs), 0)),
@@ -204,7 +211,7 @@ where
     };
     Map {
         start: Some(Box::new(start)),
-        chunk: 16,
+        chunk: None,
         running: None,
         inputs: hint,
         delivered: 0,

@@ -62,10 +62,7 @@ impl Backend {
         match self {
             Backend::Local(pool) => pool.attempt(spec, frame).await,
             #[cfg(feature = "nats")]
-            Backend::Broker(pool) => match pool.start_call(spec, frame).await {
-                Ok(started) => started.finish(|kind, reply| (kind, reply.to_vec())).await,
-                Err(attempt) => attempt,
-            },
+            Backend::Broker(pool) => pool.attempt(spec, frame).await,
         }
     }
 
@@ -153,6 +150,15 @@ impl Backend {
             Backend::Local(pool) => pool.workers(),
             #[cfg(feature = "nats")]
             Backend::Broker(pool) => pool.concurrency(),
+        }
+    }
+
+    /// How many of an `f_map`'s calls go to a worker, or a message, together by default.
+    pub(crate) fn chunk_size(self) -> usize {
+        match self {
+            Backend::Local(_) => 16,
+            #[cfg(feature = "nats")]
+            Backend::Broker(_) => 64,
         }
     }
 

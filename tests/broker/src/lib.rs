@@ -120,6 +120,13 @@ pub fn hold_restart(dir: PathBuf, tag: String, millis: u64) -> u32 {
     hold_blocking_body(&dir, &tag, millis)
 }
 
+/// [`hold_restart`] with a timeout: a call with a timeout always travels in a message of its
+/// own.
+#[offload(process, pool = "restart", timeout = "60s")]
+pub fn hold_alone(dir: PathBuf, tag: String, millis: u64) -> u32 {
+    hold_blocking_body(&dir, &tag, millis)
+}
+
 fn hold_blocking_body(dir: &Path, tag: &str, millis: u64) -> u32 {
     let pid = std::process::id();
     std::fs::write(dir.join(format!("{tag}.{pid}")), b"").unwrap();

@@ -75,6 +75,39 @@ async fn every_outcome_comes_back_through_an_agent_as_it_would_from_a_local_work
 }
 
 #[tokio::test]
+async fn calls_started_together_share_messages_and_each_gets_its_own_outcome() {
+    let server = server();
+    let _agents = [
+        Agent::start(server, &["outcomes"], 2),
+        Agent::start(server, &["outcomes"], 2),
+    ];
+    within("calls at once", async {
+        for count in [1usize, 5, 64, 65, 700] {
+            // Mostly values and errors, a panic now and then, and a worker crash in a few.
+            let how = |i: usize| match i % 50 {
+                7 => 2,
+                23 if i < 300 => 3,
+                _ => (i % 2) as u8,
+            };
+            let calls: Vec<_> = (0..count).map(|i| tokio::spawn(end(how(i)))).collect();
+            for (i, call) in calls.into_iter().enumerate() {
+                let result = call.await.unwrap();
+                match how(i) {
+                    0 => assert_eq!(result, Ok(Ok(7)), "call {i} of {count}"),
+                    1 => assert_eq!(result, Ok(Err("no".into())), "call {i} of {count}"),
+                    2 => assert!(matches!(result, Err(Error::Panicked { .. })), "{result:?}"),
+                    _ => assert!(
+                        matches!(result, Err(Error::WorkerDied { .. })),
+                        "{result:?}"
+                    ),
+                }
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn arguments_and_results_of_any_size_cross_through_the_object_store_when_large() {
     let server = server();
     let _agent = Agent::start(server, &["big"], 1);

@@ -1,4 +1,4 @@
-//! A full queue: calls beyond the broker's `max_calls` fail at once with `QueueFull`, the
+//! A full queue: calls beyond the broker's `max_messages` fail at once with `QueueFull`, the
 //! others run, and nothing hangs. A binary of its own, since the limit is the stream's.
 
 #![cfg(target_os = "linux")]
@@ -13,7 +13,7 @@ async fn calls_beyond_a_full_queue_fail_at_once_and_the_rest_run() {
     let server = Server::start("queue");
     BrokerPool::configure("restart")
         .url(&server.url)
-        .max_calls(10)
+        .max_messages(10)
         .apply()
         .unwrap();
     // The caller creates the queue, or brings its limit to one an agent created.
@@ -27,7 +27,7 @@ async fn calls_beyond_a_full_queue_fail_at_once_and_the_rest_run() {
     })
     .await;
     let calls: Vec<_> = (0..40)
-        .map(|i| tokio::spawn(hold_restart(dir.clone(), format!("c{i}"), 0)))
+        .map(|i| tokio::spawn(hold_alone(dir.clone(), format!("c{i}"), 0)))
         .collect();
     let mut ran = 0;
     let mut full = 0;

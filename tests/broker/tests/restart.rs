@@ -24,7 +24,7 @@ async fn calls_queued_when_the_broker_restarts_all_run_once_it_is_back() {
     })
     .await;
     let queued: Vec<_> = (0..8)
-        .map(|i| tokio::spawn(hold_restart(dir.clone(), format!("q{i}"), 10)))
+        .map(|i| tokio::spawn(hold_alone(dir.clone(), format!("q{i}"), 10)))
         .collect();
     // All of them stored on the server (the running one until it is acknowledged).
     let since = std::time::Instant::now();

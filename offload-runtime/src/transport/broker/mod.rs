@@ -11,6 +11,7 @@
 //! local pool.
 
 pub(crate) mod agent;
+mod batch;
 pub(crate) mod caller;
 mod event;
 mod names;
@@ -58,6 +59,7 @@ pub struct BrokerPool {
     admission: Semaphore,
     pub(crate) counters: Counters,
     link: tokio::sync::Mutex<Option<Arc<Link>>>,
+    batches: batch::Batches,
 }
 
 /// How to reach the server.
@@ -70,7 +72,7 @@ enum Connect {
 struct BrokerConfig {
     connect: Option<Connect>,
     max_queue: usize,
-    max_calls: i64,
+    max_messages: i64,
     max_bytes: i64,
     max_frame: usize,
     max_depth: u32,
@@ -85,7 +87,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             connect: None,
             max_queue: 65_536,
-            max_calls: 1_000_000,
+            max_messages: 1_000_000,
             max_bytes: 1 << 30,
             max_frame: 1 << 30,
             max_depth: DEFAULT_MAX_DEPTH,
@@ -138,16 +140,19 @@ impl BrokerPoolBuilder {
         self
     }
 
-    /// How many calls the broker holds queued, of all programs (default 1,000,000): beyond
-    /// it a call fails at once with [`Error::QueueFull`]. The queue is the server's: set here,
-    /// the limit is brought to the server when this pool connects, for every program using it.
-    pub fn max_calls(mut self, count: u32) -> Self {
-        self.config.max_calls = i64::from(count.max(1));
+    /// How many messages the broker holds queued, of all programs (default 1,000,000): beyond
+    /// it a call fails at once with [`Error::QueueFull`]. A message carries one call, or
+    /// several started together (an `f_map` chunk, or calls without a timeout that piled up).
+    /// The queue is the server's: set here, the limit is brought to the server when this pool
+    /// connects, for every program using it.
+    pub fn max_messages(mut self, count: u32) -> Self {
+        self.config.max_messages = i64::from(count.max(1));
         self.config.limits = true;
         self
     }
 
-    /// How many bytes the broker holds queued (default 1 GiB), like [`max_calls`](Self::max_calls).
+    /// How many bytes the broker holds queued (default 1 GiB), like
+    /// [`max_messages`](Self::max_messages).
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.config.max_bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
         self.config.limits = true;
@@ -226,6 +231,7 @@ impl BrokerPool {
                     admission: Semaphore::new(config.max_queue),
                     counters: Counters::default(),
                     link: tokio::sync::Mutex::new(None),
+                    batches: batch::Batches::default(),
                     config,
                 })
             })
@@ -430,7 +436,7 @@ async fn queue(
             stream::StorageType::File
         },
         discard: stream::DiscardPolicy::New,
-        max_messages: config.max_calls,
+        max_messages: config.max_messages,
         max_bytes: config.max_bytes,
         max_age: Duration::from_secs(24 * 3600),
         duplicate_window: Duration::from_secs(120),
