@@ -38,7 +38,7 @@ use crate::Error;
 /// `StreamExt`'s methods of those names; call `StreamExt::collect(map)` for the stream's own.
 #[must_use = "a Map does nothing until polled: await `next` or `collect`, or use it as a Stream"]
 pub struct Map<R> {
-    start: Option<Box<dyn FnOnce(Option<usize>) -> Running<R> + Send>>,
+    start: Option<Start<R>>,
     /// Set by `chunk_size`; else the transport's own default.
     chunk: Option<usize>,
     running: Option<Running<R>>,
@@ -56,6 +56,9 @@ struct Running<R> {
 }
 
 type Panicked = Mutex<Option<Box<dyn Any + Send>>>;
+
+/// Starts the drivers, given the chunk size `chunk_size` set, if it was.
+type Start<R> = Box<dyn FnOnce(Option<usize>) -> Running<R> + Send>;
 
 impl<R: Send + 'static> Map<R> {
     /// Sends up to `calls` calls to a worker in one frame batch (default 16; for a broker pool,
