@@ -653,7 +653,7 @@ impl<'a> Replies<'a> {
         self.stored += 1;
         let stored = match self.agent.store().await {
             Ok(store) => store
-                .put(name.as_str(), &mut &frames[..])
+                .put(super::object(&name, self.agent.inline), &mut &frames[..])
                 .await
                 .map(|_| ())
                 .map_err(|e| Error::Broker {

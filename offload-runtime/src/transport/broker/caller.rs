@@ -124,7 +124,7 @@ impl BrokerPool {
             let name = format!("{}.a", waiter.reply);
             let store = link.store().await?;
             store
-                .put(name.as_str(), &mut &body[..])
+                .put(super::object(&name, link.inline), &mut &body[..])
                 .await
                 .map_err(|e| Error::Broker {
                     detail: format!("cannot store {} bytes of arguments: {e}", body.len()),

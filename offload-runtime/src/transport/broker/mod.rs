@@ -480,6 +480,16 @@ async fn bucket(js: &jetstream::Context) -> Result<jetstream::object_store::Obje
     })
 }
 
+/// An object of the bucket, in chunks as large as a message may be (the store's default, 128
+/// KiB, makes a 64 MiB argument 512 messages).
+fn object(name: &str, chunk: usize) -> jetstream::object_store::ObjectMetadata {
+    jetstream::object_store::ObjectMetadata {
+        name: name.to_owned(),
+        chunk_size: Some(chunk),
+        ..Default::default()
+    }
+}
+
 fn broker_error(error: impl std::fmt::Display) -> Error {
     Error::Broker {
         detail: error.to_string(),
