@@ -420,10 +420,10 @@ async fn handle(agent: Arc<Agent>, served: Arc<Served>, message: jetstream::Mess
             }
         };
         let (spec, frames) = frames;
-        let began = Instant::now();
-        let count = frames.len();
-        agent.run(served.local, spec, frames, &reply).await;
-        served.took(count, began.elapsed());
+        let (count, ran) = agent.run(served.local, spec, frames, &reply).await;
+        if count > 0 {
+            served.took(count, ran);
+        }
     };
     let lease = async {
         let mut renew =
@@ -506,44 +506,29 @@ impl Agent {
         &self,
         local: &'static ProcessPool,
         spec: &'static FnSpec,
-        mut frames: Vec<Vec<u8>>,
+        frames: Vec<Vec<u8>>,
         reply: &str,
-    ) {
+    ) -> (usize, Duration) {
         let mut replies = Replies::new(self, reply);
         let mut at = 0;
+        // A worker runs the calls it is sent one after another; those it was not sent, or
+        // that never started, go to the next.
         while at < frames.len() {
-            if frames.len() - at == 1 {
-                let frame = std::mem::take(&mut frames[at]);
-                let attempt = match spec.timeout {
-                    None => local.attempt(spec, frame).await,
-                    Some(_) => match local.start_call(spec, frame).await {
-                        Ok(started) => started.finish(|kind, p| (kind, p.to_vec())).await,
-                        Err(attempt) => attempt,
-                    },
-                };
-                match attempt {
-                    Attempt::Answered((kind, payload)) => {
-                        replies.push(kind, at, &payload).await;
-                        at += 1;
-                    }
-                    Attempt::NotStarted(frame) => frames[at] = frame,
-                    Attempt::Lost { worker, exit, .. } => {
-                        replies.lost(at, worker, exit).await;
-                        at += 1;
-                    }
-                    Attempt::Failed(error) => return replies.failed(&error).await,
-                }
-                continue;
-            }
             let sending: Vec<&[u8]> = frames[at..].iter().map(|f| &f[..]).collect();
             let mut chunk = match local.chunk(spec, &sending).await {
                 Ok(chunk) => chunk,
-                Err(error) => return replies.failed(&error).await,
+                Err(error) => {
+                    replies.failed(&error).await;
+                    return (0, Duration::ZERO);
+                }
             };
+            let mut since = Instant::now();
             for _ in 0..chunk.len() {
-                match chunk.next(|kind, payload| (kind, payload.to_vec())).await {
+                let attempt = chunk.next(|kind, payload| (kind, payload.to_vec())).await;
+                let ran = std::mem::replace(&mut since, Instant::now()).elapsed();
+                match attempt {
                     Attempt::Answered((kind, payload)) => {
-                        replies.push(kind, at, &payload).await;
+                        replies.push(kind, at, &payload, ran).await;
                         at += 1;
                     }
                     Attempt::NotStarted(_) => break,
@@ -552,11 +537,15 @@ impl Agent {
                         at += 1;
                         break;
                     }
-                    Attempt::Failed(error) => return replies.failed(&error).await,
+                    Attempt::Failed(error) => {
+                        replies.failed(&error).await;
+                        return (0, Duration::ZERO);
+                    }
                 }
             }
         }
         replies.flush().await;
+        (replies.answered as usize, replies.ran)
     }
 }
 
@@ -593,6 +582,9 @@ fn split_calls(body: &[u8], index: u32) -> Result<Vec<Vec<u8>>, Error> {
 struct Replies<'a> {
     agent: &'a Agent,
     reply: &'a str,
+    /// How long the calls answered so far ran, and how many they are.
+    ran: Duration,
+    answered: u32,
     frames: Vec<u8>,
     since: Instant,
     stored: usize,
@@ -603,15 +595,19 @@ impl<'a> Replies<'a> {
         Replies {
             agent,
             reply,
+            ran: Duration::ZERO,
+            answered: 0,
             frames: Vec::new(),
             since: Instant::now(),
             stored: 0,
         }
     }
 
-    async fn push(&mut self, kind: Kind, at: usize, payload: &[u8]) {
+    async fn push(&mut self, kind: Kind, at: usize, payload: &[u8], ran: Duration) {
         self.frames
             .extend_from_slice(&wire::frame(kind, at as u64, payload));
+        self.answered += 1;
+        self.ran += ran;
         if self.frames.len() >= 64 << 10 || self.since.elapsed() > Duration::from_millis(5) {
             self.flush().await;
         }
@@ -644,9 +640,12 @@ impl<'a> Replies<'a> {
         }
         let frames = std::mem::take(&mut self.frames);
         if frames.len() <= self.agent.inline {
+            let micros = self.ran.as_micros() / u128::from(self.answered.max(1));
+            let micros = u32::try_from(micros).unwrap_or(u32::MAX);
+            let frames = frames.into();
             return self
                 .agent
-                .send(self.reply, &Event::Replies(frames.into()))
+                .send(self.reply, &Event::Replies { micros, frames })
                 .await;
         }
         let name = format!("{}.r{}", self.reply, self.stored);

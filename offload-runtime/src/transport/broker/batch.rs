@@ -1,11 +1,13 @@
-//! Calls that pile up travel together. A few calls on their way at once each go in a message
-//! of their own, which a timeout or a dropped future withdraws or cancels on its own. Beyond
-//! that, calls of one function that are started together share messages of up to [`MOST`]
-//! calls, as an `f_map` chunk does: the broker's cost is per message, so this is what lets
-//! thousands of calls in flight run at the rate of a map.
+//! Short calls that pile up travel together. A few calls on their way at once each go in a
+//! message of their own, which a timeout or a dropped future withdraws or cancels on its own.
+//! Beyond that, while the pool's calls take under a millisecond on their agents, calls of one
+//! function that are started together share messages of up to [`MOST`] calls, as an `f_map`
+//! chunk does: the broker's cost is per message, so this is what lets thousands of calls in
+//! flight run at the rate of a map. Longer calls always go alone, so that one agent's worker
+//! never runs one after another what several could run at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::oneshot;
@@ -20,14 +22,45 @@ use crate::Error;
 const ALONE: usize = 4;
 /// The most calls one message carries.
 const MOST: usize = 64;
+/// Calls that take longer than this on their agents, on average, are not batched.
+const SHORT_MICROS: u64 = 1000;
 
 type Answer = Attempt<(Kind, Vec<u8>)>;
 
 /// A pool's calls waiting to share a message, by function.
-#[derive(Default)]
 pub(crate) struct Batches {
     waiting: Mutex<HashMap<usize, Vec<Waiting>>>,
     alone: AtomicUsize,
+    /// A running average of how long the pool's calls take on their agents, in microseconds;
+    /// long until told otherwise.
+    micros: AtomicU64,
+}
+
+impl Default for Batches {
+    fn default() -> Self {
+        Batches {
+            waiting: Mutex::default(),
+            alone: AtomicUsize::new(0),
+            micros: AtomicU64::new(u64::from(u32::MAX)),
+        }
+    }
+}
+
+impl Batches {
+    /// Notes how long calls took on their agent, per call.
+    pub(crate) fn took(&self, micros: u32) {
+        let old = self.micros.load(Ordering::Relaxed);
+        let new = if old == u64::from(u32::MAX) {
+            u64::from(micros)
+        } else {
+            old - old / 4 + u64::from(micros) / 4
+        };
+        self.micros.store(new, Ordering::Relaxed);
+    }
+
+    fn short(&self) -> bool {
+        self.micros.load(Ordering::Relaxed) < SHORT_MICROS
+    }
 }
 
 struct Waiting {
@@ -36,12 +69,12 @@ struct Waiting {
 }
 
 impl BrokerPool {
-    /// One attempt at a call without a timeout: alone while few calls are on their way, else
-    /// in a message shared with the calls of the same function started with it. A shared call
+    /// One attempt at a call without a timeout: alone while few calls are on their way or calls
+    /// run long, else in a message shared with the calls of the same function started with it. A shared call
     /// whose future is dropped runs on unless all the calls of its message were dropped.
     pub(crate) async fn attempt(&'static self, spec: &'static FnSpec, frame: Vec<u8>) -> Answer {
         let batches = &self.batches;
-        if batches.alone.fetch_add(1, Ordering::Relaxed) < ALONE {
+        if batches.alone.fetch_add(1, Ordering::Relaxed) < ALONE || !batches.short() {
             let _alone = Alone(&batches.alone);
             return match self.start_call(spec, frame).await {
                 Ok(started) => started.finish(|kind, reply| (kind, reply.to_vec())).await,

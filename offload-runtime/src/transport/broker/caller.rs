@@ -319,7 +319,10 @@ impl Started {
         let waiter = &mut self.waiter;
         loop {
             let frames = match waiter.next().await {
-                Next::Event(Event::Replies(bytes)) => bytes.to_vec(),
+                Next::Event(Event::Replies { micros, frames }) => {
+                    waiter.pool.batches.took(micros);
+                    frames.to_vec()
+                }
                 Next::Event(Event::Stored(name)) => match waiter.fetch(&name).await {
                     Ok(bytes) => bytes,
                     Err(error) => return Attempt::Failed(error),
@@ -402,7 +405,10 @@ impl Chunk {
                 };
             }
             let frames = match self.waiter.next().await {
-                Next::Event(Event::Replies(bytes)) => bytes.to_vec(),
+                Next::Event(Event::Replies { micros, frames }) => {
+                    self.waiter.pool.batches.took(micros);
+                    frames.to_vec()
+                }
                 Next::Event(Event::Stored(name)) => match self.waiter.fetch(&name).await {
                     Ok(bytes) => bytes,
                     Err(error) => {

@@ -24,8 +24,9 @@ pub(crate) enum Event {
     /// The agent took several messages of one caller: the calls of these ids. Sent to the
     /// caller's id 0, and handed to each call as a `Taken`.
     TakenMany { agent: String, ids: Vec<u64> },
-    /// Replies, as wire frames whose id is the call's place in the message.
-    Replies(Bytes),
+    /// Replies, as wire frames whose id is the call's place in the message, and how long the
+    /// message's calls have taken on average so far, in microseconds.
+    Replies { micros: u32, frames: Bytes },
     /// Replies too large for a message, in the object store under this name.
     Stored(String),
     /// The worker process running call `item` of the message died.
@@ -60,8 +61,9 @@ impl Event {
                     out.put_u64_le(*id);
                 }
             }
-            Event::Replies(frames) => {
+            Event::Replies { micros, frames } => {
                 out.put_u8(REPLIES);
+                out.put_u32_le(*micros);
                 out.put_slice(frames);
             }
             Event::Stored(name) => {
@@ -112,7 +114,10 @@ impl Event {
                     .collect();
                 Event::TakenMany { agent, ids }
             }
-            REPLIES => Event::Replies(body),
+            REPLIES => Event::Replies {
+                micros: u32::from_le_bytes(body.get(..4)?.try_into().ok()?),
+                frames: body.slice(4..),
+            },
             STORED => Event::Stored(text()?),
             LOST if body.len() == 13 => {
                 let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().unwrap());
@@ -196,7 +201,10 @@ mod tests {
                 agent: "host:12".into(),
                 ids: vec![1, 2, u64::MAX],
             },
-            Event::Replies(Bytes::from_static(b"\x01\x02")),
+            Event::Replies {
+                micros: 12,
+                frames: Bytes::from_static(b"\x01\x02"),
+            },
             Event::Stored("abc.r".into()),
             Event::Lost {
                 item: 3,
