@@ -70,10 +70,10 @@ fn set(resource: Resource, limits: impl FnOnce(u64) -> (u64, u64)) {
     if read != 0 {
         return;
     }
-    let (soft, hard) = limits(now.rlim_max as u64);
+    let (soft, hard) = limits(widen(now.rlim_max));
     let new = libc::rlimit {
-        rlim_cur: soft as libc::rlim_t,
-        rlim_max: hard as libc::rlim_t,
+        rlim_cur: libc::rlim_t::try_from(soft).unwrap_or(libc::RLIM_INFINITY),
+        rlim_max: libc::rlim_t::try_from(hard).unwrap_or(libc::RLIM_INFINITY),
     };
     // SAFETY: setrlimit reads one rlimit through the pointer, which is valid.
     unsafe {
@@ -82,6 +82,12 @@ fn set(resource: Resource, limits: impl FnOnce(u64) -> (u64, u64)) {
             Resource::Cpu => libc::setrlimit(libc::RLIMIT_CPU, &new),
         }
     };
+}
+
+/// `rlim_t` is `u64` on 64-bit targets, narrower on some others.
+#[allow(clippy::useless_conversion)]
+fn widen(limit: libc::rlim_t) -> u64 {
+    u64::from(limit)
 }
 
 /// The CPU time this process has used, all its threads together (what `RLIMIT_CPU` counts).
