@@ -137,11 +137,12 @@ impl ProcessPoolBuilder {
     /// An allocation past the cap fails in the worker: `Vec::try_reserve` and the like return
     /// an error the function can report, and a plain allocation aborts the worker, which fails
     /// the call with [`Error::WorkerDied`](crate::Error::WorkerDied); the pool starts a new one.
-    /// The cap counts address space reserved, not memory used: the program's code, thread
-    /// stacks and the allocator's arenas count too, so leave room for them (a few tens of MiB for
-    /// a plain program, and 64 MiB of reserve per thread a function starts). The region a worker
-    /// shares with its caller for large arguments is not counted. To recycle workers that only
-    /// grow, use [`max_worker_memory`](Self::max_worker_memory) instead.
+    /// The cap is set as the worker starts, before the program's worker setup runs, and
+    /// counts address space reserved, not memory used: the program's code, thread stacks and
+    /// the allocator's arenas count too, so leave room for them (a few tens of MiB for a plain
+    /// program, and with glibc up to 64 MiB of arena for each thread a function starts). The
+    /// region a worker shares with its caller for large arguments is not counted. To recycle
+    /// workers that only grow, use [`max_worker_memory`](Self::max_worker_memory) instead.
     pub fn max_address_space(mut self, bytes: u64) -> Self {
         self.config.max_address_space = Some(bytes);
         self
@@ -152,7 +153,7 @@ impl ProcessPoolBuilder {
     /// function loop for ever is stopped. The kernel ends a worker that runs past it with
     /// SIGXCPU, and the call fails with [`Error::WorkerDied`](crate::Error::WorkerDied); the pool
     /// starts a new one. Only CPU time counts: a call that sleeps or waits is not stopped (use a
-    /// `timeout` for that). Costs two system calls a call.
+    /// `timeout` for that). Costs three system calls a call.
     pub fn max_cpu_per_call(mut self, time: Duration) -> Self {
         self.config.max_cpu_per_call = Some(time);
         self
