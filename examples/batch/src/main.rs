@@ -12,8 +12,9 @@
 //! - The first Ctrl-C stops handing out inputs: the ones running finish and are recorded, the
 //!   rest are never started. A second Ctrl-C cancels the running ones too: dropping the map
 //!   drops their calls, and the pool's default `OnCancel::Kill` kills their workers, so the
-//!   cores are free at once. Either way the pool is shut down before the program exits, with
-//!   every worker reaped, and the summary says what was done, what failed and what was not.
+//!   cores are free at once. Either way the pool is shut down before the program exits, so
+//!   that no worker outlives it, and the summary says what was done, what failed and what was
+//!   not.
 //!
 //! Run with `cargo run --release -p batch` (it writes a demo set of files to a temporary
 //! directory first), or `cargo run --release -p batch -- DIR`.
@@ -258,8 +259,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         writeln!(results, "{}", line.replace('\n', " "))?;
         bar.inc(1);
     }
-    // Dropping the map cancels what still runs (after a second Ctrl-C); then every worker
-    // exits and is reaped, so none outlives the batch.
+    // Dropping the map cancels what still runs (after a second Ctrl-C): those workers are
+    // killed. Then the others finish what they run and exit, so none outlives the batch.
     drop(analyses);
     pool.shutdown().await;
     bar.finish_and_clear();

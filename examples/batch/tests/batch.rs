@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 const DEADLINE: Duration = Duration::from_secs(60);
 
 struct Batch {
-    child: Child,
+    pid: u32,
+    /// How the batch exited, from a thread that waits for it.
+    exited: mpsc::Receiver<ExitStatus>,
+    status: Option<ExitStatus>,
     lines: mpsc::Receiver<String>,
     tmp: PathBuf,
     tag: String,
@@ -40,8 +43,13 @@ impl Batch {
                 let _ = send.send(line);
             }
         });
+        let pid = child.id();
+        let (send, exited) = mpsc::channel();
+        std::thread::spawn(move || send.send(child.wait().unwrap()));
         Batch {
-            child,
+            pid,
+            exited,
+            status: None,
             lines,
             tmp,
             tag,
@@ -77,23 +85,16 @@ impl Batch {
 
     fn interrupt(&self) {
         // SAFETY: kill has no memory-safety preconditions; the child is not reaped yet.
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) },
-            0
-        );
+        assert_eq!(unsafe { libc::kill(self.pid as i32, libc::SIGINT) }, 0);
     }
 
     /// Waits for the batch to exit, and checks that no process of it (a worker) is left.
     fn exit(&mut self) -> ExitStatus {
+        let status = self.exited.recv_timeout(DEADLINE).expect("the batch exits");
+        self.status = Some(status);
+        // Workers killed by a second Ctrl-C may take a moment to be gone.
         let until = Instant::now() + DEADLINE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < until, "the batch did not exit");
-            std::thread::yield_now();
-        };
-        while let Some(pid) = tagged_processes(&self.tag).first() {
+        while let Some(&pid) = tagged_processes(&self.tag).first() {
             assert!(Instant::now() < until, "process {pid} outlived the batch");
             std::thread::yield_now();
         }
@@ -109,8 +110,12 @@ impl Batch {
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if self.status.is_none() && self.exited.try_recv().is_err() {
+            // SAFETY: kill has no memory-safety preconditions; the waiting thread has not
+            // reaped the batch.
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+            let _ = self.exited.recv_timeout(DEADLINE);
+        }
         let _ = std::fs::remove_dir_all(&self.tmp);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -19,7 +19,10 @@ const CHEAP: [&str; 4] = ["--argon2-kib", "1024", "--argon2-passes", "1"];
 
 /// The service as a child process, with its output as it comes.
 struct Service {
-    child: Child,
+    pid: u32,
+    /// How the service exited, from a thread that waits for it.
+    exited: mpsc::Receiver<ExitStatus>,
+    status: Option<ExitStatus>,
     address: SocketAddr,
     lines: mpsc::Receiver<String>,
     /// An environment entry that the server and its workers carry, and nothing else does.
@@ -50,8 +53,13 @@ impl Service {
                 let _ = send.send(line);
             }
         });
+        let pid = child.id();
+        let (send, exited) = mpsc::channel();
+        std::thread::spawn(move || send.send(child.wait().unwrap()));
         let mut service = Service {
-            child,
+            pid,
+            exited,
+            status: None,
             address: "0.0.0.0:0".parse().unwrap(),
             lines,
             tag: format!("WEB_SERVICE_TEST_TAG={tag}"),
@@ -85,7 +93,7 @@ impl Service {
 
     fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill has no memory-safety preconditions; the child is not reaped yet.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+        assert_eq!(unsafe { libc::kill(self.pid as i32, signal) }, 0);
     }
 
     /// Sends SIGTERM and checks that the service stops cleanly: exit code 0, and no process
@@ -93,15 +101,13 @@ impl Service {
     fn stop(&mut self) {
         self.signal(libc::SIGTERM);
         self.line_starting("stopped");
-        let until = Instant::now() + DEADLINE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < until, "the service did not exit");
-            std::thread::yield_now();
-        };
+        let status = self
+            .exited
+            .recv_timeout(DEADLINE)
+            .expect("the service exits");
+        self.status = Some(status);
         assert!(status.success(), "{status}");
+        let until = Instant::now() + DEADLINE;
         while let Some(pid) = tagged_process(&self.tag) {
             assert!(Instant::now() < until, "process {pid} outlived the service");
             std::thread::yield_now();
@@ -112,8 +118,11 @@ impl Service {
 /// A test that failed leaves no server behind (its workers die with it).
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if self.status.is_none() && self.exited.try_recv().is_err() {
+            // SAFETY: as in `signal`; the waiting thread has not reaped it.
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+            let _ = self.exited.recv_timeout(DEADLINE);
+        }
     }
 }
 
