@@ -11,7 +11,8 @@ use std::time::Duration;
 pub(super) fn cap_address_space(bytes: u64, shared: usize) {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    let shared = (shared as u64).next_multiple_of(page);
+    // The region's bytes, and the page of status words after them.
+    let shared = (shared as u64).next_multiple_of(page) + page;
     let limit = bytes.saturating_add(shared);
     set(Resource::AddressSpace, |hard| {
         (limit.min(hard), limit.min(hard))
