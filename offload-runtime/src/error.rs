@@ -446,6 +446,8 @@ fn signal_name(signal: i32) -> &'static str {
         9 => " (SIGKILL)",
         11 => " (SIGSEGV)",
         15 => " (SIGTERM)",
+        // Past its CPU-time limit (`max_cpu_per_call`).
+        24 => " (SIGXCPU)",
         _ => "",
     }
 }

@@ -31,6 +31,10 @@ pub(crate) struct Marker {
     pub max_depth: u32,
     /// How long the worker waits for a call before it exits, in milliseconds; 0 for ever.
     pub idle_ms: u64,
+    /// The worker's address space, in bytes, beyond the shared region; 0 for no limit.
+    pub address_space: u64,
+    /// The CPU time each call may use, in seconds; 0 for no limit.
+    pub cpu_seconds: u64,
 }
 
 impl Marker {
@@ -39,13 +43,15 @@ impl Marker {
         let nice = self.nice.map_or("auto".to_owned(), |n| n.to_string());
         let [replies, calls] = self.pipes;
         format!(
-            "{mode}:{}:{}:{}:{nice}:{replies}:{calls}:{}:{}:{}",
+            "{mode}:{}:{}:{}:{nice}:{replies}:{calls}:{}:{}:{}:{}:{}",
             self.max_frame,
             self.shared,
             self.poll_micros,
             u8::from(self.prove_build),
             self.max_depth,
-            self.idle_ms
+            self.idle_ms,
+            self.address_space,
+            self.cpu_seconds
         )
     }
 
@@ -71,6 +77,8 @@ impl Marker {
         };
         let max_depth = fields.next()?.parse().ok()?;
         let idle_ms = fields.next()?.parse().ok()?;
+        let address_space = fields.next()?.parse().ok()?;
+        let cpu_seconds = fields.next()?.parse().ok()?;
         fields.next().is_none().then_some(Marker {
             from_ctor,
             max_frame,
@@ -81,6 +89,8 @@ impl Marker {
             prove_build,
             max_depth,
             idle_ms,
+            address_space,
+            cpu_seconds,
         })
     }
 
@@ -118,6 +128,8 @@ mod tests {
                 prove_build: true,
                 max_depth: 1024,
                 idle_ms: 60_000,
+                address_space: 1 << 30,
+                cpu_seconds: 5,
             },
             Marker {
                 from_ctor: false,
@@ -129,6 +141,8 @@ mod tests {
                 prove_build: false,
                 max_depth: 0,
                 idle_ms: 0,
+                address_space: 0,
+                cpu_seconds: 0,
             },
         ] {
             assert_eq!(Marker::decode(&marker.encode()), Some(marker));

@@ -1,10 +1,11 @@
 //! The worker side: the guard that turns a re-executed copy of the program into a worker, the
-//! marker it is started with, the loop that serves a local pool's calls, and the code that runs
-//! one call.
+//! marker it is started with, the loop that serves a local pool's calls, the resource limits it
+//! serves them under, and the code that runs one call.
 
 mod boot;
 mod exec;
 mod guard;
+mod limits;
 mod serve;
 mod setup;
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::boot::{Marker, CALLS_FD, REPLIES_FD};
 use super::exec::answer;
+use super::limits::CpuBudget;
 use crate::function::Table;
 use crate::sys::poll::{self, read_now, Poller};
 use crate::sys::shm::{Region, SHARED_FD};
@@ -32,6 +33,10 @@ pub(super) fn serve(marker: Marker) -> ! {
         })
         .flatten();
     close_inherited_descriptors();
+    if marker.address_space > 0 {
+        let shared = region.as_ref().map_or(0, Region::len);
+        super::limits::cap_address_space(marker.address_space, shared);
+    }
     // The channel is this worker's alone: programs that the functions it runs start must not
     // inherit it, to read calls meant for it or to hold its replies open after it died.
     for fd in [REPLIES_FD, CALLS_FD] {
@@ -75,6 +80,7 @@ pub(super) fn serve(marker: Marker) -> ! {
             Limits {
                 max_frame: marker.max_frame,
                 build,
+                cpu: CpuBudget::of(marker.cpu_seconds),
             },
             region.as_ref(),
             step_back,
@@ -168,6 +174,8 @@ struct Limits {
     max_frame: usize,
     /// Its build id, when its caller asked for proof of its build.
     build: Option<u64>,
+    /// The CPU time each call may use, if its pool set a limit.
+    cpu: Option<CpuBudget>,
 }
 
 /// Announces the registry, then serves calls until the caller closes the channel, stepping back
@@ -176,7 +184,11 @@ struct Limits {
 fn run(
     mut reader: impl Inbox,
     mut writer: impl Write,
-    Limits { max_frame, build }: Limits,
+    Limits {
+        max_frame,
+        build,
+        cpu: cpu_budget,
+    }: Limits,
     region: Option<&Region>,
     mut step_back: StepBack,
 ) -> io::Result<()> {
@@ -248,6 +260,9 @@ fn run(
         };
         if placed {
             placement::widen_this_worker();
+        }
+        if let Some(budget) = cpu_budget {
+            budget.arm();
         }
         let began = Instant::now();
         let cpu = (placed || step_back.measures()).then(cpu_time);
@@ -440,6 +455,7 @@ mod tests {
         Limits {
             max_frame,
             build: None,
+            cpu: None,
         }
     }
 

@@ -163,7 +163,7 @@ fn a_copy_started_as_worker_without_the_guard_refuses_to_start_workers() {
     let mut command = program("no_guard");
     command.env(
         "OFFLOAD_WORKER",
-        format!("main:1048576:0:0:auto:{replies_inode}:{calls_inode}:0:1024:0"),
+        format!("main:1048576:0:0:auto:{replies_inode}:{calls_inode}:0:1024:0:0:0"),
     );
     // SAFETY: fcntl and dup2 are async-signal-safe.
     unsafe {
@@ -210,7 +210,7 @@ fn a_copy_started_as_worker_without_the_guard_refuses_to_start_workers() {
 fn a_marker_without_its_channel_does_not_make_a_program_skip_its_main() {
     for marker in [
         "ctor:1048576:0:0:auto",
-        "ctor:1048576:0:0:auto:1:2:0:1024:0",
+        "ctor:1048576:0:0:auto:1:2:0:1024:0:0:0",
     ] {
         let (output, _) = finish({
             let mut c = program("no_guard");

@@ -31,6 +31,8 @@ pub(super) struct PoolConfig {
     pub(super) idle_timeout: Option<Duration>,
     pub(super) max_calls_per_worker: Option<u64>,
     pub(super) max_worker_memory: Option<u64>,
+    pub(super) max_address_space: Option<u64>,
+    pub(super) max_cpu_per_call: Option<Duration>,
     /// `None` for the default: 16, and none for long calls.
     pub(super) max_batch: Option<usize>,
     pub(super) poll: Duration,
@@ -53,6 +55,8 @@ impl Default for PoolConfig {
             idle_timeout: None,
             max_calls_per_worker: None,
             max_worker_memory: None,
+            max_address_space: None,
+            max_cpu_per_call: None,
             max_batch: None,
             poll: POLL_FOR,
             nice: None,
@@ -124,6 +128,34 @@ impl ProcessPoolBuilder {
     /// Replaces a worker whose resident memory exceeds `bytes` after a call (Linux).
     pub fn max_worker_memory(mut self, bytes: u64) -> Self {
         self.config.max_worker_memory = Some(bytes);
+        self
+    }
+
+    /// Caps each worker's address space at `bytes` (`RLIMIT_AS`; enforced on Linux), so that
+    /// an input that makes a function allocate without end fails in its worker alone.
+    ///
+    /// An allocation past the cap fails in the worker: `Vec::try_reserve` and the like return
+    /// an error the function can report, and a plain allocation aborts the worker, which fails
+    /// the call with [`Error::WorkerDied`](crate::Error::WorkerDied); the pool starts a new one.
+    /// The cap is set as the worker starts, before the program's worker setup runs, and
+    /// counts address space reserved, not memory used: the program's code, thread stacks and
+    /// the allocator's arenas count too, so leave room for them (a few tens of MiB for a plain
+    /// program, and with glibc up to 64 MiB of arena for each thread a function starts). The
+    /// region a worker shares with its caller for large arguments is not counted. To recycle
+    /// workers that only grow, use [`max_worker_memory`](Self::max_worker_memory) instead.
+    pub fn max_address_space(mut self, bytes: u64) -> Self {
+        self.config.max_address_space = Some(bytes);
+        self
+    }
+
+    /// Bounds the CPU time each call may use (`RLIMIT_CPU`, counted in whole seconds: `time` is
+    /// rounded up, and a call may run up to a second more), so that an input that makes a
+    /// function loop for ever is stopped. The kernel ends a worker that runs past it with
+    /// SIGXCPU, and the call fails with [`Error::WorkerDied`](crate::Error::WorkerDied); the pool
+    /// starts a new one. Only CPU time counts: a call that sleeps or waits is not stopped (use a
+    /// `timeout` for that). Costs three system calls a call.
+    pub fn max_cpu_per_call(mut self, time: Duration) -> Self {
+        self.config.max_cpu_per_call = Some(time);
         self
     }
 

@@ -118,6 +118,12 @@ impl ProcessPoolBuilder {
         if self.config.max_calls_per_worker == Some(0) {
             return Err(zero("at least one call per worker"));
         }
+        if self.config.max_address_space == Some(0) {
+            return Err(zero("some address space per worker"));
+        }
+        if self.config.max_cpu_per_call == Some(Duration::ZERO) {
+            return Err(zero("some CPU time per call"));
+        }
         POOLS.configure(&self.name, self.config)
     }
 }
@@ -443,6 +449,11 @@ impl ProcessPool {
             idle_ms: self.config.idle_timeout.map_or(0, |idle| {
                 u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1)
             }),
+            address_space: self.config.max_address_space.unwrap_or(0),
+            cpu_seconds: self
+                .config
+                .max_cpu_per_call
+                .map_or(0, |cpu| cpu.as_secs() + u64::from(cpu.subsec_nanos() > 0)),
         };
         let shown = program.name.display().to_string();
         let failed = |e: std::io::Error| {
