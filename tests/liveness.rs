@@ -41,7 +41,8 @@ fn size(random: &mut Random) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_of_every_size_piled_up_in_batches_all_end() {
-    ProcessPool::configure("sizes").workers(2).apply().unwrap();
+    // Either test may be first to use the pool; the other finds it configured.
+    ProcessPool::configure("sizes").workers(2).apply().ok();
     let mut random = Random(0x5eed_1234_abcd_0001);
     for round in 0..24 {
         // Rounds of 1 to 32 calls at once: with two workers, queued calls go out in batches.
