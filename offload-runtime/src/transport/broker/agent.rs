@@ -411,7 +411,8 @@ async fn handle(agent: Arc<Agent>, served: Arc<Served>, message: jetstream::Mess
     let work = async {
         let function = header(names::FUNCTION).unwrap_or_default();
         let data = header(names::DATA);
-        let frames = match agent.frames(&function, data, &message.payload).await {
+        let limit = served.local.max_frame();
+        let frames = match agent.frames(&function, data, &message.payload, limit).await {
             Ok(frames) => frames,
             Err(error) => {
                 let failure = Failure::of(&error, &agent.id);
@@ -474,6 +475,7 @@ impl Agent {
         function: &str,
         data: Option<String>,
         payload: &Bytes,
+        limit: usize,
     ) -> Result<(&'static FnSpec, Vec<Vec<u8>>), Error> {
         let (name, fingerprint) = function
             .rsplit_once('#')
@@ -487,7 +489,14 @@ impl Agent {
                 let store = self.store().await?;
                 let mut bytes = Vec::new();
                 let read = async {
-                    store.get(&object).await?.read_to_end(&mut bytes).await?;
+                    // No more than a worker would take, whatever the object says of itself.
+                    let most = limit as u64 + 1;
+                    store
+                        .get(&object)
+                        .await?
+                        .take(most)
+                        .read_to_end(&mut bytes)
+                        .await?;
                     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
                 };
                 read.await.map_err(|e| Error::Broker {
@@ -497,7 +506,7 @@ impl Agent {
             }
             None => payload.to_vec(),
         };
-        Ok((spec, split_calls(&body, index)?))
+        Ok((spec, split_calls(&body, index, limit)?))
     }
 
     /// Runs the calls of one message on the local pool, in order, and sends their replies:
@@ -551,8 +560,8 @@ impl Agent {
 
 /// The call frames of a message, with `index` written over the caller's index of the
 /// function: the same build has the same, but `OFFLOAD_BUILD_ID` may join builds that differ.
-fn split_calls(body: &[u8], index: u32) -> Result<Vec<Vec<u8>>, Error> {
-    let frames = wire::split(body, usize::MAX).map_err(|e| Error::Protocol {
+fn split_calls(body: &[u8], index: u32, limit: usize) -> Result<Vec<Vec<u8>>, Error> {
+    let frames = wire::split(body, limit).map_err(|e| Error::Protocol {
         detail: format!("a call message: {e}"),
     })?;
     if frames.is_empty() {

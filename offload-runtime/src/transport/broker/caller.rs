@@ -254,12 +254,27 @@ impl Waiter {
         let store = self.link.store().await?;
         let mut bytes = Vec::new();
         let read = async {
-            store.get(name).await?.read_to_end(&mut bytes).await?;
+            // No more than the pool's frame limit, whatever the object says of itself.
+            let limit = self.pool.max_frame() as u64 + 1;
+            store
+                .get(name)
+                .await?
+                .take(limit)
+                .read_to_end(&mut bytes)
+                .await?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
         };
         read.await.map_err(|e| Error::Broker {
             detail: format!("cannot read a stored result: {e}"),
         })?;
+        if bytes.len() > self.pool.max_frame() {
+            return Err(Error::Protocol {
+                detail: format!(
+                    "an agent stored a result over the pool's max_frame_bytes ({})",
+                    self.pool.max_frame()
+                ),
+            });
+        }
         let store = store.clone();
         let name = name.to_owned();
         io().spawn(async move { store.delete(name).await });
@@ -349,7 +364,7 @@ impl Started {
                 Next::Failed(error) => return Attempt::Failed(error),
             };
             waiter.ended = true;
-            return match wire::split(&frames, usize::MAX).as_deref() {
+            return match wire::split(&frames, waiter.pool.max_frame()).as_deref() {
                 Ok([(header, payload)]) => Attempt::Answered(read(header.kind, payload)),
                 Ok(other) => Attempt::Failed(Error::Protocol {
                     detail: format!("an agent sent {} replies to one call", other.len()),
@@ -452,7 +467,7 @@ impl Chunk {
                     continue;
                 }
             };
-            match wire::split(&frames, usize::MAX) {
+            match wire::split(&frames, self.waiter.pool.max_frame()) {
                 Ok(frames) => {
                     for (at, (header, payload)) in frames.into_iter().enumerate() {
                         let expected = self.next + self.replies.len();
