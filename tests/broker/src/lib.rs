@@ -39,6 +39,12 @@ pub fn end(how: u8) -> Result<u32, String> {
     }
 }
 
+/// A function on a pool of its own, for the hostile-message test.
+#[offload(process, pool = "hostile")]
+pub fn plain(x: u32) -> u32 {
+    x + 1
+}
+
 /// A value postcard cannot carry as a result.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -277,6 +283,8 @@ pub fn nats_server() -> PathBuf {
 pub struct Agent {
     child: Child,
     pub pid: u32,
+    /// The build the agent serves, as it announced it.
+    pub build: String,
     lines: mpsc::Receiver<String>,
 }
 
@@ -310,20 +318,32 @@ impl Agent {
                 }
             }
         });
-        let agent = Agent { child, pid, lines };
+        let mut agent = Agent {
+            child,
+            pid,
+            build: String::new(),
+            lines,
+        };
+        let announced = agent.wait_for_line(" of build ");
+        agent.build = announced
+            .split(" of build ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_default()
+            .to_owned();
         for pool in pools {
             agent.wait_for_line(&format!("serving pool `{pool}`"));
         }
         agent
     }
 
-    /// Waits until the agent printed a line containing `text`.
-    pub fn wait_for_line(&self, text: &str) {
+    /// Waits until the agent printed a line containing `text`, and returns it.
+    pub fn wait_for_line(&self, text: &str) -> String {
         let deadline = Instant::now() + LIVENESS;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return,
+                Ok(line) if line.contains(text) => return line,
                 Ok(_) => {}
                 Err(_) => panic!("agent {} never printed {text:?}", self.pid),
             }

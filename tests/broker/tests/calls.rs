@@ -16,7 +16,7 @@ fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
         let server = Server::start("calls");
-        for pool in ["outcomes", "big", "maps", "nobody", "builds"] {
+        for pool in ["outcomes", "big", "maps", "nobody", "builds", "hostile"] {
             BrokerPool::configure(pool)
                 .url(&server.url)
                 .apply()
@@ -72,6 +72,74 @@ async fn every_outcome_comes_back_through_an_agent_as_it_would_from_a_local_work
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn an_agent_refuses_hostile_messages_one_by_one_and_serves_on() {
+    use offload::async_nats::{self, jetstream, HeaderMap};
+    let server = server();
+    let agent = Agent::start(server, &["hostile"], 1);
+    let client = async_nats::connect(&server.url).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let subject = format!("offload.call.hostile.{}", agent.build);
+    // The function's name and fingerprint as a real call carries them, seen on the wire.
+    let mut calls = client.subscribe(subject.clone()).await.unwrap();
+    client.flush().await.unwrap();
+    assert_eq!(within("a first call", plain(1)).await, Ok(2));
+    let real = within("the call seen", futures_util::StreamExt::next(&mut calls))
+        .await
+        .unwrap();
+    let real = real.headers.unwrap().get("Offload-Fn").unwrap().to_string();
+    let function = |name: &str| match name {
+        "plain" => real.clone(),
+        other => format!("{other}#{:016x}", 0x1234u64),
+    };
+    // A frame header that announces 4 GiB, and bytes that are no frame at all.
+    let mut huge = vec![0xff, 0xff, 0xff, 0xff, 2];
+    huge.extend([0; 8]);
+    let hostile: [(Option<String>, &[u8]); 5] = [
+        (
+            Some(function("offload_test_broker::no_such_function")),
+            b"\x01",
+        ),
+        (Some(function("offload_test_broker::plain")), b"\x01"),
+        (Some("no fingerprint".into()), b""),
+        (Some(function("plain")), &huge),
+        (Some(function("plain")), b"garbage"),
+    ];
+    let inbox = client.new_inbox();
+    let mut events = client.subscribe(format!("{inbox}.*")).await.unwrap();
+    for (i, (name, body)) in hostile.iter().enumerate() {
+        let mut headers = HeaderMap::new();
+        headers.insert("Offload-Reply", format!("{inbox}.{i}").as_str());
+        if let Some(name) = name {
+            headers.insert("Offload-Fn", name.as_str());
+        }
+        js.publish_with_headers(subject.clone(), headers, body.to_vec().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    // One without a reply subject, which nobody can be told about.
+    js.publish(subject.clone(), "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    within("the refusals", async {
+        use futures_util::StreamExt;
+        let mut refused = std::collections::BTreeSet::new();
+        while refused.len() < hostile.len() {
+            let event = events.next().await.unwrap();
+            assert_eq!(event.payload[0], b'F', "a refusal, not {:?}", event.payload);
+            refused.insert(event.subject.to_string());
+        }
+    })
+    .await;
+    assert_eq!(within("a call after them", plain(1)).await, Ok(2));
+    let left = within("the queue", left_in_queue(server, "hostile")).await;
+    assert_eq!(left, 0, "every hostile message was removed");
 }
 
 #[tokio::test]
