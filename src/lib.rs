@@ -222,17 +222,12 @@ pub use offload_macros::{main, offload};
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "nats"))))]
 pub use offload_runtime::{async_nats, BrokerPool, BrokerPoolBuilder};
 pub use offload_runtime::{
-    serve_if_worker, serve_if_worker_with, CodecStage, Error, Exit, ThreadPool, ThreadPoolBuilder,
-    WorkerSetup, DEFAULT_POOL,
+    serve_if_worker, serve_if_worker_with, CodecStage, Error, Exit, Map, ThreadPool,
+    ThreadPoolBuilder, WorkerSetup, DEFAULT_POOL,
 };
 #[cfg(unix)]
 #[cfg_attr(docsrs, doc(cfg(unix)))]
-pub use offload_runtime::{FailedCalls, Map, OnCancel, PoolStats, ProcessPool, ProcessPoolBuilder};
-// Only so that a process-mode function's expansion names it; the function itself fails to
-// compile here, with an error that says why.
-#[cfg(not(unix))]
-#[doc(hidden)]
-pub use offload_runtime::Map;
+pub use offload_runtime::{FailedCalls, OnCancel, PoolStats, ProcessPool, ProcessPoolBuilder};
 
 /// Lets the tests of a test crate call process-mode functions: write `offload::test_setup!();`
 /// once, at the top level of the crate (for example in `tests/my_test.rs`).

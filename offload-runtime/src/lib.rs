@@ -20,6 +20,7 @@
 
 mod config;
 mod error;
+mod map;
 mod panic;
 #[cfg(test)]
 mod random;
@@ -52,10 +53,9 @@ mod unsupported;
 /// The NATS client broker pools are configured with (the `nats` feature).
 #[cfg(all(unix, feature = "nats"))]
 pub use async_nats;
-#[cfg(unix)]
-pub use call::map::Map;
 pub use config::DEFAULT_POOL;
 pub use error::{CodecStage, Error, Exit};
+pub use map::Map;
 #[cfg(unix)]
 pub use stats::{FailedCalls, PoolStats};
 pub use thread::{ThreadPool, ThreadPoolBuilder};
@@ -65,9 +65,6 @@ pub use transport::broker::{BrokerPool, BrokerPoolBuilder};
 pub use transport::local::builder::{OnCancel, ProcessPoolBuilder};
 #[cfg(unix)]
 pub use transport::local::pool::ProcessPool;
-#[cfg(not(unix))]
-#[doc(hidden)]
-pub use unsupported::Map;
 #[cfg(unix)]
 pub use worker::{serve_if_worker, serve_if_worker_with, WorkerSetup};
 

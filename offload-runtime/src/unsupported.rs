@@ -3,8 +3,6 @@
 //! error, at its name, that says what to do, rather than a dozen about missing items.
 
 use std::marker::PhantomData;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use crate::Error;
 
@@ -71,8 +69,11 @@ impl<A, R> Process<A, R> {
         unreachable!("process mode does not compile on this platform")
     }
 
-    pub fn map<I: IntoIterator, T>(&'static self, _inputs: I) -> Map<T> {
-        Map(PhantomData)
+    pub fn map<I: IntoIterator, T>(&'static self, _inputs: I) -> crate::Map<T> {
+        crate::Map::new(
+            (0, Some(0)),
+            Box::new(|_| unreachable!("process mode does not compile on this platform")),
+        )
     }
 
     pub fn invoke(
@@ -86,32 +87,6 @@ impl<A, R> Process<A, R> {
 }
 
 pub struct Bytes(pub Vec<u8>);
-
-/// What a process-mode function's `f_map` returns on Unix; here it only keeps callers compiling.
-/// `fn() -> R`: `Unpin`, `Send` and `Sync` whatever `R` is, as nothing of `R` is held.
-pub struct Map<R>(PhantomData<fn() -> R>);
-
-impl<R> Map<R> {
-    pub fn chunk_size(self, _calls: usize) -> Self {
-        self
-    }
-
-    pub async fn next(&mut self) -> Option<(usize, Result<R, Error>)> {
-        None
-    }
-
-    pub async fn collect(self) -> Vec<Result<R, Error>> {
-        Vec::new()
-    }
-}
-
-impl<R> futures_core::Stream for Map<R> {
-    type Item = (usize, Result<R, Error>);
-
-    fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Poll::Ready(None)
-    }
-}
 
 pub struct TestSetup;
 

@@ -8,14 +8,8 @@
 //! that dies fails only the call it was running; the calls sent behind it never started, so
 //! they go back to be sent again.
 
-use std::any::Any;
-use std::future::poll_fn;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{ready, Context, Poll};
 
-use futures_core::{FusedStream, Stream};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -24,121 +18,9 @@ use tokio::task::JoinSet;
 use super::{after_loss, within_timeout, Remote};
 use crate::function::codec::{decode, encode_call};
 use crate::function::{FnSpec, Transferable};
+use crate::map::{next_input, Map, Panicked, Running};
 use crate::transport::{Attempt, Backend};
 use crate::Error;
-
-/// The results of a process-mode function's `f_map(inputs)` companion: `(input index, result)`
-/// pairs in the order they complete, one per input. Nothing runs until it is first polled.
-/// Dropping it cancels the calls still running, as dropping their futures would.
-///
-/// It is a [`Stream`], so stream combinators work on it (`StreamExt::take`,
-/// `buffer_unordered`, progress wrappers), and it is `Unpin`, so `StreamExt::next(&mut map)`
-/// needs no pinning. Its `size_hint` is that of the inputs, less the results already out.
-/// The inherent [`next`](Map::next) and [`collect`](Map::collect) take precedence over
-/// `StreamExt`'s methods of those names; call `StreamExt::collect(map)` for the stream's own.
-#[must_use = "a Map does nothing until polled: await `next` or `collect`, or use it as a Stream"]
-pub struct Map<R> {
-    start: Option<Start<R>>,
-    /// Set by `chunk_size`; else the transport's own default.
-    chunk: Option<usize>,
-    running: Option<Running<R>>,
-    /// The inputs' `size_hint` when the map was made, and how many results went out since.
-    inputs: (usize, Option<usize>),
-    delivered: usize,
-}
-
-struct Running<R> {
-    results: mpsc::Receiver<(usize, Result<R, Error>)>,
-    /// The panic of the caller's iterator, if it panicked: resumed on the caller once the
-    /// inputs taken before it have their results.
-    panicked: Arc<Panicked>,
-    _drivers: JoinSet<()>,
-}
-
-type Panicked = Mutex<Option<Box<dyn Any + Send>>>;
-
-/// Starts the drivers, given the chunk size `chunk_size` set, if it was.
-type Start<R> = Box<dyn FnOnce(Option<usize>) -> Running<R> + Send>;
-
-impl<R: Send + 'static> Map<R> {
-    /// Sends up to `calls` calls to a worker in one frame batch (default 16; for a broker pool,
-    /// 64 to a message): larger chunks cost fewer system calls, or messages, and smaller ones
-    /// spread uneven work better.
-    pub fn chunk_size(mut self, calls: usize) -> Self {
-        self.chunk = Some(calls.max(1));
-        self
-    }
-
-    /// The next result to complete, with the index of its input; `None` once all are out.
-    /// The same as `StreamExt::next`.
-    ///
-    /// # Panics
-    ///
-    /// If the iterator of inputs panicked: once every input taken before the panic has its
-    /// result, the panic is resumed here, on the caller, as a joined thread's would be.
-    pub async fn next(&mut self) -> Option<(usize, Result<R, Error>)> {
-        poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
-    }
-
-    /// Every result, in the order of the inputs.
-    ///
-    /// # Panics
-    ///
-    /// As [`next`](Map::next) does.
-    pub async fn collect(mut self) -> Vec<Result<R, Error>> {
-        let mut all = Vec::new();
-        while let Some((index, result)) = self.next().await {
-            all.push((index, result));
-        }
-        all.sort_unstable_by_key(|(index, _)| *index);
-        all.into_iter().map(|(_, result)| result).collect()
-    }
-}
-
-impl<R: Send + 'static> Stream for Map<R> {
-    type Item = (usize, Result<R, Error>);
-
-    /// # Panics
-    ///
-    /// As [`Map::next`] does.
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if let Some(start) = this.start.take() {
-            this.running = Some(start(this.chunk));
-        }
-        let Some(running) = this.running.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let Some(next) = ready!(running.results.poll_recv(cx)) else {
-            // Every driver has ended; drop them, so that the map reads as terminated.
-            let panicked = this.running.take().and_then(|running| {
-                let mut panicked = running.panicked.lock().unwrap_or_else(|p| p.into_inner());
-                panicked.take()
-            });
-            if let Some(payload) = panicked {
-                std::panic::resume_unwind(payload);
-            }
-            return Poll::Ready(None);
-        };
-        this.delivered += 1;
-        Poll::Ready(Some(next))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        if self.start.is_none() && self.running.is_none() {
-            return (0, Some(0));
-        }
-        let (low, high) = self.inputs;
-        let left = |count: usize| count.saturating_sub(self.delivered);
-        (left(low), high.map(left))
-    }
-}
-
-impl<R: Send + 'static> FusedStream for Map<R> {
-    fn is_terminated(&self) -> bool {
-        self.start.is_none() && self.running.is_none()
-    }
-}
 
 /// One encoded call waiting to be sent, and how often it was already tried.
 struct Item {
@@ -206,19 +88,9 @@ where
                 });
             }
         }
-        Running {
-            results,
-            panicked,
-            _drivers: drivers,
-        }
+        Running::new(results, panicked, drivers)
     };
-    Map {
-        start: Some(Box::new(start)),
-        chunk: None,
-        running: None,
-        inputs: hint,
-        delivered: 0,
-    }
+    Map::new(hint, Box::new(start))
 }
 
 async fn drive<I, A, W, R>(
@@ -330,19 +202,8 @@ where
     let mut refused = Vec::new();
     let mut inputs = shared.inputs.lock().unwrap_or_else(|p| p.into_inner());
     while batch.len() < chunk {
-        let Some(iterator) = inputs.0.as_mut() else {
+        let Some(input) = next_input(&mut inputs.0, &shared.panicked) else {
             break;
-        };
-        // The caller's iterator runs here, on a driver task: its panic is kept for the caller
-        // (see `Map::poll_next`) rather than lost with the task, and no input is taken after it.
-        let input = match std::panic::catch_unwind(AssertUnwindSafe(|| iterator.next())) {
-            Ok(Some(input)) => input,
-            Ok(None) => break,
-            Err(payload) => {
-                inputs.0 = None;
-                *shared.panicked.lock().unwrap_or_else(|p| p.into_inner()) = Some(payload);
-                break;
-            }
         };
         let position = inputs.1;
         inputs.1 += 1;

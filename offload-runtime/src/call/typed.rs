@@ -13,9 +13,10 @@
 use std::marker::PhantomData;
 use std::ops::Deref;
 
-use super::map::{map_in_process_as, Map};
+use super::map::map_in_process_as;
 use super::{call_in_process, Remote};
 use crate::function::{invoke, Invoke, Outcome, Registration, Transferable};
+use crate::map::Map;
 use crate::Error;
 
 /// A process-mode function taking the tuple `A` and returning `R`. Built by the

@@ -1,0 +1,178 @@
+//! What `f_map` returns: the results of many calls of one function, handed out as they
+//! complete. The drivers that make the calls are the transport's (`call::map`); they send
+//! `(index, result)` pairs into a bounded channel that the [`Map`] reads. The type itself
+//! exists on every platform, so that code naming it compiles everywhere.
+
+use std::any::Any;
+use std::future::poll_fn;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+
+use futures_core::{FusedStream, Stream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::Error;
+
+/// The results of an offloaded function's `f_map(inputs)` companion: `(input index, result)`
+/// pairs in the order they complete, one per input. Nothing runs until it is first polled.
+/// Dropping it cancels the calls still running, as dropping their futures would.
+///
+/// It is a [`Stream`], so stream combinators work on it (`StreamExt::take`,
+/// `buffer_unordered`, progress wrappers), and it is `Unpin`, so `StreamExt::next(&mut map)`
+/// needs no pinning. Its `size_hint` is that of the inputs, less the results already out.
+/// The inherent [`next`](Map::next) and [`collect`](Map::collect) take precedence over
+/// `StreamExt`'s methods of those names; call `StreamExt::collect(map)` for the stream's own.
+#[must_use = "a Map does nothing until polled: await `next` or `collect`, or use it as a Stream"]
+pub struct Map<R> {
+    start: Option<Start<R>>,
+    /// Set by `chunk_size`; else the transport's own default.
+    chunk: Option<usize>,
+    running: Option<Running<R>>,
+    /// The inputs' `size_hint` when the map was made, and how many results went out since.
+    inputs: (usize, Option<usize>),
+    delivered: usize,
+}
+
+pub(crate) struct Running<R> {
+    results: mpsc::Receiver<(usize, Result<R, Error>)>,
+    /// The panic of the caller's iterator, if it panicked: resumed on the caller once the
+    /// inputs taken before it have their results.
+    panicked: Arc<Panicked>,
+    _drivers: JoinSet<()>,
+}
+
+pub(crate) type Panicked = Mutex<Option<Box<dyn Any + Send>>>;
+
+/// Starts the drivers, given the chunk size `chunk_size` set, if it was.
+pub(crate) type Start<R> = Box<dyn FnOnce(Option<usize>) -> Running<R> + Send>;
+
+impl<R: Send + 'static> Map<R> {
+    /// Sends up to `calls` calls to a worker in one frame batch (default 16; for a broker pool,
+    /// 64 to a message): larger chunks cost fewer system calls, or messages, and smaller ones
+    /// spread uneven work better.
+    pub fn chunk_size(mut self, calls: usize) -> Self {
+        self.chunk = Some(calls.max(1));
+        self
+    }
+
+    /// The next result to complete, with the index of its input; `None` once all are out.
+    /// The same as `StreamExt::next`.
+    ///
+    /// # Panics
+    ///
+    /// If the iterator of inputs panicked: once every input taken before the panic has its
+    /// result, the panic is resumed here, on the caller, as a joined thread's would be.
+    pub async fn next(&mut self) -> Option<(usize, Result<R, Error>)> {
+        poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
+    /// Every result, in the order of the inputs.
+    ///
+    /// # Panics
+    ///
+    /// As [`next`](Map::next) does.
+    pub async fn collect(mut self) -> Vec<Result<R, Error>> {
+        let mut all = Vec::new();
+        while let Some((index, result)) = self.next().await {
+            all.push((index, result));
+        }
+        all.sort_unstable_by_key(|(index, _)| *index);
+        all.into_iter().map(|(_, result)| result).collect()
+    }
+}
+
+impl<R: Send + 'static> Stream for Map<R> {
+    type Item = (usize, Result<R, Error>);
+
+    /// # Panics
+    ///
+    /// As [`Map::next`] does.
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(start) = this.start.take() {
+            this.running = Some(start(this.chunk));
+        }
+        let Some(running) = this.running.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let Some(next) = ready!(running.results.poll_recv(cx)) else {
+            // Every driver has ended; drop them, so that the map reads as terminated.
+            let panicked = this.running.take().and_then(|running| {
+                let mut panicked = running.panicked.lock().unwrap_or_else(|p| p.into_inner());
+                panicked.take()
+            });
+            if let Some(payload) = panicked {
+                std::panic::resume_unwind(payload);
+            }
+            return Poll::Ready(None);
+        };
+        this.delivered += 1;
+        Poll::Ready(Some(next))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.start.is_none() && self.running.is_none() {
+            return (0, Some(0));
+        }
+        let (low, high) = self.inputs;
+        let left = |count: usize| count.saturating_sub(self.delivered);
+        (left(low), high.map(left))
+    }
+}
+
+impl<R: Send + 'static> FusedStream for Map<R> {
+    fn is_terminated(&self) -> bool {
+        self.start.is_none() && self.running.is_none()
+    }
+}
+
+impl<R> Map<R> {
+    /// A map over inputs whose `size_hint` is `inputs`, whose drivers `start` starts when it
+    /// is first polled.
+    pub(crate) fn new(inputs: (usize, Option<usize>), start: Start<R>) -> Map<R> {
+        Map {
+            start: Some(start),
+            chunk: None,
+            running: None,
+            inputs,
+            delivered: 0,
+        }
+    }
+}
+
+impl<R> Running<R> {
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn new(
+        results: mpsc::Receiver<(usize, Result<R, Error>)>,
+        panicked: Arc<Panicked>,
+        drivers: JoinSet<()>,
+    ) -> Running<R> {
+        Running {
+            results,
+            panicked,
+            _drivers: drivers,
+        }
+    }
+}
+
+/// The next item of the caller's iterator, taken on a driver task: its panic is kept for the
+/// caller (see [`Map::next`]) rather than lost with the task, and `None` is all it gives after.
+#[cfg_attr(not(unix), allow(dead_code))]
+pub(crate) fn next_input<I: Iterator>(
+    inputs: &mut Option<I>,
+    panicked: &Panicked,
+) -> Option<I::Item> {
+    let iterator = inputs.as_mut()?;
+    match std::panic::catch_unwind(AssertUnwindSafe(|| iterator.next())) {
+        Ok(Some(input)) => Some(input),
+        Ok(None) => None,
+        Err(payload) => {
+            *inputs = None;
+            *panicked.lock().unwrap_or_else(|p| p.into_inner()) = Some(payload);
+            None
+        }
+    }
+}
