@@ -9,7 +9,9 @@
 //! - B1, one awaited call through a broker pool, against F2;
 //! - B2, 10,000 calls in flight over the two agents, in calls per second;
 //! - B3, `f_map` over the broker, in inputs per second, against B2;
-//! - B4, a 64 MiB argument through the object store, in MB/s, beside the local pool.
+//! - B4, a 64 MiB argument through the object store, in MB/s, beside the local pool;
+//! - B5, an agent killed mid-call: the time to the caller's `WorkerLost`, and to the answer
+//!   of a call with `retries = 1` from the other agent.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use offload::async_nats::{self, jetstream};
 use offload::{offload, BrokerPool};
-use offload_test_broker::{Agent, Server};
+use offload_test_broker::{hold, hold_again, started, Agent, Server};
 use tokio::task::JoinSet;
 
 const REPS: usize = 5;
@@ -45,10 +47,9 @@ fn main() {
 
 async fn run() {
     let server = Server::start("bench");
-    BrokerPool::configure("remote")
-        .url(&server.url)
-        .apply()
-        .unwrap();
+    for pool in ["remote", "lost"] {
+        BrokerPool::configure(pool).url(&server.url).apply().unwrap();
+    }
     let client = async_nats::connect(&server.url).await.unwrap();
     let version = client.server_info().version;
     println!("nats-server {version}, loopback, file storage; median of {REPS} [min–max]\n");
@@ -125,6 +126,43 @@ async fn run() {
     })
     .await;
     row("   64 MiB argument, local pool", &local, "MB/s", 1.0);
+
+    let lost = reps(|| agent_killed(&server, false)).await;
+    row("B5 agent killed → WorkerLost", &lost, "s", 1.0);
+    let retried = reps(|| agent_killed(&server, true)).await;
+    row("   agent killed → retry's answer", &retried, "s", 1.0);
+    println!("   targets: ≤ 3 s; ≤ the 10 s lease + 2 s");
+}
+
+/// Seconds from SIGKILL of the agent running a call to the caller's outcome: `WorkerLost`, or
+/// with `retries = 1` the answer from the other agent (a call of 100 ms).
+async fn agent_killed(server: &Server, retried: bool) -> f64 {
+    let mut agents = [
+        Agent::start(server, &["lost"], 1),
+        Agent::start(server, &["lost"], 1),
+    ];
+    let dir = offload_test_broker::scratch("bench-lost");
+    let call = if retried {
+        tokio::spawn(hold_again(dir.clone(), "b".into(), 100))
+    } else {
+        tokio::spawn(hold(dir.clone(), "b".into(), 60_000))
+    };
+    let began = Instant::now();
+    while started(&dir, "b").is_empty() {
+        assert!(began.elapsed() < Duration::from_secs(30), "the call never started");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let worker = started(&dir, "b")[0];
+    let stat = std::fs::read_to_string(format!("/proc/{worker}/stat")).unwrap();
+    let host: u32 = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let killed = Instant::now();
+    agents.iter_mut().find(|a| a.pid == host).unwrap().kill();
+    let outcome = call.await.unwrap();
+    let took = killed.elapsed().as_secs_f64();
+    match (retried, outcome) {
+        (true, Ok(_)) | (false, Err(offload::Error::WorkerLost { .. })) => took,
+        (_, other) => panic!("unexpected outcome {other:?}"),
+    }
 }
 
 /// User and system CPU time of process `pid` so far, in seconds.

@@ -1,0 +1,1 @@
+../send/thread_generic_not_send.rs

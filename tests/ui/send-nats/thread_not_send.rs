@@ -1,0 +1,1 @@
+../send/thread_not_send.rs
