@@ -48,7 +48,10 @@ fn main() {
 async fn run() {
     let server = Server::start("bench");
     for pool in ["remote", "lost"] {
-        BrokerPool::configure(pool).url(&server.url).apply().unwrap();
+        BrokerPool::configure(pool)
+            .url(&server.url)
+            .apply()
+            .unwrap();
     }
     let client = async_nats::connect(&server.url).await.unwrap();
     let version = client.server_info().version;
@@ -149,12 +152,23 @@ async fn agent_killed(server: &Server, retried: bool) -> f64 {
     };
     let began = Instant::now();
     while started(&dir, "b").is_empty() {
-        assert!(began.elapsed() < Duration::from_secs(30), "the call never started");
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "the call never started"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let worker = started(&dir, "b")[0];
     let stat = std::fs::read_to_string(format!("/proc/{worker}/stat")).unwrap();
-    let host: u32 = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let host: u32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let killed = Instant::now();
     agents.iter_mut().find(|a| a.pid == host).unwrap().kill();
     let outcome = call.await.unwrap();
