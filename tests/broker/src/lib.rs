@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 use offload::offload;
 use serde::{Deserialize, Serialize};
 
+// The helpers the root crate's tests share: scratch directories and the process table.
+#[path = "../../common/mod.rs"]
+mod common;
+pub use common::{alive, scratch};
+
 /// How long a condition may take before a test fails: a bound on liveness, not a timing.
 pub const LIVENESS: Duration = Duration::from_secs(30);
 
@@ -414,14 +419,6 @@ fn spawn_tied(mut command: Command) -> Child {
     spawned.recv().unwrap().expect("spawn")
 }
 
-/// A fresh, empty directory.
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("offload-broker-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// The pids of the calls tagged `tag` that started, from their files in `dir`.
 pub fn started(dir: &Path, tag: &str) -> Vec<u32> {
     let prefix = format!("{tag}.");
@@ -445,18 +442,6 @@ pub async fn until(what: &str, mut check: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// Whether `pid` is a live process (a zombie has exited).
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
 }
 
 /// How many calls of `pool` the broker still holds for its agents, queued or taken and not
