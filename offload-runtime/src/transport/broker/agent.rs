@@ -294,9 +294,11 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
             1
         };
         if held + least > window {
+            // A stop that came between the check above and this wait is seen a heartbeat later.
             tokio::select! {
                 _ = served.freed.notified() => {}
                 _ = agent.stop.notified() => {}
+                _ = tokio::time::sleep(HEARTBEAT) => {}
             }
             continue;
         }
@@ -373,7 +375,8 @@ struct Held(Arc<Served>);
 impl Drop for Held {
     fn drop(&mut self) {
         self.0.held.fetch_sub(1, Ordering::SeqCst);
-        self.0.freed.notify_waiters();
+        // A permit, kept if the pull loop is not waiting yet, so that no wake-up is lost.
+        self.0.freed.notify_one();
     }
 }
 
