@@ -1,8 +1,8 @@
 //! Broker pools beside the floors of the broker itself, measured in one run on loopback.
 //!
-//! `cargo bench --bench broker` starts a nats-server (found as the broker tests find it), two
-//! agents that are copies of this binary, and prints, each as the median of repetitions with
-//! its min–max:
+//! `cargo bench -p offload-bench-broker` starts a nats-server (found as the broker tests find
+//! it) and two agents that are copies of this binary, and prints, each as the median of
+//! repetitions with its min–max:
 //! - F1, a raw core-NATS request-reply, and F2, a raw JetStream call written directly on
 //!   async-nats (publish with a reply header and await the PubAck, pull, reply over core NATS,
 //!   acknowledge): the floors;
