@@ -7,7 +7,7 @@
 //! never run again, only reported gone, so a call without `retries` runs at most once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use tokio::sync::{oneshot, Notify};
 
 use super::event::{Event, Failure};
 use super::names::{self, Route};
-use super::{BrokerConfig, ACK_WAIT, HEADROOM, HEARTBEAT};
+use super::{Average, BrokerConfig, ACK_WAIT, HEADROOM, HEARTBEAT};
 use crate::function::{FnSpec, Table};
 use crate::transport::local::pool::ProcessPool;
 use crate::transport::outcome::{Attempt, WorkerId};
@@ -206,8 +206,8 @@ struct Served {
     running: Mutex<HashMap<String, oneshot::Sender<()>>>,
     /// Cancels that came before their message, with when they came.
     cancelled: Mutex<HashMap<String, Instant>>,
-    /// A running average of how long a call takes, in nanoseconds.
-    call_nanos: AtomicU64,
+    /// How long its calls take.
+    call_time: Average,
 }
 
 impl Served {
@@ -215,15 +215,13 @@ impl Served {
     /// that a long call never waits here while another agent idles; more while they are
     /// short, so that the round trip to the server does not leave workers idle.
     fn window(&self) -> usize {
-        let short = self.call_nanos.load(Ordering::Relaxed) < SHORT_CALL.as_nanos() as u64;
+        let short = self.call_time.below(SHORT_CALL);
         self.local.workers() * if short { SHORT_DEPTH } else { 1 }
     }
 
     fn took(&self, calls: usize, time: Duration) {
-        let sample = (time.as_nanos() / calls.max(1) as u128).min(u64::MAX as u128) as u64;
-        let old = self.call_nanos.load(Ordering::Relaxed);
-        self.call_nanos
-            .store(old - old / 4 + sample / 4, Ordering::Relaxed);
+        self.call_time
+            .note(time / u32::try_from(calls).unwrap_or(u32::MAX).max(1));
     }
 
     fn was_cancelled(&self, reply: &str) -> bool {
@@ -268,7 +266,7 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
         freed: Notify::new(),
         running: Mutex::new(HashMap::new()),
         cancelled: Mutex::new(HashMap::new()),
-        call_nanos: AtomicU64::new(u64::MAX / 2),
+        call_time: Average::new(),
     });
     let (asks, cancels) = loop {
         let asks = agent.client.subscribe(route.presence.clone()).await;

@@ -7,12 +7,13 @@
 //! never runs one after another what several could run at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::BrokerPool;
+use super::{Average, BrokerPool};
 use crate::function::FnSpec;
 use crate::transport::outcome::Attempt;
 use crate::wire::Kind;
@@ -23,7 +24,7 @@ const ALONE: usize = 4;
 /// The most calls one message carries.
 const MOST: usize = 64;
 /// Calls that take longer than this on their agents, on average, are not batched.
-const SHORT_MICROS: u64 = 1000;
+const SHORT: Duration = Duration::from_millis(1);
 
 type Answer = Attempt<(Kind, Vec<u8>)>;
 
@@ -31,9 +32,8 @@ type Answer = Attempt<(Kind, Vec<u8>)>;
 pub(crate) struct Batches {
     waiting: Mutex<HashMap<usize, Vec<Waiting>>>,
     alone: AtomicUsize,
-    /// A running average of how long the pool's calls take on their agents, in microseconds;
-    /// long until told otherwise.
-    micros: AtomicU64,
+    /// How long the pool's calls take on their agents, as they report it.
+    call_time: Average,
 }
 
 impl Default for Batches {
@@ -41,7 +41,7 @@ impl Default for Batches {
         Batches {
             waiting: Mutex::default(),
             alone: AtomicUsize::new(0),
-            micros: AtomicU64::new(u64::from(u32::MAX)),
+            call_time: Average::new(),
         }
     }
 }
@@ -49,17 +49,12 @@ impl Default for Batches {
 impl Batches {
     /// Notes how long calls took on their agent, per call.
     pub(crate) fn took(&self, micros: u32) {
-        let old = self.micros.load(Ordering::Relaxed);
-        let new = if old == u64::from(u32::MAX) {
-            u64::from(micros)
-        } else {
-            old - old / 4 + u64::from(micros) / 4
-        };
-        self.micros.store(new, Ordering::Relaxed);
+        self.call_time
+            .note(Duration::from_micros(u64::from(micros)));
     }
 
     fn short(&self) -> bool {
-        self.micros.load(Ordering::Relaxed) < SHORT_MICROS
+        self.call_time.below(SHORT)
     }
 }
 

@@ -312,6 +312,34 @@ impl BrokerPool {
     }
 }
 
+/// A running average of how long calls take (each sample counts a quarter), unknown until the
+/// first; kept by callers, to batch only short calls, and by agents, to size their window.
+pub(crate) struct Average(std::sync::atomic::AtomicU64);
+
+impl Average {
+    const UNKNOWN: u64 = u64::MAX;
+
+    pub(crate) const fn new() -> Average {
+        Average(std::sync::atomic::AtomicU64::new(Self::UNKNOWN))
+    }
+
+    pub(crate) fn note(&self, sample: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let sample = u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX - 1);
+        let old = self.0.load(Relaxed);
+        let new = match old {
+            Self::UNKNOWN => sample,
+            old => old - old / 4 + sample / 4,
+        };
+        self.0.store(new, Relaxed);
+    }
+
+    /// Whether calls are known to take less than `limit` on average.
+    pub(crate) fn below(&self, limit: Duration) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) < limit.as_nanos() as u64
+    }
+}
+
 /// The server's default `max_payload` (1 MiB), less room for headers.
 const INLINE_DEFAULT: usize = (1 << 20) - HEADROOM;
 const HEADROOM: usize = 16 << 10;
