@@ -16,7 +16,9 @@ fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
         let server = Server::start("calls");
-        for pool in ["outcomes", "big", "maps", "nobody", "builds", "hostile"] {
+        for pool in [
+            "outcomes", "crowd", "big", "maps", "nobody", "builds", "hostile",
+        ] {
             BrokerPool::configure(pool)
                 .url(&server.url)
                 .apply()
@@ -132,6 +134,10 @@ async fn an_agent_refuses_hostile_messages_one_by_one_and_serves_on() {
         let mut refused = std::collections::BTreeSet::new();
         while refused.len() < hostile.len() {
             let event = events.next().await.unwrap();
+            // A refusal that took the agent a few milliseconds is first said to be taken.
+            if event.payload[0] == b'M' {
+                continue;
+            }
             assert_eq!(event.payload[0], b'F', "a refusal, not {:?}", event.payload);
             refused.insert(event.subject.to_string());
         }
@@ -146,8 +152,8 @@ async fn an_agent_refuses_hostile_messages_one_by_one_and_serves_on() {
 async fn calls_started_together_share_messages_and_each_gets_its_own_outcome() {
     let server = server();
     let _agents = [
-        Agent::start(server, &["outcomes"], 2),
-        Agent::start(server, &["outcomes"], 2),
+        Agent::start(server, &["crowd"], 2),
+        Agent::start(server, &["crowd"], 2),
     ];
     within("calls at once", async {
         for count in [1usize, 5, 64, 65, 700] {
@@ -157,7 +163,9 @@ async fn calls_started_together_share_messages_and_each_gets_its_own_outcome() {
                 23 if i < 300 => 3,
                 _ => (i % 2) as u8,
             };
-            let calls: Vec<_> = (0..count).map(|i| tokio::spawn(end(how(i)))).collect();
+            let calls: Vec<_> = (0..count)
+                .map(|i| tokio::spawn(end_crowd(how(i))))
+                .collect();
             for (i, call) in calls.into_iter().enumerate() {
                 let result = call.await.unwrap();
                 match how(i) {

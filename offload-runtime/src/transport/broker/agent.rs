@@ -485,7 +485,7 @@ impl Agent {
                 detail: format!("a call message names no function ({function:?})"),
             })?;
         let (index, spec) = Table::get().find(name, fingerprint)?;
-        let body = match data {
+        let body: Bytes = match data {
             Some(object) => {
                 let store = self.store().await?;
                 let mut bytes = Vec::new();
@@ -503,9 +503,10 @@ impl Agent {
                 read.await.map_err(|e| Error::Broker {
                     detail: format!("cannot read a call's stored arguments: {e}"),
                 })?;
-                bytes
+                bytes.into()
             }
-            None => payload.to_vec(),
+            // The message's own bytes: each call is copied once, as its index is rewritten.
+            None => payload.clone(),
         };
         Ok((spec, split_calls(&body, index, limit)?))
     }

@@ -250,7 +250,7 @@ impl Waiter {
 
     /// The frames of a reply that was too large for a message, read from the object store and
     /// removed from it.
-    async fn fetch(&self, name: &str) -> Result<Vec<u8>, Error> {
+    async fn fetch(&self, name: &str) -> Result<Bytes, Error> {
         let store = self.link.store().await?;
         let mut bytes = Vec::new();
         let read = async {
@@ -278,7 +278,7 @@ impl Waiter {
         let store = store.clone();
         let name = name.to_owned();
         io().spawn(async move { store.delete(name).await });
-        Ok(bytes)
+        Ok(bytes.into())
     }
 
     fn lost<T>(&self, agent: String, frame: &Bytes) -> Attempt<T> {
@@ -336,7 +336,7 @@ impl Started {
             let frames = match waiter.next().await {
                 Next::Event(Event::Replies { micros, frames }) => {
                     waiter.pool.batches.took(micros);
-                    frames.to_vec()
+                    frames
                 }
                 Next::Event(Event::Stored(name)) => match waiter.fetch(&name).await {
                     Ok(bytes) => bytes,
@@ -384,7 +384,8 @@ pub(crate) struct Chunk {
     sent: usize,
     /// The place of the next call whose outcome is handed out.
     next: usize,
-    replies: VecDeque<(Kind, Vec<u8>)>,
+    /// Replies read ahead, each a slice of the event that brought it.
+    replies: VecDeque<(Kind, Bytes)>,
     /// How the calls not answered yet end, once the message as a whole did.
     rest: Option<Rest>,
 }
@@ -419,10 +420,10 @@ impl Chunk {
                     }
                 };
             }
-            let frames = match self.waiter.next().await {
+            let event = match self.waiter.next().await {
                 Next::Event(Event::Replies { micros, frames }) => {
                     self.waiter.pool.batches.took(micros);
-                    frames.to_vec()
+                    frames
                 }
                 Next::Event(Event::Stored(name)) => match self.waiter.fetch(&name).await {
                     Ok(bytes) => bytes,
@@ -467,7 +468,7 @@ impl Chunk {
                     continue;
                 }
             };
-            match wire::split(&frames, self.waiter.pool.max_frame()) {
+            match wire::split(&event, self.waiter.pool.max_frame()) {
                 Ok(frames) => {
                     for (at, (header, payload)) in frames.into_iter().enumerate() {
                         let expected = self.next + self.replies.len();
@@ -477,7 +478,8 @@ impl Chunk {
                                 Some(Rest::Failed(out_of_order(header.id as u32, expected)));
                             break;
                         }
-                        self.replies.push_back((header.kind, payload.to_vec()));
+                        self.replies
+                            .push_back((header.kind, event.slice_ref(payload)));
                     }
                 }
                 Err(e) => {
@@ -531,7 +533,10 @@ impl Link {
         alive.insert(agent.to_owned(), Instant::now());
     }
 
-    /// How long `agent` has been silent, not counting time this side was disconnected.
+    /// How long `agent` had been silent when this side last heard its own echo: silence
+    /// counts only while this side's link is known to deliver. A link that lags (a large
+    /// transfer ahead of the heartbeats, a busy thread) or is down delays the echo as much as
+    /// the heartbeats, so it never makes a live agent look lost.
     fn silent(&self, agent: &str) -> Duration {
         let heard = self
             .alive
@@ -539,20 +544,9 @@ impl Link {
             .unwrap_or_else(|p| p.into_inner())
             .get(agent)
             .copied();
-        let outage = {
-            let connects = self.client.statistics().connects.load(Ordering::Relaxed);
-            let connected = matches!(
-                self.client.connection_state(),
-                async_nats::connection::State::Connected
-            );
-            let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
-            if !connected || connects != outage.1 {
-                *outage = (Some(Instant::now()), connects);
-            }
-            outage.0
-        };
-        match heard.max(outage) {
-            Some(since) => since.elapsed(),
+        let echoed = *self.echoed.lock().unwrap_or_else(|p| p.into_inner());
+        match heard {
+            Some(heard) => echoed.saturating_duration_since(heard),
             None => Duration::ZERO,
         }
     }
@@ -590,10 +584,15 @@ impl Link {
     }
 }
 
-/// Hands each event to the call it belongs to; events of calls that ended are dropped.
+/// Hands each event to the call it belongs to; events of calls that ended are dropped. The
+/// link's own echo comes this way too.
 pub(super) async fn route_replies(link: Weak<Link>, mut replies: async_nats::Subscriber) {
     while let Some(message) = replies.next().await {
         let Some(link) = link.upgrade() else { return };
+        if message.subject.ends_with(ECHO) {
+            *link.echoed.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            continue;
+        }
         let id = message
             .subject
             .rsplit('.')
@@ -613,6 +612,20 @@ pub(super) async fn route_replies(link: Weak<Link>, mut replies: async_nats::Sub
         } else if let Some(call) = waiting.get(&id) {
             let _ = call.send(event);
         }
+    }
+}
+
+/// The last token of the subject a link sends its echo to.
+const ECHO: &str = ".echo";
+
+/// Sends the link an echo through the server every heartbeat, for as long as the link lives.
+pub(super) async fn echo(link: Weak<Link>) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tick.tick().await;
+        let Some(link) = link.upgrade() else { return };
+        let subject = format!("{}{ECHO}", link.inbox);
+        let _ = link.client.publish(subject, Bytes::new()).await;
     }
 }
 

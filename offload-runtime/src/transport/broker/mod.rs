@@ -358,8 +358,8 @@ pub(crate) struct Link {
     alive: Mutex<HashMap<String, Instant>>,
     /// Whether agents answered for the pool, and since when they have not.
     presence: tokio::sync::Mutex<Presence>,
-    /// The last time this side found itself disconnected, and its count of connections then.
-    outage: Mutex<(Option<Instant>, u64)>,
+    /// When this side last heard its own echo through the server.
+    echoed: Mutex<Instant>,
     inline: usize,
 }
 
@@ -412,11 +412,12 @@ impl Link {
             waiting: Mutex::new(HashMap::new()),
             alive: Mutex::new(HashMap::new()),
             presence: tokio::sync::Mutex::new(Presence::default()),
-            outage: Mutex::new((None, 1)),
+            echoed: Mutex::new(Instant::now()),
             inline: inline.max(1024),
         });
         tokio::spawn(caller::route_replies(Arc::downgrade(&link), replies));
         tokio::spawn(caller::note_heartbeats(Arc::downgrade(&link), heartbeats));
+        tokio::spawn(caller::echo(Arc::downgrade(&link)));
         Ok(link)
     }
 
