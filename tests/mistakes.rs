@@ -46,6 +46,22 @@ fn awaiting_outside_a_tokio_runtime_is_one_clear_error_in_both_modes() {
 }
 
 #[test]
+fn mapping_outside_a_tokio_runtime_fails_each_input_with_the_same_error() {
+    for (mut map, name) in [
+        (triple_map(0..3), "mistakes::triple"),
+        (triple_on_a_thread_map(0..3), "mistakes::triple_on_a_thread"),
+    ] {
+        let mut indices = Vec::new();
+        while let Poll::Ready(Some((index, result))) = poll_once(map.next()) {
+            assert_eq!(result, Err(Error::NoRuntime { function: name }));
+            indices.push(index);
+        }
+        assert_eq!(indices, [0, 1, 2], "{name}");
+        assert!(matches!(poll_once(map.next()), Poll::Ready(None)), "{name}");
+    }
+}
+
+#[test]
 fn a_missing_guard_says_how_to_fix_it_in_debug_output_too() {
     let debug = format!("{:?}", Error::GuardMissing);
     assert!(debug.starts_with("GuardMissing("), "{debug}");

@@ -1,12 +1,14 @@
-//! Thread mode: results, panics, and an event loop that keeps running while a body blocks.
+//! Thread mode: results, panics, and an event loop that keeps running while a body blocks;
+//! `f_map` over inputs, within its pool's limit.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::Duration;
 
-use offload::offload;
+use offload::{offload, Error, ThreadPool};
 
 mod common;
-use common::assert_panicked;
+use common::{assert_panicked, within};
 
 #[offload(thread)]
 fn concat(a: String, b: String) -> String {
@@ -78,4 +80,167 @@ async fn a_panic_becomes_an_error_and_the_pool_keeps_serving() {
         "tests/thread.rs",
     );
     assert_eq!(explode(0).await, Ok(0));
+}
+
+// --- `f_map` ---
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_gives_each_input_its_own_result_at_every_size() {
+    for count in [0usize, 1, 2, 3, 7, 31, 32, 33, 36, 37, 100, 1000, 5000] {
+        let inputs = (0..count).map(|i| (i.to_string(), "!".to_owned()));
+        let results = within("a map", concat_map(inputs).collect()).await;
+        let expected: Vec<_> = (0..count).map(|i| Ok(format!("{i}!"))).collect();
+        assert_eq!(results, expected, "{count} inputs");
+
+        let mut map = concat_map((0..count).map(|i| (i.to_string(), String::new())));
+        let mut seen = vec![false; count];
+        while let Some((index, result)) = within("a map", map.next()).await {
+            assert_eq!(result, Ok(index.to_string()));
+            assert!(!std::mem::replace(&mut seen[index], true), "{index} twice");
+        }
+        assert!(seen.iter().all(|&s| s), "{count} inputs: one missing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_fails_only_the_inputs_whose_calls_panic() {
+    let results = within("a map", explode_map([0, 3, 0, 5]).collect()).await;
+    assert_eq!((&results[0], &results[2]), (&Ok(0), &Ok(0)));
+    assert_panicked(
+        results[1].clone(),
+        "thread::explode",
+        "thread body failed on 3",
+        "tests/thread.rs",
+    );
+    assert_panicked(
+        results[3].clone(),
+        "thread::explode",
+        "thread body failed on 5",
+        "tests/thread.rs",
+    );
+}
+
+/// How many `held` calls run now, and the most that ever ran at once.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static MOST: AtomicUsize = AtomicUsize::new(0);
+/// What `held` waits at: the calls of a test can only pass it together.
+static MEET: Mutex<Option<Arc<Barrier>>> = Mutex::new(None);
+
+#[offload(thread, pool = "held")]
+fn held(input: usize) -> usize {
+    let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+    MOST.fetch_max(now, Ordering::SeqCst);
+    let barrier = MEET.lock().unwrap().clone().unwrap();
+    barrier.wait();
+    RUNNING.fetch_sub(1, Ordering::SeqCst);
+    input
+}
+
+/// As `held`, on the default pool, which has no limit of its own.
+#[offload(thread)]
+fn held_on_the_default_pool(input: usize) -> usize {
+    held_blocking(input)
+}
+
+/// `rounds` rounds of `together` calls that can only end by meeting: a map that ran fewer at
+/// once would never end, and `MOST` tells whether it ran more.
+async fn meet_in_rounds(together: usize, rounds: usize, default_pool: bool) -> usize {
+    *MEET.lock().unwrap() = Some(Arc::new(Barrier::new(together)));
+    MOST.store(0, Ordering::SeqCst);
+    let inputs = 0..together * rounds;
+    let map = if default_pool {
+        held_on_the_default_pool_map(inputs)
+    } else {
+        held_map(inputs)
+    };
+    let results = within("a map that meets", map.collect()).await;
+    assert_eq!(results, (0..together * rounds).map(Ok).collect::<Vec<_>>());
+    MOST.load(Ordering::SeqCst)
+}
+
+// One test, since both maps share `held`'s counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_runs_as_many_calls_at_once_as_its_pool_allows_and_no_more() {
+    ThreadPool::configure("held")
+        .max_threads(3)
+        .apply()
+        .unwrap();
+    assert_eq!(meet_in_rounds(3, 4, false).await, 3);
+    // The default pool's maps run Python's `ThreadPoolExecutor` default at once.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let default = (cores + 4).min(32);
+    assert_eq!(meet_in_rounds(default, 2, true).await, default);
+}
+
+/// Opened by the test once its calls timed out, so that no thread outlives it.
+static GATE: Mutex<bool> = Mutex::new(false);
+static OPENED: std::sync::Condvar = std::sync::Condvar::new();
+
+#[offload(thread, timeout = "200ms")]
+fn wait_or_pass(wait: bool) -> bool {
+    if wait {
+        let open = GATE.lock().unwrap();
+        drop(OPENED.wait_while(open, |open| !*open).unwrap());
+    }
+    wait
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_times_out_each_call_on_its_own() {
+    let results = within("a map", wait_or_pass_map([false, true, false]).collect()).await;
+    assert_eq!(results[0], Ok(false));
+    assert!(
+        matches!(results[1], Err(Error::Timeout { after, .. }) if after == Duration::from_millis(200)),
+        "{:?}",
+        results[1]
+    );
+    assert_eq!(results[2], Ok(false));
+    *GATE.lock().unwrap() = true;
+    OPENED.notify_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_whose_inputs_panic_resumes_the_panic_after_the_earlier_results() {
+    let inputs = (0..10u32).inspect(|i| assert!(*i != 6, "input {i} cannot be made"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut results = explode_map(inputs.map(|_| 0));
+    let record = seen.clone();
+    let collected = tokio::spawn(async move {
+        while let Some((index, value)) = results.next().await {
+            record.lock().unwrap().push((index, value.unwrap()));
+        }
+    })
+    .await;
+    let panic = collected.unwrap_err().into_panic();
+    assert_eq!(
+        panic.downcast_ref::<String>().map(String::as_str),
+        Some("input 6 cannot be made")
+    );
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..6).map(|i| (i, 0)).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_over_endless_inputs_takes_only_what_it_can_hold() {
+    let taken = Arc::new(AtomicUsize::new(0));
+    let counted = taken.clone();
+    let endless = (0u32..).inspect(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+    let mut map = explode_map(endless.map(|_| 0));
+    for _ in 0..100 {
+        assert!(matches!(
+            within("a map", map.next()).await,
+            Some((_, Ok(0)))
+        ));
+    }
+    drop(map);
+    // Each of its (at most 32) drivers holds one input, and the channel twice as many results.
+    let most = 100 + 32 * 4;
+    assert!(taken.load(Ordering::SeqCst) <= most, "{taken:?}");
+    assert_eq!(
+        concat("still".into(), " serving".into()).await.unwrap(),
+        "still serving"
+    );
 }

@@ -169,25 +169,25 @@ fn is_offload(attr: &Attribute) -> bool {
 // Output:
 //     /// Docs.
 //     pub async fn add(a: u64, b: u64) -> Result<u64, offload::Error> {
+//         static __OFFLOAD_FN: Process<(u64, u64), u64> = Process::new(Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64")));
+//         inventory::submit! {
+//             __OFFLOAD_FN.registration(|args, out| __OFFLOAD_FN.invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b)))
+//         }
 //         assert_transferable::<u64>(); // once for each type of argument and result
-//         __OFFLOAD_ADD.call((a, b)).await
+//         __OFFLOAD_FN.call((a, b)).await
 //     }
 //     /// The body of `add`, …
 //     #[other]
 //     pub fn add_blocking(a: u64, b: u64) -> u64 { a + b }
 //     pub fn add_map<I>(inputs: I) -> offload::Map<u64> … // see `map_function`
-//     static __OFFLOAD_ADD: Process<(u64, u64), u64> = Process::new(Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64")));
-//     inventory::submit! {
-//         __OFFLOAD_ADD.registration(|args, out| __OFFLOAD_ADD.invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b)))
-//     }
 //
 // Thread mode has a `Local` in the wrapper and no registration:
 // `static __OFFLOAD_FN: Local = …; call_in_thread(&__OFFLOAD_FN, move || { add_blocking(a, b) }).await`.
 // After an error the wrapper's body is a stub: callers still see the right signature, so one
 // mistake does not cascade into every call site.
 //
-// Returns the items that replace the function, and the process-mode static and registration
-// to put beside them (outside the block, for a method).
+// Returns the items that replace the function, and, for a process-mode method, the static and
+// registration to put beside its block.
 fn function(
     options: &Options,
     item: ItemFn,
@@ -278,12 +278,13 @@ fn function(
         Owner::Impl(_) => quote!(Self::#companion #turbofish),
     };
     let call = Call {
-        path: companion_path,
+        path: companion_path.clone(),
         args,
         close: None,
     };
 
     let mut beside = TokenStream::new();
+    let mut statik = TokenStream::new();
     let body = if !errors.is_empty() {
         wrapper_attrs.push(parse_quote!(#[allow(unused_variables)]));
         stub(&sig.output, &call)
@@ -299,7 +300,7 @@ fn function(
         match options.mode {
             Mode::Thread => function.thread(),
             Mode::Process => {
-                let (body, registration) = function.process(
+                let parts = function.process(
                     owner,
                     receiver.as_ref(),
                     &forwarded,
@@ -307,8 +308,9 @@ fn function(
                     &value,
                     &wrapper_attrs,
                 );
-                beside = registration;
-                body
+                beside = parts.beside;
+                statik = parts.statik;
+                parts.body
             }
         }
     };
@@ -331,13 +333,21 @@ fn function(
     // Offloading needs owned arguments, even where the body only borrows them.
     let allow_owned =
         (!forwarded.is_empty()).then(|| quote!(#[allow(clippy::needless_pass_by_value)]));
-    // A map over inputs, for process-mode free functions; unused, it is no warning.
-    let map =
-        if options.mode == Mode::Process && matches!(owner, Owner::Module) && errors.is_empty() {
-            map_function(&krate, &vis, &sig, &types, &value, &wrapper_attrs)
-        } else {
-            TokenStream::new()
+    // A map over inputs, for free functions; unused, it is no warning.
+    let map = if matches!(owner, Owner::Module) && errors.is_empty() {
+        let parts = MapParts {
+            vis: &vis,
+            attrs: &wrapper_attrs,
+            generics: &wrapper.generics,
+            name: registry_name(options, owner, ident),
+            settings: settings(options),
+            companion: companion_path,
+            statik,
         };
+        map_function(&krate, options, &parts, &sig, &types, &value)
+    } else {
+        TokenStream::new()
+    };
     let mut companion_sig = sig;
     companion_sig.ident = companion;
     let items = quote! {
@@ -366,18 +376,29 @@ fn function(
 // A function with one argument takes its inputs bare, `Item = u64`, each mapped to the tuple
 // of one that the worker decodes: `|x| (x,)`. A `Vec<u8>` argument is wrapped in `Bytes` there,
 // as the wrapper sends it: `|(x, y)| (Bytes(x), y)`.
+//
+// Thread mode runs the companion on the pool's threads, with the function's generics:
+//     pub fn add_map<I>(inputs: I) -> offload::Map<u64>
+//     where I: IntoIterator<Item = (u64, u64)>, I::IntoIter: Send + 'static,
+//           for<'__offload> (u64, u64): Send + 'static, for<'__offload> u64: Send + 'static {
+//         static __OFFLOAD_FN: Local = Local::new(…);
+//         map_in_thread(&__OFFLOAD_FN, inputs, |(a, b)| add_blocking(a, b))
+//     }
+// Its `Send` bounds are higher-ranked so that rustc checks them where the map is called, not
+// here: a type that is not `Send` is then reported once, at the wrapper's parameter, as it
+// would be without the map. A function with an `impl Trait` argument or result gets no map:
+// the bound could not name the type.
 fn map_function(
     krate: &Path,
-    vis: &syn::Visibility,
+    options: &Options,
+    map: &MapParts,
     sig: &syn::Signature,
     types: &[Type],
     value: &Type,
-    wrapper_attrs: &[Attribute],
 ) -> TokenStream {
     let private = quote!(#krate::__private);
     let ident = &sig.ident;
-    let map = Ident::new(&format!("{ident}_map"), ident.span());
-    let function = static_name(&Owner::Module, ident);
+    let name = Ident::new(&format!("{ident}_map"), ident.span());
     let names: Vec<TokenStream> = (0..types.len())
         .map(|i| format_ident!("__offload_arg{}", i).to_token_stream())
         .collect();
@@ -385,34 +406,102 @@ fn map_function(
         [ty] => (ty.to_token_stream(), names[0].clone()),
         _ => (tuple(types), tuple(&names)),
     };
-    let inputs = if types.len() == 1 || types.iter().any(is_byte_vec) {
-        let sent = wire_tuple(&private, &names, types);
-        quote!(::core::iter::Iterator::map(::core::iter::IntoIterator::into_iter(inputs), |#pattern| #sent))
-    } else {
-        quote!(inputs)
+    let attrs = map.attrs.iter().filter(|attr| !attr.path().is_ident("doc"));
+    let (pool, how) = match options.mode {
+        Mode::Process => ("process", "several calls to a message"),
+        Mode::Thread => ("thread", "several at once"),
     };
-    let attrs = wrapper_attrs
-        .iter()
-        .filter(|attr| !attr.path().is_ident("doc"));
-    let docs = wrapper_attrs.iter().any(is_doc_text).then(|| {
+    let docs = map.attrs.iter().any(is_doc_text).then(|| {
         let text = format!(
-            " Runs `{ident}` once per input on its process pool, several calls to a message; \
-             results come as they complete, with the index of their input."
+            " Runs `{ident}` once per input on its {pool} pool, {how}; results come as they \
+             complete, with the index of their input."
         );
         quote!(#[doc = #text])
     });
+    let vis = map.vis;
+    let (generics, inputs, bounds, body) = match options.mode {
+        Mode::Process => {
+            let statik = &map.statik;
+            let inputs = if types.len() == 1 || types.iter().any(is_byte_vec) {
+                let sent = wire_tuple(&private, &names, types);
+                quote!(::core::iter::Iterator::map(::core::iter::IntoIterator::into_iter(inputs), |#pattern| #sent))
+            } else {
+                quote!(inputs)
+            };
+            let inputs_ty = Ident::new("I", Span::call_site());
+            (
+                syn::Generics::default(),
+                inputs_ty,
+                TokenStream::new(),
+                quote!(#statik __OFFLOAD_FN.map(#inputs)),
+            )
+        }
+        Mode::Thread => {
+            if [&sig.output.to_token_stream(), &sig.inputs.to_token_stream()]
+                .iter()
+                .any(|tokens| mentions(&tokens.to_string(), "impl"))
+            {
+                return TokenStream::new();
+            }
+            let generics = map.generics.clone();
+            // A name of the user's own generics is not taken.
+            let taken = generics.to_token_stream().to_string();
+            let inputs_ty = if mentions(&taken, "I") {
+                Ident::new("__OffloadInputs", Span::call_site())
+            } else {
+                Ident::new("I", Span::call_site())
+            };
+            let (local, settings) = (&map.name, &map.settings);
+            let companion = &map.companion;
+            let call = Call {
+                path: quote!(#companion),
+                args: names.clone(),
+                close: None,
+            };
+            let bounds = quote! {
+                for<'__offload> #item: ::core::marker::Send + 'static,
+                for<'__offload> #value: ::core::marker::Send + 'static,
+            };
+            let body = quote! {
+                static __OFFLOAD_FN: #private::Local = #private::Local::new(#local)#settings;
+                #private::map_in_thread(&__OFFLOAD_FN, inputs, |#pattern| #call)
+            };
+            (generics, inputs_ty, bounds, body)
+        }
+    };
+    let params = generics.params.iter();
+    let predicates = generics
+        .where_clause
+        .iter()
+        .flat_map(|clause| clause.predicates.iter());
     quote! {
         #docs
         #(#attrs)*
         #[allow(dead_code)]
-        #vis fn #map<I>(inputs: I) -> #krate::Map<#value>
+        #vis fn #name<#(#params,)* #inputs>(inputs: #inputs) -> #krate::Map<#value>
         where
-            I: ::core::iter::IntoIterator<Item = #item>,
-            I::IntoIter: ::core::marker::Send + 'static,
+            #(#predicates,)*
+            #inputs: ::core::iter::IntoIterator<Item = #item>,
+            <#inputs as ::core::iter::IntoIterator>::IntoIter: ::core::marker::Send + 'static,
+            #bounds
         {
-            #function.map(#inputs)
+            #body
         }
     }
+}
+
+/// What a map takes from the function beside its types: the wrapper's visibility, attributes
+/// and generics (bounded `Send + 'static` in thread mode), and, for thread mode, the registry
+/// name, the settings and the path of the companion with its turbofish.
+struct MapParts<'a> {
+    vis: &'a syn::Visibility,
+    attrs: &'a [Attribute],
+    generics: &'a syn::Generics,
+    name: TokenStream,
+    settings: TokenStream,
+    companion: TokenStream,
+    /// A process-mode function's static, `__OFFLOAD_FN`, which the map declares again.
+    statik: TokenStream,
 }
 
 /// The call of the companion: `add_blocking(a, b)` or `Self::add_blocking(self, a)`.
@@ -492,7 +581,7 @@ impl Function<'_> {
         types: &[Type],
         value: &Type,
         attrs: &[Attribute],
-    ) -> (TokenStream, TokenStream) {
+    ) -> ProcessParts {
         let Function {
             private,
             name,
@@ -502,11 +591,15 @@ impl Function<'_> {
             call,
         } = self;
         let checks = transfer_checks(&private, receiver, types, sig, value);
-        // The static and the registration go beside the function, not in its body: `f_map`
-        // names the static too, an `impl` block cannot hold one, and there clippy's
+        // A free function's static and registration go in its wrapper's body: in an `impl`
+        // block without #[offload], the only error is then the companion's name, not found.
+        // A method's go beside the block: an `impl` block cannot hold them, and there clippy's
         // `unsafe_derive_deserialize` would take the `unsafe` inside `inventory::submit!` for
         // the type's own.
-        let function = static_name(owner, &sig.ident);
+        let function = match owner {
+            Owner::Module => format_ident!("__OFFLOAD_FN"),
+            Owner::Impl(block) => static_name(block, &sig.ident),
+        };
         // The static is typed by what crosses: its `call`, `map` and `invoke` exist only where
         // all of it can, and otherwise resolve to stubs that report nothing, so that a type
         // without serde's traits is reported once, by `assert_transferable` at the user's type.
@@ -584,11 +677,27 @@ impl Function<'_> {
         } else {
             submit
         };
-        (
-            quote!(#(#checks)* #remote_call),
-            quote!(#(#cfgs)* #statik #(#cfgs)* #submit),
-        )
+        match owner {
+            Owner::Module => ProcessParts {
+                body: quote!(#statik #submit #(#checks)* #remote_call),
+                beside: TokenStream::new(),
+                statik,
+            },
+            Owner::Impl(_) => ProcessParts {
+                body: quote!(#(#checks)* #remote_call),
+                beside: quote!(#(#cfgs)* #statik #(#cfgs)* #submit),
+                statik,
+            },
+        }
     }
+}
+
+/// A process-mode wrapper's body, the items to put beside its `impl` block (for a method), and
+/// the declaration of its static, which `f_map` repeats.
+struct ProcessParts {
+    body: TokenStream,
+    beside: TokenStream,
+    statik: TokenStream,
 }
 
 /// `assert_transferable::<T>();` for each type that crosses, spanned at it, so that a type
@@ -621,11 +730,12 @@ fn transfer_checks(
     checks
 }
 
-/// The static of a process-mode function, beside it: `__OFFLOAD_ADD` for `add`,
-/// `__OFFLOAD_MATRIX__DET` for `Matrix::det`. Names in a module are unique and `__` stands for
-/// `::`, so two statics can clash only for names that differ in case or non-ASCII letters alone,
-/// or that hold a `__` of their own; rustc's naming lints already warn of most of those.
-fn static_name(owner: &Owner, ident: &Ident) -> Ident {
+/// The static of a process-mode method, beside its block: `__OFFLOAD_MATRIX__DET` for
+/// `Matrix::det`. Names in a module are unique and `__` stands for `::`, so two statics can
+/// clash only for names that differ in case or non-ASCII letters alone, or that hold a `__` of
+/// their own; rustc's naming lints already warn of most of those. (A free function's static is
+/// `__OFFLOAD_FN`, in its wrapper's body.)
+fn static_name(block: &ItemImpl, ident: &Ident) -> Ident {
     let upper = |text: String| -> String {
         text.chars()
             .map(|c| {
@@ -637,14 +747,9 @@ fn static_name(owner: &Owner, ident: &Ident) -> Ident {
             })
             .collect()
     };
+    let ty = upper(show(&block.self_ty));
     let name = upper(ident.unraw().to_string());
-    match owner {
-        Owner::Module => format_ident!("__OFFLOAD_{}", name),
-        Owner::Impl(block) => {
-            let ty = upper(show(&block.self_ty));
-            format_ident!("__OFFLOAD_{}__{}", ty.trim_matches('_'), name)
-        }
-    }
+    format_ident!("__OFFLOAD_{}__{}", ty.trim_matches('_'), name)
 }
 
 /// The body of a wrapper whose function has an error: it never runs, since the crate does not

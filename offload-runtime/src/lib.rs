@@ -91,7 +91,7 @@ pub mod __private {
     pub use crate::function::bytes::Bytes;
     #[cfg(unix)]
     pub use crate::function::{assert_transferable, fingerprint};
-    pub use crate::thread::{call_in_thread, Local};
+    pub use crate::thread::{call_in_thread, map_in_thread, Local};
     #[cfg(unix)]
     pub use crate::worker::{setup_outcome, SetupOutcome, TestSetup, WorkerSetup};
     pub use inventory;

@@ -52,7 +52,8 @@ pub(crate) type Start<R> = Box<dyn FnOnce(Option<usize>) -> Running<R> + Send>;
 impl<R: Send + 'static> Map<R> {
     /// Sends up to `calls` calls to a worker in one frame batch (default 16; for a broker pool,
     /// 64 to a message): larger chunks cost fewer system calls, or messages, and smaller ones
-    /// spread uneven work better.
+    /// spread uneven work better. A thread-mode map runs each call as a task of its own, and
+    /// ignores it.
     pub fn chunk_size(mut self, calls: usize) -> Self {
         self.chunk = Some(calls.max(1));
         self
@@ -144,7 +145,6 @@ impl<R> Map<R> {
 }
 
 impl<R> Running<R> {
-    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn new(
         results: mpsc::Receiver<(usize, Result<R, Error>)>,
         panicked: Arc<Panicked>,
@@ -158,9 +158,47 @@ impl<R> Running<R> {
     }
 }
 
+impl<R: Send + 'static> Running<R> {
+    /// Every input fails with `error`, one result each: counted out by a task as the caller
+    /// reads them, or, outside a tokio runtime (where no task can run), all at once.
+    pub(crate) fn failing<I>(inputs: I, error: Error) -> Running<R>
+    where
+        I: Iterator + Send + 'static,
+    {
+        let panicked = Arc::new(Mutex::new(None));
+        let mut inputs = Some(inputs);
+        let mut drivers = JoinSet::new();
+        let results = if tokio::runtime::Handle::try_current().is_ok() {
+            let (send, results) = mpsc::channel(16);
+            let kept = panicked.clone();
+            drivers.spawn(async move {
+                let mut index = 0;
+                while next_input(&mut inputs, &kept).is_some() {
+                    if send.send((index, Err(error.clone()))).await.is_err() {
+                        return;
+                    }
+                    index += 1;
+                }
+            });
+            results
+        } else {
+            let mut count = 0;
+            while next_input(&mut inputs, &panicked).is_some() {
+                count += 1;
+            }
+            let (send, results) = mpsc::channel(count.max(1));
+            for index in 0..count {
+                // Cannot fail: the channel holds them all and its receiver is right here.
+                let _ = send.try_send((index, Err(error.clone())));
+            }
+            results
+        };
+        Running::new(results, panicked, drivers)
+    }
+}
+
 /// The next item of the caller's iterator, taken on a driver task: its panic is kept for the
 /// caller (see [`Map::next`]) rather than lost with the task, and `None` is all it gives after.
-#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) fn next_input<I: Iterator>(
     inputs: &mut Option<I>,
     panicked: &Panicked,

@@ -1,11 +1,13 @@
 //! Thread mode: run the body on tokio's blocking pool, optionally behind a named pool's limit.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::config::{self, Pools, DEFAULT_POOL};
+use crate::map::{next_input, Map, Panicked, Running};
 use crate::panic;
 use crate::Error;
 
@@ -133,7 +135,83 @@ where
             function: function.name,
         });
     }
-    let pool = function.resolve()?;
+    run(function, function.resolve()?, body).await
+}
+
+/// Runs `body` once per input on blocking threads, as many at once as the pool allows (the
+/// default pool: `min(32, cores + 4)`, as Python's `ThreadPoolExecutor.map` does); see [`Map`].
+pub fn map_in_thread<I, R, F>(function: &'static Local, inputs: I, body: F) -> Map<R>
+where
+    I: IntoIterator,
+    I::IntoIter: Send + 'static,
+    I::Item: Send + 'static,
+    R: Send + 'static,
+    F: Fn(I::Item) -> R + Send + Sync + 'static,
+{
+    let inputs = inputs.into_iter();
+    let hint = inputs.size_hint();
+    let start = move |_chunk: Option<usize>| {
+        let resolved = if tokio::runtime::Handle::try_current().is_err() {
+            Err(Error::NoRuntime {
+                function: function.name,
+            })
+        } else {
+            function.resolve()
+        };
+        let pool = match resolved {
+            Ok(pool) => pool,
+            Err(error) => return Running::failing(inputs, error),
+        };
+        let threads = pool
+            .max_threads
+            .unwrap_or_else(|| (config::cores() + 4).min(32));
+        let (send, results) = mpsc::channel(threads * 2);
+        let panicked = Arc::new(Mutex::new(None));
+        let shared = Arc::new(Inputs {
+            inputs: Mutex::new((Some(inputs), 0)),
+            panicked: panicked.clone(),
+            body,
+        });
+        let mut drivers = JoinSet::new();
+        for _ in 0..threads {
+            let (shared, send) = (shared.clone(), send.clone());
+            drivers.spawn(async move {
+                loop {
+                    let (index, input) = {
+                        let mut inputs = shared.inputs.lock().unwrap_or_else(|p| p.into_inner());
+                        let Some(input) = next_input(&mut inputs.0, &shared.panicked) else {
+                            return;
+                        };
+                        inputs.1 += 1;
+                        (inputs.1 - 1, input)
+                    };
+                    let shared = shared.clone();
+                    let result = run(function, pool, move || (shared.body)(input)).await;
+                    if send.send((index, result)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Running::new(results, panicked, drivers)
+    };
+    Map::new(hint, Box::new(start))
+}
+
+/// A thread-mode map's inputs, shared by its drivers: the caller's iterator (until it
+/// panicked) with how many inputs it gave, and the function's body.
+struct Inputs<I, F> {
+    inputs: Mutex<(Option<I>, usize)>,
+    panicked: Arc<Panicked>,
+    body: F,
+}
+
+/// Runs `body` on a blocking thread of `pool`, within the function's timeout.
+async fn run<R, F>(function: &'static Local, pool: &'static ThreadPool, body: F) -> Result<R, Error>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
     let permit = match &pool.limit {
         Some(limit) => Some(limit.acquire().await.map_err(|_| Error::Shutdown)?),
         None => None,

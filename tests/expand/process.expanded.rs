@@ -1,8 +1,18 @@
 use offload::offload;
 /// CPU-heavy: runs in a worker process.
 pub async fn add(a: u64, b: u64) -> ::core::result::Result<u64, ::offload::Error> {
+    static __OFFLOAD_FN: ::offload::__private::Process<(u64, u64), u64> = ::offload::__private::Process::new(
+        ::offload::__private::Remote::new(
+            ::core::concat!(::core::module_path!(), "::add"),
+            ::offload::__private::fingerprint("(u64, u64) -> u64"),
+        ),
+    );
+    ::offload::__private::inventory::submit! {
+        __OFFLOAD_FN.registration(| args, out | __OFFLOAD_FN.invoke(args, out, | (a, b) :
+        (u64, u64) | add_blocking(a, b)))
+    }
     ::offload::__private::assert_transferable::<u64>();
-    __OFFLOAD_ADD.call((a, b)).await
+    __OFFLOAD_FN.call((a, b)).await
 }
 /// The body of `add`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
 ///
@@ -16,27 +26,39 @@ pub fn add_blocking(a: u64, b: u64) -> u64 {
 pub fn add_map<I>(inputs: I) -> ::offload::Map<u64>
 where
     I: ::core::iter::IntoIterator<Item = (u64, u64)>,
-    I::IntoIter: ::core::marker::Send + 'static,
+    <I as ::core::iter::IntoIterator>::IntoIter: ::core::marker::Send + 'static,
 {
-    __OFFLOAD_ADD.map(inputs)
-}
-static __OFFLOAD_ADD: ::offload::__private::Process<(u64, u64), u64> = ::offload::__private::Process::new(
-    ::offload::__private::Remote::new(
-        ::core::concat!(::core::module_path!(), "::add"),
-        ::offload::__private::fingerprint("(u64, u64) -> u64"),
-    ),
-);
-::offload::__private::inventory::submit! {
-    __OFFLOAD_ADD.registration(| args, out | __OFFLOAD_ADD.invoke(args, out, | (a, b) :
-    (u64, u64) | add_blocking(a, b)))
+    static __OFFLOAD_FN: ::offload::__private::Process<(u64, u64), u64> = ::offload::__private::Process::new(
+        ::offload::__private::Remote::new(
+            ::core::concat!(::core::module_path!(), "::add"),
+            ::offload::__private::fingerprint("(u64, u64) -> u64"),
+        ),
+    );
+    __OFFLOAD_FN.map(inputs)
 }
 /// Every option: a named pool, a stable registry name, a timeout and retries.
 pub async fn mean(
     values: Vec<f64>,
 ) -> ::core::result::Result<Result<f64, String>, ::offload::Error> {
+    static __OFFLOAD_FN: ::offload::__private::Process<
+        (Vec<f64>,),
+        Result<f64, String>,
+    > = ::offload::__private::Process::new(
+        ::offload::__private::Remote::new(
+                "stats::mean",
+                ::offload::__private::fingerprint("(Vec<f64>) -> Result<f64, String>"),
+            )
+            .pool("heavy")
+            .timeout_ms(250)
+            .retries(2),
+    );
+    ::offload::__private::inventory::submit! {
+        __OFFLOAD_FN.registration(| args, out | __OFFLOAD_FN.invoke(args, out, |
+        (values,) : (Vec < f64 >,) | mean_blocking(values)))
+    }
     ::offload::__private::assert_transferable::<Vec<f64>>();
     ::offload::__private::assert_transferable::<Result<f64, String>>();
-    __OFFLOAD_MEAN.call((values,)).await
+    __OFFLOAD_FN.call((values,)).await
 }
 /// The body of `mean`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
 ///
@@ -53,9 +75,21 @@ pub fn mean_blocking(values: Vec<f64>) -> Result<f64, String> {
 pub fn mean_map<I>(inputs: I) -> ::offload::Map<Result<f64, String>>
 where
     I: ::core::iter::IntoIterator<Item = Vec<f64>>,
-    I::IntoIter: ::core::marker::Send + 'static,
+    <I as ::core::iter::IntoIterator>::IntoIter: ::core::marker::Send + 'static,
 {
-    __OFFLOAD_MEAN
+    static __OFFLOAD_FN: ::offload::__private::Process<
+        (Vec<f64>,),
+        Result<f64, String>,
+    > = ::offload::__private::Process::new(
+        ::offload::__private::Remote::new(
+                "stats::mean",
+                ::offload::__private::fingerprint("(Vec<f64>) -> Result<f64, String>"),
+            )
+            .pool("heavy")
+            .timeout_ms(250)
+            .retries(2),
+    );
+    __OFFLOAD_FN
         .map(
             ::core::iter::Iterator::map(
                 ::core::iter::IntoIterator::into_iter(inputs),
@@ -63,27 +97,28 @@ where
             ),
         )
 }
-static __OFFLOAD_MEAN: ::offload::__private::Process<(Vec<f64>,), Result<f64, String>> = ::offload::__private::Process::new(
-    ::offload::__private::Remote::new(
-            "stats::mean",
-            ::offload::__private::fingerprint("(Vec<f64>) -> Result<f64, String>"),
-        )
-        .pool("heavy")
-        .timeout_ms(250)
-        .retries(2),
-);
-::offload::__private::inventory::submit! {
-    __OFFLOAD_MEAN.registration(| args, out | __OFFLOAD_MEAN.invoke(args, out, |
-    (values,) : (Vec < f64 >,) | mean_blocking(values)))
-}
 /// `Vec<u8>` crosses as one byte string, not one serde call per byte.
 pub async fn xor(
     bytes: Vec<u8>,
     key: u8,
 ) -> ::core::result::Result<Vec<u8>, ::offload::Error> {
+    static __OFFLOAD_FN: ::offload::__private::Process<
+        (::offload::__private::Bytes, u8),
+        ::offload::__private::Bytes,
+    > = ::offload::__private::Process::new(
+        ::offload::__private::Remote::new(
+            ::core::concat!(::core::module_path!(), "::xor"),
+            ::offload::__private::fingerprint("(Vec<u8>, u8) -> Vec<u8>"),
+        ),
+    );
+    ::offload::__private::inventory::submit! {
+        __OFFLOAD_FN.registration(| args, out | __OFFLOAD_FN.invoke(args, out, | (bytes,
+        key) : (::offload::__private::Bytes, u8) |
+        ::offload::__private::Bytes(xor_blocking(bytes.0, key))))
+    }
     ::offload::__private::assert_transferable::<Vec<u8>>();
     ::offload::__private::assert_transferable::<u8>();
-    __OFFLOAD_XOR
+    __OFFLOAD_FN
         .call((::offload::__private::Bytes(bytes), key))
         .await
         .map(|bytes: ::offload::__private::Bytes| bytes.0)
@@ -100,9 +135,18 @@ pub fn xor_blocking(bytes: Vec<u8>, key: u8) -> Vec<u8> {
 pub fn xor_map<I>(inputs: I) -> ::offload::Map<Vec<u8>>
 where
     I: ::core::iter::IntoIterator<Item = (Vec<u8>, u8)>,
-    I::IntoIter: ::core::marker::Send + 'static,
+    <I as ::core::iter::IntoIterator>::IntoIter: ::core::marker::Send + 'static,
 {
-    __OFFLOAD_XOR
+    static __OFFLOAD_FN: ::offload::__private::Process<
+        (::offload::__private::Bytes, u8),
+        ::offload::__private::Bytes,
+    > = ::offload::__private::Process::new(
+        ::offload::__private::Remote::new(
+            ::core::concat!(::core::module_path!(), "::xor"),
+            ::offload::__private::fingerprint("(Vec<u8>, u8) -> Vec<u8>"),
+        ),
+    );
+    __OFFLOAD_FN
         .map(
             ::core::iter::Iterator::map(
                 ::core::iter::IntoIterator::into_iter(inputs),
@@ -113,24 +157,20 @@ where
             ),
         )
 }
-static __OFFLOAD_XOR: ::offload::__private::Process<
-    (::offload::__private::Bytes, u8),
-    ::offload::__private::Bytes,
-> = ::offload::__private::Process::new(
-    ::offload::__private::Remote::new(
-        ::core::concat!(::core::module_path!(), "::xor"),
-        ::offload::__private::fingerprint("(Vec<u8>, u8) -> Vec<u8>"),
-    ),
-);
-::offload::__private::inventory::submit! {
-    __OFFLOAD_XOR.registration(| args, out | __OFFLOAD_XOR.invoke(args, out, | (bytes,
-    key) : (::offload::__private::Bytes, u8) |
-    ::offload::__private::Bytes(xor_blocking(bytes.0, key))))
-}
 /// Returning nothing.
 async fn log(line: String) -> ::core::result::Result<(), ::offload::Error> {
+    static __OFFLOAD_FN: ::offload::__private::Process<(String,), ()> = ::offload::__private::Process::new(
+        ::offload::__private::Remote::new(
+            ::core::concat!(::core::module_path!(), "::log"),
+            ::offload::__private::fingerprint("(String) -> ()"),
+        ),
+    );
+    ::offload::__private::inventory::submit! {
+        __OFFLOAD_FN.registration(| args, out | __OFFLOAD_FN.invoke(args, out, | (line,)
+        : (String,) | log_blocking(line)))
+    }
     ::offload::__private::assert_transferable::<String>();
-    __OFFLOAD_LOG.call((line,)).await
+    __OFFLOAD_FN.call((line,)).await
 }
 /// The body of `log`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
 ///
@@ -144,9 +184,15 @@ fn log_blocking(line: String) {
 fn log_map<I>(inputs: I) -> ::offload::Map<()>
 where
     I: ::core::iter::IntoIterator<Item = String>,
-    I::IntoIter: ::core::marker::Send + 'static,
+    <I as ::core::iter::IntoIterator>::IntoIter: ::core::marker::Send + 'static,
 {
-    __OFFLOAD_LOG
+    static __OFFLOAD_FN: ::offload::__private::Process<(String,), ()> = ::offload::__private::Process::new(
+        ::offload::__private::Remote::new(
+            ::core::concat!(::core::module_path!(), "::log"),
+            ::offload::__private::fingerprint("(String) -> ()"),
+        ),
+    );
+    __OFFLOAD_FN
         .map(
             ::core::iter::Iterator::map(
                 ::core::iter::IntoIterator::into_iter(inputs),
@@ -154,23 +200,23 @@ where
             ),
         )
 }
-static __OFFLOAD_LOG: ::offload::__private::Process<(String,), ()> = ::offload::__private::Process::new(
-    ::offload::__private::Remote::new(
-        ::core::concat!(::core::module_path!(), "::log"),
-        ::offload::__private::fingerprint("(String) -> ()"),
-    ),
-);
-::offload::__private::inventory::submit! {
-    __OFFLOAD_LOG.registration(| args, out | __OFFLOAD_LOG.invoke(args, out, | (line,) :
-    (String,) | log_blocking(line)))
-}
 mod reexported {
     /// A crate that re-exports offload points the expansion at its path.
     pub async fn square(
         x: u64,
     ) -> ::core::result::Result<u64, my_framework::offload::Error> {
+        static __OFFLOAD_FN: my_framework::offload::__private::Process<(u64,), u64> = my_framework::offload::__private::Process::new(
+            my_framework::offload::__private::Remote::new(
+                ::core::concat!(::core::module_path!(), "::square"),
+                my_framework::offload::__private::fingerprint("(u64) -> u64"),
+            ),
+        );
+        my_framework::offload::__private::inventory::submit! {
+            __OFFLOAD_FN.registration(| args, out | __OFFLOAD_FN.invoke(args, out, | (x,)
+            : (u64,) | square_blocking(x)))
+        }
         my_framework::offload::__private::assert_transferable::<u64>();
-        __OFFLOAD_SQUARE.call((x,)).await
+        __OFFLOAD_FN.call((x,)).await
     }
     /// The body of `square`, run on the calling thread and blocking it until done: for synchronous callers and unit tests.
     ///
@@ -184,24 +230,20 @@ mod reexported {
     pub fn square_map<I>(inputs: I) -> my_framework::offload::Map<u64>
     where
         I: ::core::iter::IntoIterator<Item = u64>,
-        I::IntoIter: ::core::marker::Send + 'static,
+        <I as ::core::iter::IntoIterator>::IntoIter: ::core::marker::Send + 'static,
     {
-        __OFFLOAD_SQUARE
+        static __OFFLOAD_FN: my_framework::offload::__private::Process<(u64,), u64> = my_framework::offload::__private::Process::new(
+            my_framework::offload::__private::Remote::new(
+                ::core::concat!(::core::module_path!(), "::square"),
+                my_framework::offload::__private::fingerprint("(u64) -> u64"),
+            ),
+        );
+        __OFFLOAD_FN
             .map(
                 ::core::iter::Iterator::map(
                     ::core::iter::IntoIterator::into_iter(inputs),
                     |__offload_arg0| (__offload_arg0,),
                 ),
             )
-    }
-    static __OFFLOAD_SQUARE: my_framework::offload::__private::Process<(u64,), u64> = my_framework::offload::__private::Process::new(
-        my_framework::offload::__private::Remote::new(
-            ::core::concat!(::core::module_path!(), "::square"),
-            my_framework::offload::__private::fingerprint("(u64) -> u64"),
-        ),
-    );
-    my_framework::offload::__private::inventory::submit! {
-        __OFFLOAD_SQUARE.registration(| args, out | __OFFLOAD_SQUARE.invoke(args, out, |
-        (x,) : (u64,) | square_blocking(x)))
     }
 }

@@ -16,6 +16,24 @@ pub async fn read(
 pub fn read_blocking(path: std::path::PathBuf) -> std::io::Result<String> {
     std::fs::read_to_string(path)
 }
+/// Runs `read` once per input on its thread pool, several at once; results come as they complete, with the index of their input.
+#[allow(dead_code)]
+pub fn read_map<I>(inputs: I) -> ::offload::Map<std::io::Result<String>>
+where
+    I: ::core::iter::IntoIterator<Item = std::path::PathBuf>,
+    <I as ::core::iter::IntoIterator>::IntoIter: ::core::marker::Send + 'static,
+    for<'__offload> std::path::PathBuf: ::core::marker::Send + 'static,
+    for<'__offload> std::io::Result<String>: ::core::marker::Send + 'static,
+{
+    static __OFFLOAD_FN: ::offload::__private::Local = ::offload::__private::Local::new(
+        ::core::concat!(::core::module_path!(), "::read"),
+    );
+    ::offload::__private::map_in_thread(
+        &__OFFLOAD_FN,
+        inputs,
+        |__offload_arg0| read_blocking(__offload_arg0),
+    )
+}
 /// On the named pool `io`, giving up after 5 seconds.
 pub(crate) async fn fetch(
     url: String,
@@ -34,6 +52,26 @@ pub(crate) async fn fetch(
 #[allow(clippy::needless_pass_by_value)]
 pub(crate) fn fetch_blocking(url: String) -> Option<Vec<u8>> {
     download(&url)
+}
+/// Runs `fetch` once per input on its thread pool, several at once; results come as they complete, with the index of their input.
+#[allow(dead_code)]
+pub(crate) fn fetch_map<I>(inputs: I) -> ::offload::Map<Option<Vec<u8>>>
+where
+    I: ::core::iter::IntoIterator<Item = String>,
+    <I as ::core::iter::IntoIterator>::IntoIter: ::core::marker::Send + 'static,
+    for<'__offload> String: ::core::marker::Send + 'static,
+    for<'__offload> Option<Vec<u8>>: ::core::marker::Send + 'static,
+{
+    static __OFFLOAD_FN: ::offload::__private::Local = ::offload::__private::Local::new(
+            ::core::concat!(::core::module_path!(), "::fetch"),
+        )
+        .pool("io")
+        .timeout_ms(5000);
+    ::offload::__private::map_in_thread(
+        &__OFFLOAD_FN,
+        inputs,
+        |__offload_arg0| fetch_blocking(__offload_arg0),
+    )
 }
 /// Generic and `impl Trait` arguments get the `Send + 'static` bounds the other thread needs.
 async fn render<T: std::fmt::Display + ::core::marker::Send + 'static>(
@@ -82,4 +120,23 @@ async fn sum(
 #[deprecated = "use `render`"]
 fn sum_blocking((a, b): (u64, u64), _: bool) -> u64 {
     a + b
+}
+/// Runs `sum` once per input on its thread pool, several at once; results come as they complete, with the index of their input.
+#[deprecated = "use `render`"]
+#[allow(dead_code)]
+fn sum_map<I>(inputs: I) -> ::offload::Map<u64>
+where
+    I: ::core::iter::IntoIterator<Item = ((u64, u64), bool)>,
+    <I as ::core::iter::IntoIterator>::IntoIter: ::core::marker::Send + 'static,
+    for<'__offload> ((u64, u64), bool): ::core::marker::Send + 'static,
+    for<'__offload> u64: ::core::marker::Send + 'static,
+{
+    static __OFFLOAD_FN: ::offload::__private::Local = ::offload::__private::Local::new(
+        ::core::concat!(::core::module_path!(), "::sum"),
+    );
+    ::offload::__private::map_in_thread(
+        &__OFFLOAD_FN,
+        inputs,
+        |(__offload_arg0, __offload_arg1)| sum_blocking(__offload_arg0, __offload_arg1),
+    )
 }

@@ -51,42 +51,35 @@ where
     let inputs = inputs.into_iter();
     let hint = inputs.size_hint();
     let start = move |chunk: Option<usize>| {
-        let resolved = function.resolve();
-        let chunk = match &resolved {
-            Ok((backend, _)) => chunk.unwrap_or(backend.chunk_size()),
-            Err(_) => 1,
+        let resolved = if tokio::runtime::Handle::try_current().is_err() {
+            Err(Error::NoRuntime {
+                function: function.spec.name,
+            })
+        } else {
+            function.resolve()
         };
+        let (backend, index) = match resolved {
+            Ok(resolved) => resolved,
+            Err(error) => return Running::failing(inputs, error),
+        };
+        let chunk = chunk.unwrap_or(backend.chunk_size());
         let (send, results) = mpsc::channel(chunk * 4);
-        let mut drivers = JoinSet::new();
         let panicked = Arc::new(Mutex::new(None));
-        match resolved {
-            Ok((backend, index)) => {
-                let shared = Arc::new(Inputs {
-                    inputs: Mutex::new((Some(inputs), 0)),
-                    again: Mutex::new(Vec::new()),
-                    panicked: panicked.clone(),
-                });
-                for _ in 0..backend.workers() {
-                    drivers.spawn(drive::<_, _, W, R>(
-                        function,
-                        backend,
-                        index,
-                        shared.clone(),
-                        chunk,
-                        send.clone(),
-                    ));
-                }
-            }
-            Err(error) => {
-                let count = inputs.count();
-                drivers.spawn(async move {
-                    for index in 0..count {
-                        if send.send((index, Err(error.clone()))).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
+        let shared = Arc::new(Inputs {
+            inputs: Mutex::new((Some(inputs), 0)),
+            again: Mutex::new(Vec::new()),
+            panicked: panicked.clone(),
+        });
+        let mut drivers = JoinSet::new();
+        for _ in 0..backend.workers() {
+            drivers.spawn(drive::<_, _, W, R>(
+                function,
+                backend,
+                index,
+                shared.clone(),
+                chunk,
+                send.clone(),
+            ));
         }
         Running::new(results, panicked, drivers)
     };

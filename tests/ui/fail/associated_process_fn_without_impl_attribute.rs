@@ -1,6 +1,6 @@
-// As `associated_fn_without_impl_attribute.rs`, in process mode: the expansion also puts the
-// function's static and registration beside it, items an `impl` block cannot hold, so rustc
-// reports those too. Every error points at the attribute. The fix is `#[offload]` on the block.
+// As `associated_fn_without_impl_attribute.rs`, in process mode: the static and the
+// registration are inside the wrapper's body, where an `impl` block holds them too, so the one
+// error is the companion's name, at the attribute. The fix is `#[offload]` on the block.
 use offload::offload;
 
 struct Index;

@@ -1,5 +1,6 @@
 // Generic functions and `impl Trait` arguments in thread mode: the wrapper adds the
-// `Send + 'static` bounds that moving the arguments to another thread needs.
+// `Send + 'static` bounds that moving the arguments to another thread needs. A function's
+// `f_map` has its generics too (a function with an `impl Trait` has none).
 use std::fmt::Debug;
 use std::str::FromStr;
 
@@ -61,4 +62,13 @@ async fn main() {
     assert_eq!(boxed(Box::new(|| 5)).await, Ok(5));
     assert_eq!(static_text(" hi ").await, Ok("hi"));
     assert_eq!(displayed(21).await.unwrap().to_string(), "42");
+
+    let described = describe_map(vec![1, 2]).collect().await;
+    assert_eq!(described, [Ok("1".to_owned()), Ok("2".to_owned())]);
+    let parsed = parse_as_map::<u8, _>(vec!["7".to_owned(), "x".to_owned()]);
+    assert_eq!(parsed.collect().await, [Ok(Some(7)), Ok(None)]);
+    assert_eq!(size_of_map::<u16, _>([(), ()]).collect().await, [Ok(2), Ok(2)]);
+    let calls: Vec<Box<dyn FnOnce() -> u32 + Send>> = vec![Box::new(|| 1), Box::new(|| 2)];
+    assert_eq!(boxed_map(calls).collect().await, [Ok(1), Ok(2)]);
+    assert_eq!(static_text_map([" a "]).collect().await, [Ok("a")]);
 }
