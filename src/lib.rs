@@ -28,14 +28,14 @@
 //! # The attribute
 //!
 //! `#[offload(thread)]` and `#[offload(process)]` turn a synchronous `fn f(a: A) -> R` into
-//! `async fn f(a: A) -> Result<R, offload::Error>`, so switching modes is a one-word change and
-//! no call site changes. The function's own return value is never folded into [`Error`]: a
+//! `async fn f(a: A) -> Result<R, offload::Error>`, so no call site changes when a function
+//! switches modes (process mode also needs serde's traits on the types that cross). The function's own return value is never folded into [`Error`]: a
 //! function returning `Result<T, E>` gives `Result<Result<T, E>, offload::Error>`.
 //!
 //! The body itself stays callable, unchanged, as `f_blocking(a)`: for synchronous callers and
-//! unit tests. Visibility, doc comments and attributes are kept. A process-mode function also
-//! gets `f_map(inputs)`, which runs it once per input and yields the results as they complete,
-//! through a [`Map`]: a `futures` `Stream`, so stream combinators work on it.
+//! unit tests. Visibility, doc comments and attributes are kept. A free function also gets
+//! `f_map(inputs)`, in either mode, which runs it once per input and yields the results as they
+//! complete, through a [`Map`]: a `futures` `Stream`, so stream combinators work on it.
 //!
 //! Methods: put `#[offload]` (without a mode) on the `impl` block as well, so that the expansion
 //! knows the type; then `self` by value, associated functions and, in thread mode, generic
@@ -84,8 +84,17 @@
 //! expands to (see it with `cargo expand`; the full paths and spans are left out here):
 //! ```ignore
 //! pub async fn add(a: u64, b: u64) -> Result<u64, offload::Error> {
+//!     // The name workers look the function up by, a fingerprint of its signature, its options,
+//!     // typed by what crosses: a type that cannot cross adds no error beyond the check below.
+//!     static __OFFLOAD_FN: Process<(u64, u64), u64> =
+//!         Process::new(Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64")));
+//!     inventory::submit! {
+//!         __OFFLOAD_FN.registration(|args, out| {
+//!             __OFFLOAD_FN.invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b))
+//!         })
+//!     }
 //!     assert_transferable::<u64>(); // once per type: a type without serde's traits fails here
-//!     __OFFLOAD_ADD.call((a, b)).await
+//!     __OFFLOAD_FN.call((a, b)).await
 //! }
 //!
 //! #[allow(clippy::needless_pass_by_value)]
@@ -94,25 +103,18 @@
 //! #[allow(dead_code)]
 //! pub fn add_map<I>(inputs: I) -> offload::Map<u64>
 //! where I: IntoIterator<Item = (u64, u64)>, I::IntoIter: Send + 'static {
-//!     __OFFLOAD_ADD.map(inputs) // a one-argument fn wraps each item in a 1-tuple
-//! }
-//!
-//! // The name workers look the function up by, a fingerprint of its signature, its options,
-//! // typed by what crosses: a type that cannot cross adds no error beyond the one above.
-//! static __OFFLOAD_ADD: Process<(u64, u64), u64> =
-//!     Process::new(Remote::new(concat!(module_path!(), "::add"), fingerprint("(u64, u64) -> u64")));
-//! inventory::submit! {
-//!     __OFFLOAD_ADD.registration(|args, out| {
-//!         __OFFLOAD_ADD.invoke(args, out, |(a, b): (u64, u64)| add_blocking(a, b))
-//!     })
+//!     static __OFFLOAD_FN: Process<(u64, u64), u64> = /* as above */;
+//!     __OFFLOAD_FN.map(inputs) // a one-argument fn wraps each item in a 1-tuple
 //! }
 //! ```
-//! Thread mode has no registration and no map: its `async fn` holds a `static __OFFLOAD_FN:
-//! Local` with the name and options and returns
-//! `call_in_thread(&__OFFLOAD_FN, move || { add_blocking(a, b) }).await`, with `Send + 'static`
-//! added to the bounds of generic parameters. An argument or result written `Vec<u8>` crosses as
-//! one byte string (`Bytes`), not as a sequence of numbers. Companions get the function's docs
-//! after a line saying what they are, when the function has docs.
+//! Thread mode has no registration: its `async fn` holds a `static __OFFLOAD_FN: Local` with the
+//! name and options and returns `call_in_thread(&__OFFLOAD_FN, move || { add_blocking(a, b) })
+//! .await`, with `Send + 'static` added to the bounds of generic parameters; its map passes
+//! `|(a, b)| add_blocking(a, b)` to `map_in_thread`. An argument or result written `Vec<u8>`
+//! crosses as one byte string (`Bytes`), not as a sequence of numbers. Companions get the
+//! function's docs after a line saying what they are, when the function has docs. Methods
+//! (in an `#[offload]` impl block) get no map, and their statics and registrations go beside
+//! the block, named after the type and method, as a block cannot hold them.
 //!
 //! # The worker guard
 //!

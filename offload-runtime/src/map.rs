@@ -1,7 +1,7 @@
 //! What `f_map` returns: the results of many calls of one function, handed out as they
-//! complete. The drivers that make the calls are the transport's (`call::map`); they send
-//! `(index, result)` pairs into a bounded channel that the [`Map`] reads. The type itself
-//! exists on every platform, so that code naming it compiles everywhere.
+//! complete. The drivers that make the calls are the mode's (`call::map` for process mode,
+//! `thread::map_in_thread`); they send `(index, result)` pairs into a bounded channel that the
+//! [`Map`] reads.
 
 use std::any::Any;
 use std::future::poll_fn;
