@@ -1,1 +1,0 @@
-../send/thread_generic_not_send.rs

@@ -1,1 +1,0 @@
-../send/thread_not_send.rs
