@@ -27,6 +27,11 @@ fn server() -> &'static Server {
     })
 }
 
+/// The lease of the agents of pool `lost`, in seconds: the server hands their
+/// messages on (to an agent that must not run them) this long after they went silent, rather
+/// than after the default 10 s. (The first agent of a pool sets it for the pool.)
+const LEASE: u32 = 2;
+
 /// The tests share pools and agents' queues; they take turns.
 async fn turn() -> tokio::sync::MutexGuard<'static, ()> {
     static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -61,8 +66,8 @@ async fn an_agent_killed_mid_call_fails_a_call_without_retries_fast_and_never_ru
     let server = server();
     let dir = scratch("killed");
     let mut agents = [
-        Agent::start(server, &["lost"], 1),
-        Agent::start(server, &["lost"], 1),
+        Agent::start_leased(server, &["lost"], 1, LEASE),
+        Agent::start_leased(server, &["lost"], 1, LEASE),
     ];
     let call = tokio::spawn(hold(dir.clone(), "k".into(), 60_000));
     let (_, host) = running(&dir, "k").await;
@@ -87,8 +92,8 @@ async fn an_agent_killed_mid_call_reruns_a_call_with_retries_on_another_agent() 
     let server = server();
     let dir = scratch("retried");
     let mut agents = [
-        Agent::start(server, &["lost"], 1),
-        Agent::start(server, &["lost"], 1),
+        Agent::start_leased(server, &["lost"], 1, LEASE),
+        Agent::start_leased(server, &["lost"], 1, LEASE),
     ];
     let call = tokio::spawn(hold_again(dir.clone(), "r".into(), 500));
     let (first, host) = running(&dir, "r").await;
@@ -112,8 +117,8 @@ async fn a_frozen_agent_s_late_result_does_not_count_and_the_call_is_not_run_twi
     let server = server();
     let dir = scratch("frozen");
     let mut agents = [
-        Agent::start(server, &["lost"], 1),
-        Agent::start(server, &["lost"], 1),
+        Agent::start_leased(server, &["lost"], 1, LEASE),
+        Agent::start_leased(server, &["lost"], 1, LEASE),
     ];
     // The worker finishes while its agent is frozen; the agent sends the result once thawed.
     let call = tokio::spawn(hold(dir.clone(), "f".into(), 1000));
@@ -191,7 +196,7 @@ async fn a_dropped_running_call_stops_its_worker_on_the_agent() {
     let _turn = turn().await;
     let server = server();
     let dir = scratch("dropped-running");
-    let _agent = Agent::start(server, &["lost"], 1);
+    let _agent = Agent::start_leased(server, &["lost"], 1, LEASE);
     let call = tokio::spawn(hold(dir.clone(), "d".into(), 60_000));
     let (worker, _) = running(&dir, "d").await;
     call.abort();
@@ -204,7 +209,7 @@ async fn an_agent_told_to_stop_finishes_the_calls_it_holds_then_exits() {
     let _turn = turn().await;
     let server = server();
     let dir = scratch("stopping");
-    let mut agent = Agent::start(server, &["lost"], 1);
+    let mut agent = Agent::start_leased(server, &["lost"], 1, LEASE);
     let call = tokio::spawn(hold(dir.clone(), "s".into(), 1000));
     running(&dir, "s").await;
     agent.signal(libc::SIGTERM);
@@ -229,5 +234,23 @@ async fn until_queue_empty(server: &Server, pool: &str) {
             "{left} calls of {pool} left in the queue"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn an_agent_given_a_lease_it_cannot_use_says_so_and_exits() {
+    for lease in ["0.5", "ten", "-3"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("OFFLOAD_AGENT", "nats://127.0.0.1:1")
+            .env("OFFLOAD_AGENT_LEASE", lease)
+            .args(["--exact", "not-a-test"])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{lease}: {said}");
+        assert!(
+            said.contains("OFFLOAD_AGENT_LEASE") && said.contains("at least 1"),
+            "{lease}: {said}"
+        );
     }
 }

@@ -62,13 +62,16 @@ struct Agent {
     stop: Notify,
     /// Calls taken and not yet answered nor said to be taken, by reply subject.
     taken: Mutex<std::collections::HashSet<String>>,
+    /// How long the server waits for a renewal of this agent's hold on a message before it
+    /// hands the message to another agent.
+    lease: Duration,
 }
 
 async fn serve(url: String) -> i32 {
     let id = format!("{}:{}", hostname(), std::process::id());
-    let build = match names::build() {
-        Ok(build) => build,
-        Err(e) => {
+    let (build, lease) = match (names::build(), lease()) {
+        (Ok(build), Ok(lease)) => (build, lease),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("offload agent {id}: {e}");
             return 2;
         }
@@ -104,6 +107,7 @@ async fn serve(url: String) -> i32 {
         stopping: AtomicBool::new(false),
         stop: Notify::new(),
         taken: Mutex::new(std::collections::HashSet::new()),
+        lease,
     });
     let pools = pools();
     let mut serving = tokio::task::JoinSet::new();
@@ -138,6 +142,23 @@ async fn serve(url: String) -> i32 {
         _ = finished => 0,
         _ = terminate.recv() => 130,
         _ = tokio::signal::ctrl_c() => 130,
+    }
+}
+
+/// The lease on a message, in seconds from `OFFLOAD_AGENT_LEASE`, else [`ACK_WAIT`]: shorter
+/// hands a silent agent's calls on sooner, longer rides out longer pauses of an agent.
+fn lease() -> Result<Duration, Error> {
+    const VAR: &str = "OFFLOAD_AGENT_LEASE";
+    let Ok(text) = std::env::var(VAR) else {
+        return Ok(ACK_WAIT);
+    };
+    match text.trim().parse::<f64>().map(Duration::try_from_secs_f64) {
+        Ok(Ok(lease)) if lease >= Duration::from_secs(1) => Ok(lease),
+        _ => Err(Error::Config {
+            detail: format!(
+                "{VAR}={text:?}: give the lease in seconds, at least 1 (e.g. 10 or 2.5)"
+            ),
+        }),
     }
 }
 
@@ -244,7 +265,7 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
         durable_name: Some(route.consumer.clone()),
         filter_subject: route.calls.clone(),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
-        ack_wait: ACK_WAIT,
+        ack_wait: agent.lease,
         max_ack_pending: 100_000,
         ..Default::default()
     };
@@ -428,8 +449,8 @@ async fn handle(agent: Arc<Agent>, served: Arc<Served>, message: jetstream::Mess
         }
     };
     let lease = async {
-        let mut renew =
-            tokio::time::interval_at(tokio::time::Instant::now() + ACK_WAIT / 4, ACK_WAIT / 4);
+        let every = agent.lease / 4;
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             renew.tick().await;
             let _ = message.ack_with(AckKind::Progress).await;
