@@ -1,7 +1,7 @@
 // The generated code is clean under the strictest lint levels a user's crate might set.
 // Checked here with rustc; `cargo clippy` is run on the same file by hand or in CI (trybuild
 // does not run clippy).
-#![deny(warnings, clippy::pedantic, unused_qualifications)]
+#![deny(warnings, clippy::pedantic, unused_qualifications, unused_lifetimes)]
 
 use std::fmt::Display;
 
