@@ -311,24 +311,10 @@ fn input_echo(value: u32) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_f_map_whose_inputs_panic_resumes_the_panic_after_the_earlier_results() {
-    let inputs = (0..10u32).inspect(|i| assert!(*i != 6, "input {i} cannot be made"));
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut results = input_echo_map(inputs).chunk_size(2);
-    let record = seen.clone();
-    let collected = tokio::spawn(async move {
-        while let Some((index, value)) = results.next().await {
-            record.lock().unwrap().push((index, value.unwrap()));
-        }
+    common::assert_an_input_panic_resumes_after_the_earlier_results(|inputs| {
+        input_echo_map(inputs).chunk_size(2)
     })
     .await;
-    let panic = collected.unwrap_err().into_panic();
-    assert_eq!(
-        panic.downcast_ref::<String>().map(String::as_str),
-        Some("input 6 cannot be made")
-    );
-    let mut seen = seen.lock().unwrap().clone();
-    seen.sort_unstable();
-    assert_eq!(seen, (0..6).map(|i| (i as usize, i)).collect::<Vec<_>>());
 }
 
 #[offload(process, pool = "worn")]

@@ -201,24 +201,10 @@ async fn a_map_times_out_each_call_on_its_own() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_map_whose_inputs_panic_resumes_the_panic_after_the_earlier_results() {
-    let inputs = (0..10u32).inspect(|i| assert!(*i != 6, "input {i} cannot be made"));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut results = explode_map(inputs.map(|_| 0));
-    let record = seen.clone();
-    let collected = tokio::spawn(async move {
-        while let Some((index, value)) = results.next().await {
-            record.lock().unwrap().push((index, value.unwrap()));
-        }
+    common::assert_an_input_panic_resumes_after_the_earlier_results(|inputs| {
+        explode_map(inputs.map(|_| 0))
     })
     .await;
-    let panic = collected.unwrap_err().into_panic();
-    assert_eq!(
-        panic.downcast_ref::<String>().map(String::as_str),
-        Some("input 6 cannot be made")
-    );
-    let mut seen = seen.lock().unwrap().clone();
-    seen.sort_unstable();
-    assert_eq!(seen, (0..6).map(|i| (i, 0)).collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -183,3 +183,28 @@ impl<'de> serde::Deserialize<'de> for Undecodable {
         ))
     }
 }
+
+/// Maps ten inputs with `map`, the seventh of which panics as it is made: the six before it
+/// must have their results, and the panic must then reach the caller, as a joined thread's.
+pub async fn assert_an_input_panic_resumes_after_the_earlier_results(
+    map: impl FnOnce(Box<dyn Iterator<Item = u32> + Send>) -> offload::Map<u32>,
+) {
+    let inputs = (0..10u32).inspect(|i| assert!(*i != 6, "input {i} cannot be made"));
+    let mut results = map(Box::new(inputs));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let collected = tokio::spawn(async move {
+        while let Some((index, value)) = results.next().await {
+            record.lock().unwrap().push((index, value.is_ok()));
+        }
+    })
+    .await;
+    let panic = collected.unwrap_err().into_panic();
+    assert_eq!(
+        panic.downcast_ref::<String>().map(String::as_str),
+        Some("input 6 cannot be made")
+    );
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..6).map(|i| (i, true)).collect::<Vec<_>>());
+}
