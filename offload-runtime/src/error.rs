@@ -58,8 +58,9 @@ pub enum Error {
     },
     /// The program's `main` does not start with the worker guard, so a re-executed copy of the
     /// program could not become a worker. Add `#[offload::main]` above `#[tokio::main]`, call
-    /// `offload::serve_if_worker()` as the first line of `main`, or, in a test crate, add
-    /// `offload::test_setup!();`.
+    /// `offload::serve_if_worker()` as the first line of a plain `main`, or, in a test crate,
+    /// add `offload::test_setup!();`. A guard that runs inside a tokio runtime (the first line
+    /// of `#[tokio::main]`'s async `main`) comes too late, and counts as missing.
     GuardMissing,
     /// The program's worker setup (`#[offload::main(worker_init = …)]` or
     /// `offload::test_setup!(worker_init = …)`) failed or panicked in a new worker. The pool
@@ -205,8 +206,9 @@ impl fmt::Display for Error {
             Error::GuardMissing => f.write_str(
                 "this program's main does not start with the offload worker guard, so a \
                  re-executed copy cannot become a worker: put #[offload::main] above \
-                 #[tokio::main], or call offload::serve_if_worker() as the first line of main \
-                 (in a test crate: add offload::test_setup!();)",
+                 #[tokio::main], or call offload::serve_if_worker() as the first line of a plain \
+                 fn main, before any tokio runtime is built (inside #[tokio::main]'s async main \
+                 is too late) (in a test crate: add offload::test_setup!();)",
             ),
             Error::WorkerSetup { setup, message } => write!(
                 f,

@@ -20,16 +20,29 @@ static GUARD_RAN: AtomicBool = AtomicBool::new(false);
 /// insert it. Everything `main` does before it would also run in every worker.
 pub fn serve_if_worker() {
     GUARD_RAN.store(true, Ordering::Relaxed);
+    // Inside a tokio runtime (the guard as the first line of `#[tokio::main]`'s async main) it
+    // runs too late: a worker would serve beside a runtime whose descriptors it does not know,
+    // and an agent cannot start its own. The copy refuses, as one whose main has no guard.
+    let too_late = tokio::runtime::Handle::try_current().is_ok();
     if let Some(marker) = Marker::of_this_process() {
+        if too_late {
+            refuse_as_unguarded_copy();
+        }
         become_worker(marker)
+    }
+    if too_late && std::env::var_os(AGENT).is_some() {
+        eprintln!("offload: {}", crate::Error::GuardMissing);
+        std::process::exit(2)
     }
     agent_if_asked();
 }
 
+/// The variable that makes this program an agent of a broker pool.
+const AGENT: &str = "OFFLOAD_AGENT";
+
 /// Turns this process into an agent of a broker pool for good when `OFFLOAD_AGENT` names a
 /// broker. Its workers are plain workers: the variable goes before any of them starts.
 fn agent_if_asked() {
-    const AGENT: &str = "OFFLOAD_AGENT";
     let Some(url) = std::env::var_os(AGENT) else {
         return;
     };

@@ -14,6 +14,7 @@ fn program(name: &str) -> Command {
     let path = match name {
         "with_guard" => env!("CARGO_BIN_EXE_with_guard"),
         "no_guard" => env!("CARGO_BIN_EXE_no_guard"),
+        "guard_in_runtime" => env!("CARGO_BIN_EXE_guard_in_runtime"),
         "starved" => env!("CARGO_BIN_EXE_starved"),
         "setup" => env!("CARGO_BIN_EXE_setup"),
         "traced" => env!("CARGO_BIN_EXE_traced"),
@@ -131,6 +132,29 @@ fn a_forgotten_guard_is_a_clear_error_not_a_fork_bomb() {
     assert!(
         stdout.contains("error: ") && stdout.contains("#[offload::main]"),
         "{stdout}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn a_guard_inside_the_runtime_is_the_same_clear_error() {
+    let (output, took) = finish(program("guard_in_runtime"));
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(stdout.matches("main started").count(), 1, "{stdout}");
+    assert_eq!(
+        stdout.matches("error: GuardMissing(").count(),
+        3,
+        "each call: {stdout}"
+    );
+    assert!(
+        stdout.contains("inside #[tokio::main]'s async main"),
+        "{stdout}"
+    );
+    assert!(
+        !text(&output.stderr).contains("panicked"),
+        "{}",
+        text(&output.stderr)
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
