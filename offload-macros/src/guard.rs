@@ -63,6 +63,18 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
             return quote!(#item #errors);
         }
     };
+    if item.sig.ident != "main" {
+        errors.push(
+            item.sig.ident.span(),
+            format!(
+                "#[offload::main] goes on the program's `fn main`, where the guard runs before \
+                 anything else: on `{}` it would run only when that is called, too late for a \
+                 worker (in a test crate, write `offload::test_setup!();` instead)",
+                item.sig.ident
+            ),
+        );
+        return quote!(#item #errors);
+    }
     let guard = match &setup {
         None => quote!(#krate::serve_if_worker();),
         Some(setup) => {
