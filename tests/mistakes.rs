@@ -42,6 +42,12 @@ fn awaiting_outside_a_tokio_runtime_is_one_clear_error_in_both_modes() {
             text.contains("outside a tokio runtime") && text.contains("_blocking"),
             "{text}"
         );
+        // What `?` in `main` and `unwrap` print carries the fix too.
+        let debug = format!("{error:?}");
+        assert!(
+            debug.contains("_blocking` from synchronous code"),
+            "{debug}"
+        );
     }
 }
 

@@ -284,7 +284,8 @@ impl fmt::Debug for Error {
                 .field("function", function)
                 .field("message", message)
                 .field("location", location)
-                .field("backtrace", backtrace)
+                // Its own lines, not one escaped string: `unwrap` and `?` in `main` print this.
+                .field("backtrace", &backtrace.as_deref().map(Lines))
                 .finish(),
             Error::WorkerDied {
                 function,
@@ -339,9 +340,11 @@ impl fmt::Debug for Error {
             Error::Protocol { detail } => {
                 f.debug_struct("Protocol").field("detail", detail).finish()
             }
+            // As for `GuardMissing`: the fix, wherever `{:?}` prints it.
             Error::NoRuntime { function } => f
                 .debug_struct("NoRuntime")
                 .field("function", function)
+                .field("fix", &format_args!("{self}"))
                 .finish(),
             Error::Shutdown => f.write_str("Shutdown"),
             Error::Config { detail } => f.debug_struct("Config").field("detail", detail).finish(),
@@ -475,5 +478,14 @@ impl From<std::process::ExitStatus> for Exit {
             }
         }
         status.code().map_or(Exit::Unknown, Exit::Code)
+    }
+}
+
+/// A multi-line text that `Debug` writes as it is, on lines of its own.
+struct Lines<'a>(&'a str);
+
+impl fmt::Debug for Lines<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\n{}", self.0)
     }
 }
