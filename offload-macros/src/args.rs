@@ -32,6 +32,7 @@ const OPTIONS: &str = "`thread`, `process`, `pool = \"…\"`, `timeout = \"…\"
 /// emit a function with the right signature. `attr` spans the whole attribute.
 pub fn parse(args: TokenStream, attr: Span, errors: &mut Errors) -> Options {
     let mut mode: Option<Mode> = None;
+    let mut misspelt_mode = false;
     let mut pool = Slot::default();
     let mut name = Slot::default();
     let mut krate = Slot::default();
@@ -79,7 +80,11 @@ pub fn parse(args: TokenStream, attr: Span, errors: &mut Errors) -> Options {
             "timeout" => timeout_ms.set(&key, span, timeout(&meta, errors)?, errors),
             "retries" => retries.set(&key, span, count(&meta, errors)?, errors),
             _ => {
-                errors.push(span, unknown(&meta.path, &key));
+                let message = unknown(&meta.path, &key);
+                // A misspelt mode is a mode: saying it is missing too would be a second error.
+                misspelt_mode |= message.contains("did you mean `thread`")
+                    || message.contains("did you mean `process`");
+                errors.push(span, message);
                 value(&meta)?;
             }
         }
@@ -90,6 +95,9 @@ pub fn parse(args: TokenStream, attr: Span, errors: &mut Errors) -> Options {
     }
 
     let mode = mode.unwrap_or_else(|| {
+        if misspelt_mode {
+            return Mode::Thread;
+        }
         errors.push(
             attr,
             "missing mode: write #[offload(thread)] for blocking I/O or #[offload(process)] for \
@@ -476,6 +484,12 @@ mod tests {
         assert!(errors_of(quote!(treads))[0].contains("did you mean `thread`"));
         assert!(errors_of(quote!(process, workers = 4))[0].contains("ProcessPool::configure"));
         assert!(errors_of(quote!(process, a::b))[0].contains("unknown option `a::b`"));
+        // A misspelt mode is one error, not that and a missing mode.
+        for misspelt in [quote!(Thread), quote!(proces), quote!(cpu)] {
+            let errors = errors_of(misspelt);
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].contains("did you mean"), "{errors:?}");
+        }
     }
 
     #[test]

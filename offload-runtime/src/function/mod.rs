@@ -57,7 +57,9 @@ pub fn assert_transferable<T: Transferable>() {}
     message = "`{Self}` cannot be sent to or from a worker process",
     label = "not `Serialize` and `Deserialize`",
     note = "process mode encodes every argument and result with serde: derive or implement \
-            `serde::Serialize` and `serde::Deserialize` for `{Self}`, or use an owned type that has them",
+            `serde::Serialize` and `serde::Deserialize` for `{Self}` (where it is built of other \
+            types, such as `Option<Vec<T>>`, for the types of your own inside it), or use an owned \
+            type that has them",
     note = "a type of another crate that has neither, such as `std::io::Error`, cannot get them: \
             map it to one that has, a `String` (`.map_err(|e| e.to_string())`) or an error type of your own"
 )]
