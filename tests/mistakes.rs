@@ -96,7 +96,30 @@ async fn a_type_the_format_cannot_carry_is_named_in_the_error() {
     };
     assert_eq!(*stage, CodecStage::DecodeResult);
     assert!(
-        detail.contains("not self-describing") && detail.contains("untagged"),
+        detail.starts_with("`mistakes::Loose` cannot travel")
+            && detail.contains("not self-describing")
+            && detail.contains("untagged"),
+        "{detail}"
+    );
+}
+
+#[offload(process)]
+fn loose_argument(value: Loose) -> u32 {
+    match value {
+        Loose::Number(n) => n,
+        Loose::Text(_) => 0,
+    }
+}
+
+#[tokio::test]
+async fn such_a_type_as_an_argument_is_named_too() {
+    let error = loose_argument(Loose::Number(1)).await.unwrap_err();
+    let Error::Codec { stage, detail, .. } = &error else {
+        panic!("expected a codec error, got {error:?}");
+    };
+    assert_eq!(*stage, CodecStage::DecodeArguments);
+    assert!(
+        detail.starts_with("`(mistakes::Loose,)` cannot travel"),
         "{detail}"
     );
 }

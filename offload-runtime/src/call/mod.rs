@@ -128,7 +128,7 @@ where
 {
     let spec = &function.spec;
     let small = encode_within(index, &args, backend.inline_limit())
-        .map_err(|e| encode_failed(spec, &Explained(&e)).caused_by(e))?;
+        .map_err(|e| encode_failed(spec, &Explained::of::<A>(&e)).caused_by(e))?;
     match small {
         Some(mut frame) => {
             drop(args);

@@ -24,7 +24,7 @@ pub(crate) fn encode_call<A: Serialize>(
             spec,
             &format!("the arguments exceed the frame limit of {max_frame} bytes"),
         )),
-        Err(error) => Err(encode_failed(spec, &Explained(&error)).caused_by(error)),
+        Err(error) => Err(encode_failed(spec, &Explained::of::<A>(&error)).caused_by(error)),
     }
 }
 
@@ -47,37 +47,52 @@ pub(crate) fn encode_within<A: Serialize>(
     }
 }
 
-/// A postcard error, said with what it means for the user's types.
-pub(crate) struct Explained<'a>(pub &'a postcard::Error);
+/// A postcard error, said with what it means for the user's types, naming the type that was
+/// being encoded or decoded.
+pub(crate) struct Explained<'a> {
+    error: &'a postcard::Error,
+    of: &'static str,
+}
+
+impl<'a> Explained<'a> {
+    pub(crate) fn of<T: ?Sized>(error: &'a postcard::Error) -> Self {
+        Explained::named(error, std::any::type_name::<T>())
+    }
+
+    pub(crate) fn named(error: &'a postcard::Error, of: &'static str) -> Self {
+        Explained { error, of }
+    }
+}
 
 impl std::fmt::Display for Explained<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use postcard::Error as E;
-        let error = self.0;
+        let Explained { error, of } = self;
         match error {
             E::WontImplement => write!(
                 f,
-                "{error}: postcard, the format offload sends values in, is not self-describing, \
-                 so it cannot carry what serde reads by asking the format what comes next: \
-                 `#[serde(untagged)]`, `#[serde(flatten)]`, internally or adjacently tagged \
-                 enums (`#[serde(tag = \"…\")]`), `serde_json::Value`, a hand-written \
-                 `deserialize_any`; use plainly derived types, or send such a value as a \
-                 `String` (its JSON text, say)"
+                "`{of}` cannot travel: its serde code asks the format what comes next, and \
+                 postcard, the format offload sends values in, is not self-describing, so it \
+                 cannot say. That rules out `#[serde(untagged)]`, `#[serde(flatten)]`, \
+                 internally or adjacently tagged enums (`#[serde(tag = \"…\")]`), \
+                 `serde_json::Value` and a hand-written `deserialize_any`; use plainly derived \
+                 types, or send such a value as a `String` (its JSON text, say)"
             ),
             E::SerializeSeqLengthUnknown => write!(
                 f,
-                "{error}: postcard writes a sequence's or a map's length first, so it cannot \
-                 carry one whose length serde does not know in advance (`#[serde(flatten)]`, a \
-                 hand-written `serialize_seq(None)`); use plainly derived types"
+                "`{of}` cannot travel: postcard writes a sequence's or a map's length first, so \
+                 it cannot carry one whose length serde does not know in advance \
+                 (`#[serde(flatten)]`, a hand-written `serialize_seq(None)`); use plainly derived \
+                 types"
             ),
             E::SerdeSerCustom | E::SerdeDeCustom => {
-                write!(f, "{error}: the type's own serde code reported an error")
+                write!(f, "{error}: the serde code of `{of}` reported an error")
             }
             E::SerializeBufferFull => write!(f, "{error}"),
             _ => write!(
                 f,
-                "{error}: the bytes do not decode as the expected type; make sure it round-trips \
-                 through serde (derive both Serialize and Deserialize, with the same attributes)"
+                "{error}: the bytes do not decode as `{of}`; make sure it round-trips through \
+                 serde (derive both Serialize and Deserialize, with the same attributes)"
             ),
         }
     }
@@ -127,8 +142,9 @@ pub(crate) fn decode<R: DeserializeOwned>(
         // Bounded in depth: a deeply nested result, or a corrupt worker's bytes, must not
         // overflow the stack of the runtime thread that decodes it.
         Kind::Returned => depth::from_bytes(payload, max_depth).map_err(|e| match e {
-            DecodeError::Postcard(e) => {
-                Error::codec(function, CodecStage::DecodeResult, Explained(&e)).caused_by(e)
+            DecodeError::Postcard(e, _) => {
+                let detail = Explained::of::<R>(&e);
+                Error::codec(function, CodecStage::DecodeResult, detail).caused_by(e)
             }
             e => Error::codec(function, CodecStage::DecodeResult, e),
         }),

@@ -47,7 +47,8 @@ pub(crate) enum DecodeError {
     /// The value nests deeper than the limit.
     TooDeep { max_depth: u32 },
     /// postcard's own complaint: the bytes do not encode a value of the type.
-    Postcard(postcard::Error),
+    /// postcard's error, and the name of the type being decoded.
+    Postcard(postcard::Error, &'static str),
 }
 
 impl fmt::Display for DecodeError {
@@ -59,7 +60,7 @@ impl fmt::Display for DecodeError {
                  `max_depth`; raise it with `ProcessPool::configure(..).max_depth(n)` or \
                  flatten the type"
             ),
-            DecodeError::Postcard(error) => super::codec::Explained(error).fmt(f),
+            DecodeError::Postcard(error, of) => super::codec::Explained::named(error, of).fmt(f),
         }
     }
 }
@@ -68,7 +69,7 @@ impl std::error::Error for DecodeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             DecodeError::TooDeep { .. } => None,
-            DecodeError::Postcard(error) => Some(error),
+            DecodeError::Postcard(error, _) => Some(error),
         }
     }
 }
@@ -105,7 +106,7 @@ pub(crate) fn from_bytes<T: DeserializeOwned>(
         if refused.get() {
             DecodeError::TooDeep { max_depth }
         } else {
-            DecodeError::Postcard(error)
+            DecodeError::Postcard(error, std::any::type_name::<T>())
         }
     })
 }
@@ -697,7 +698,10 @@ mod tests {
                     );
                 }
                 (Err(ours), Err(theirs)) => {
-                    assert_eq!(ours, DecodeError::Postcard(theirs), "{bytes:?}")
+                    assert!(
+                        matches!(ours, DecodeError::Postcard(e, _) if e == theirs),
+                        "{bytes:?}"
+                    )
                 }
                 (ours, theirs) => panic!(
                     "{bytes:?}: ours {:?}, postcard's {:?}",

@@ -101,7 +101,7 @@ where
         };
         match postcard::to_io(&body(args), &mut *output) {
             Ok(_) => Outcome::Returned,
-            Err(error) => Outcome::EncodeFailed(codec::Explained(&error).to_string()),
+            Err(error) => Outcome::EncodeFailed(codec::Explained::of::<R>(&error).to_string()),
         }
     });
     let outcome =

@@ -103,8 +103,10 @@ impl ProcessPool {
                 let used = match postcard::to_slice(args, region.bytes_mut()) {
                     Ok(used) => used.len(),
                     Err(e) => {
-                        let detail =
-                            format!("{} (the frame limit is {limit} bytes)", Explained(&e));
+                        let detail = format!(
+                            "{} (the frame limit is {limit} bytes)",
+                            Explained::of::<A>(&e)
+                        );
                         return Err(Attempt::Failed(encode_failed(spec, &detail).caused_by(e)));
                     }
                 };
