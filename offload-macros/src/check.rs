@@ -302,10 +302,13 @@ pub fn impl_trait(ty: &Type) -> Option<&syn::TypeImplTrait> {
     finder.0
 }
 
-/// Where a function's signature shows it is a method: a receiver, or `Self` in a type.
+/// Where a function shows it is a method: a receiver, or `Self` in its signature or its body
+/// (not in items nested in the body, which may have a `Self` of their own).
 fn names_self(item: &ItemFn) -> Option<Span> {
     struct Find(Option<Span>);
     impl Visit<'_> for Find {
+        fn visit_item(&mut self, _: &syn::Item) {}
+
         fn visit_receiver(&mut self, receiver: &syn::Receiver) {
             self.0.get_or_insert(receiver.self_token.span);
         }
@@ -321,6 +324,7 @@ fn names_self(item: &ItemFn) -> Option<Span> {
     }
     let mut finder = Find(None);
     finder.visit_signature(&item.sig);
+    finder.visit_block(&item.block);
     finder.0
 }
 
@@ -386,6 +390,32 @@ mod tests {
             Mode::Thread,
             parse_quote!(
                 fn new() -> u8 {}
+            )
+        )
+        .is_empty());
+        assert!(errors_of(
+            Mode::Process,
+            parse_quote!(
+                fn one() -> u8 {
+                    Self::ONE
+                }
+            )
+        )[0]
+        .contains("#[offload] on its `impl` block"));
+        // A `Self` of an item nested in the body is that item's.
+        assert!(errors_of(
+            Mode::Thread,
+            parse_quote!(
+                fn make() -> u8 {
+                    struct Seven;
+                    impl Seven {
+                        fn get() -> u8 {
+                            Self::VALUE
+                        }
+                        const VALUE: u8 = 7;
+                    }
+                    Seven::get()
+                }
             )
         )
         .is_empty());
