@@ -458,10 +458,19 @@ fn map_function(
                 args: names.clone(),
                 close: None,
             };
-            let bounds = quote! {
-                for<'__offload> #item: ::core::marker::Send + 'static,
-                for<'__offload> #value: ::core::marker::Send + 'static,
+            // A bare type parameter already has `Send + 'static` among its bounds, and a second
+            // place for them would be clippy's `multiple_bound_locations`.
+            let bare = |ty: &TokenStream| {
+                generics
+                    .type_params()
+                    .any(|param| param.ident == ty.to_string())
             };
+            let value = value.to_token_stream();
+            let bounds: TokenStream = [&item, &value]
+                .into_iter()
+                .filter(|ty| !bare(ty))
+                .map(|ty| quote!(for<'__offload> #ty: ::core::marker::Send + 'static,))
+                .collect();
             let body = quote! {
                 static __OFFLOAD_FN: #private::Local = #private::Local::new(#local)#settings;
                 #private::map_in_thread(&__OFFLOAD_FN, inputs, |#pattern| #call)

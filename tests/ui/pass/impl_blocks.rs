@@ -1,4 +1,6 @@
 // Associated functions and methods, in both modes, through `#[offload]` on the impl block.
+// clippy objects to a `self: Box<Self>` of the user's own, with offload or without it.
+#![allow(clippy::boxed_local)]
 use offload::offload;
 use serde::{Deserialize, Serialize};
 

@@ -67,7 +67,10 @@ async fn main() {
     assert_eq!(described, [Ok("1".to_owned()), Ok("2".to_owned())]);
     let parsed = parse_as_map::<u8, _>(vec!["7".to_owned(), "x".to_owned()]);
     assert_eq!(parsed.collect().await, [Ok(Some(7)), Ok(None)]);
-    assert_eq!(size_of_map::<u16, _>([(), ()]).collect().await, [Ok(2), Ok(2)]);
+    assert_eq!(
+        size_of_map::<u16, _>([(), ()]).collect().await,
+        [Ok(2), Ok(2)]
+    );
     let calls: Vec<Box<dyn FnOnce() -> u32 + Send>> = vec![Box::new(|| 1), Box::new(|| 2)];
     assert_eq!(boxed_map(calls).collect().await, [Ok(1), Ok(2)]);
     assert_eq!(static_text_map([" a "]).collect().await, [Ok("a")]);
