@@ -489,3 +489,12 @@ impl fmt::Debug for Lines<'_> {
         write!(f, "\n{}", self.0)
     }
 }
+
+/// `NoRuntime` for `function` unless this thread is inside a tokio runtime, which every call
+/// and map needs to wait on its workers.
+pub(crate) fn in_runtime(function: &'static str) -> Result<(), Error> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::NoRuntime { function }),
+    }
+}

@@ -130,11 +130,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(Error::NoRuntime {
-            function: function.name,
-        });
-    }
+    crate::error::in_runtime(function.name)?;
     run(function, function.resolve()?, body).await
 }
 
@@ -151,13 +147,7 @@ where
     let inputs = inputs.into_iter();
     let hint = inputs.size_hint();
     let start = move |_chunk: Option<usize>| {
-        let resolved = if tokio::runtime::Handle::try_current().is_err() {
-            Err(Error::NoRuntime {
-                function: function.name,
-            })
-        } else {
-            function.resolve()
-        };
+        let resolved = crate::error::in_runtime(function.name).and_then(|()| function.resolve());
         let pool = match resolved {
             Ok(pool) => pool,
             Err(error) => return Running::failing(inputs, error),

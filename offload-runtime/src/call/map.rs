@@ -51,13 +51,8 @@ where
     let inputs = inputs.into_iter();
     let hint = inputs.size_hint();
     let start = move |chunk: Option<usize>| {
-        let resolved = if tokio::runtime::Handle::try_current().is_err() {
-            Err(Error::NoRuntime {
-                function: function.spec.name,
-            })
-        } else {
-            function.resolve()
-        };
+        let resolved =
+            crate::error::in_runtime(function.spec.name).and_then(|()| function.resolve());
         let (backend, index) = match resolved {
             Ok(resolved) => resolved,
             Err(error) => return Running::failing(inputs, error),

@@ -88,11 +88,7 @@ where
     A: Serialize,
     R: DeserializeOwned,
 {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(Error::NoRuntime {
-            function: function.spec.name,
-        });
-    }
+    crate::error::in_runtime(function.spec.name)?;
     let (backend, index) = function.resolve()?;
     #[cfg(feature = "tracing")]
     let (span, traced) = crate::trace::process_call(&function.spec);
