@@ -365,30 +365,47 @@ impl Agent {
             build: String::new(),
             lines,
         };
-        let announced = agent.wait_for_line(" of build ");
-        agent.build = announced
+        // The agent says it serves each pool and what build it is, in whatever order its
+        // tasks get to it.
+        let mut wanted = vec![" of build ".to_owned()];
+        wanted.extend(pools.iter().map(|pool| format!("serving pool `{pool}`")));
+        let seen = agent.wait_for_lines(&wanted);
+        agent.build = seen[0]
             .split(" of build ")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_default()
             .to_owned();
-        for pool in pools {
-            agent.wait_for_line(&format!("serving pool `{pool}`"));
-        }
         agent
     }
 
     /// Waits until the agent printed a line containing `text`, and returns it.
     pub fn wait_for_line(&self, text: &str) -> String {
+        self.wait_for_lines(&[text.to_owned()]).remove(0)
+    }
+
+    /// Waits until the agent printed, in any order, a line containing each of `texts`, and
+    /// returns those lines in the order of `texts`.
+    pub fn wait_for_lines(&self, texts: &[String]) -> Vec<String> {
         let deadline = Instant::now() + LIVENESS;
-        loop {
+        let mut found: Vec<Option<String>> = vec![None; texts.len()];
+        while found.iter().any(Option::is_none) {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("agent {} never printed {text:?}", self.pid),
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                let missing: Vec<&String> = texts
+                    .iter()
+                    .zip(&found)
+                    .filter_map(|(text, line)| line.is_none().then_some(text))
+                    .collect();
+                panic!("agent {} never printed {missing:?}", self.pid);
+            };
+            if let Some(slot) = texts.iter().zip(found.iter_mut()).find_map(|(text, slot)| {
+                (slot.is_none() && line.contains(text.as_str())).then_some(slot)
+            }) {
+                *slot = Some(line);
             }
         }
+        found.into_iter().flatten().collect()
     }
 
     /// Sends the agent `signal`.
