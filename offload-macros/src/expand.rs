@@ -437,16 +437,16 @@ fn map_function(
             )
         }
         Mode::Thread => {
-            if [&sig.output.to_token_stream(), &sig.inputs.to_token_stream()]
+            if types
                 .iter()
-                .any(|tokens| mentions(&tokens.to_string(), "impl"))
+                .chain([value])
+                .any(|ty| check::impl_trait(ty).is_some())
             {
                 return TokenStream::new();
             }
             let generics = map.generics.clone();
             // A name of the user's own generics is not taken.
-            let taken = generics.to_token_stream().to_string();
-            let inputs_ty = if mentions(&taken, "I") {
+            let inputs_ty = if generics.type_params().any(|param| param.ident == "I") {
                 Ident::new("__OffloadInputs", Span::call_site())
             } else {
                 Ident::new("I", Span::call_site())
