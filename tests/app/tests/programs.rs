@@ -138,7 +138,7 @@ fn a_forgotten_guard_is_a_clear_error_not_a_fork_bomb() {
 
 #[test]
 fn a_guard_inside_the_runtime_is_the_same_clear_error() {
-    let (output, took) = finish(program("guard_in_runtime"));
+    let (output, _) = finish(program("guard_in_runtime"));
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(stdout.matches("main started").count(), 1, "{stdout}");
@@ -156,7 +156,6 @@ fn a_guard_inside_the_runtime_is_the_same_clear_error() {
         "{}",
         text(&output.stderr)
     );
-    assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
 /// A pipe, `(read end, write end)`, and the inode that names it.

@@ -379,11 +379,6 @@ impl Agent {
         agent
     }
 
-    /// Waits until the agent printed a line containing `text`, and returns it.
-    pub fn wait_for_line(&self, text: &str) -> String {
-        self.wait_for_lines(&[text.to_owned()]).remove(0)
-    }
-
     /// Waits until the agent printed, in any order, a line containing each of `texts`, and
     /// returns those lines in the order of `texts`.
     pub fn wait_for_lines(&self, texts: &[String]) -> Vec<String> {

@@ -32,6 +32,11 @@ fn server() -> &'static Server {
 /// than after the default 10 s. (The first agent of a pool sets it for the pool.)
 const LEASE: u32 = 2;
 
+/// An agent of pool `lost` with one worker and the short lease.
+fn lost_agent(server: &Server) -> Agent {
+    Agent::start_leased(server, &["lost"], 1, LEASE)
+}
+
 /// The tests share pools and agents' queues; they take turns.
 async fn turn() -> tokio::sync::MutexGuard<'static, ()> {
     static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -65,10 +70,7 @@ async fn an_agent_killed_mid_call_fails_a_call_without_retries_fast_and_never_ru
     let _turn = turn().await;
     let server = server();
     let dir = scratch("killed");
-    let mut agents = [
-        Agent::start_leased(server, &["lost"], 1, LEASE),
-        Agent::start_leased(server, &["lost"], 1, LEASE),
-    ];
+    let mut agents = [lost_agent(server), lost_agent(server)];
     let call = tokio::spawn(hold(dir.clone(), "k".into(), 60_000));
     let (_, host) = running(&dir, "k").await;
     which(&mut agents, host).kill();
@@ -91,10 +93,7 @@ async fn an_agent_killed_mid_call_reruns_a_call_with_retries_on_another_agent() 
     let _turn = turn().await;
     let server = server();
     let dir = scratch("retried");
-    let mut agents = [
-        Agent::start_leased(server, &["lost"], 1, LEASE),
-        Agent::start_leased(server, &["lost"], 1, LEASE),
-    ];
+    let mut agents = [lost_agent(server), lost_agent(server)];
     let call = tokio::spawn(hold_again(dir.clone(), "r".into(), 500));
     let (first, host) = running(&dir, "r").await;
     which(&mut agents, host).kill();
@@ -116,10 +115,7 @@ async fn a_frozen_agent_s_late_result_does_not_count_and_the_call_is_not_run_twi
     let _turn = turn().await;
     let server = server();
     let dir = scratch("frozen");
-    let mut agents = [
-        Agent::start_leased(server, &["lost"], 1, LEASE),
-        Agent::start_leased(server, &["lost"], 1, LEASE),
-    ];
+    let mut agents = [lost_agent(server), lost_agent(server)];
     // The worker finishes while its agent is frozen; the agent sends the result once thawed.
     let call = tokio::spawn(hold(dir.clone(), "f".into(), 1000));
     let (_, host) = running(&dir, "f").await;
@@ -196,7 +192,7 @@ async fn a_dropped_running_call_stops_its_worker_on_the_agent() {
     let _turn = turn().await;
     let server = server();
     let dir = scratch("dropped-running");
-    let _agent = Agent::start_leased(server, &["lost"], 1, LEASE);
+    let _agent = lost_agent(server);
     let call = tokio::spawn(hold(dir.clone(), "d".into(), 60_000));
     let (worker, _) = running(&dir, "d").await;
     call.abort();
@@ -209,7 +205,7 @@ async fn an_agent_told_to_stop_finishes_the_calls_it_holds_then_exits() {
     let _turn = turn().await;
     let server = server();
     let dir = scratch("stopping");
-    let mut agent = Agent::start_leased(server, &["lost"], 1, LEASE);
+    let mut agent = lost_agent(server);
     let call = tokio::spawn(hold(dir.clone(), "s".into(), 1000));
     running(&dir, "s").await;
     agent.signal(libc::SIGTERM);

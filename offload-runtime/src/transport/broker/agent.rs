@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::AsyncReadExt;
 use tokio::sync::{oneshot, Notify};
 
 use super::event::{Event, Failure};
@@ -507,24 +506,12 @@ impl Agent {
             })?;
         let (index, spec) = Table::get().find(name, fingerprint)?;
         let body: Bytes = match data {
+            // No more than a worker would take.
             Some(object) => {
                 let store = self.store().await?;
-                let mut bytes = Vec::new();
-                let read = async {
-                    // No more than a worker would take, whatever the object says of itself.
-                    let most = limit as u64 + 1;
-                    store
-                        .get(&object)
-                        .await?
-                        .take(most)
-                        .read_to_end(&mut bytes)
-                        .await?;
-                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-                };
-                read.await.map_err(|e| Error::Broker {
-                    detail: format!("cannot read a call's stored arguments: {e}"),
-                })?;
-                bytes.into()
+                super::read_object(store, &object, limit, "a call's stored arguments")
+                    .await?
+                    .into()
             }
             // The message's own bytes: each call is copied once, as its index is rewritten.
             None => payload.clone(),

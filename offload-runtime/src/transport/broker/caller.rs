@@ -14,7 +14,6 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Serialize;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use super::event::Event;
@@ -252,21 +251,8 @@ impl Waiter {
     /// removed from it.
     async fn fetch(&self, name: &str) -> Result<Bytes, Error> {
         let store = self.link.store().await?;
-        let mut bytes = Vec::new();
-        let read = async {
-            // No more than the pool's frame limit, whatever the object says of itself.
-            let limit = self.pool.max_frame() as u64 + 1;
-            store
-                .get(name)
-                .await?
-                .take(limit)
-                .read_to_end(&mut bytes)
-                .await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-        };
-        read.await.map_err(|e| Error::Broker {
-            detail: format!("cannot read a stored result: {e}"),
-        })?;
+        let limit = self.pool.max_frame();
+        let bytes = super::read_object(store, name, limit, "a stored result").await?;
         if bytes.len() > self.pool.max_frame() {
             return Err(Error::Protocol {
                 detail: format!(

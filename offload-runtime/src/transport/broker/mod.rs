@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use tokio::io::AsyncReadExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::config::{self, Pools};
@@ -507,6 +508,30 @@ async fn bucket(js: &jetstream::Context) -> Result<jetstream::object_store::Obje
     .map_err(|e| Error::Broker {
         detail: format!("cannot open the object store {}: {e}", names::BUCKET),
     })
+}
+
+/// The object `name` of the bucket, read no further than one byte past `limit` whatever it says
+/// of itself, so that the reader can refuse one that is too large; `what` names it in errors.
+async fn read_object(
+    store: &jetstream::object_store::ObjectStore,
+    name: &str,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::new();
+    let read = async {
+        store
+            .get(name)
+            .await?
+            .take(limit as u64 + 1)
+            .read_to_end(&mut bytes)
+            .await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    };
+    read.await.map_err(|e| Error::Broker {
+        detail: format!("cannot read {what}: {e}"),
+    })?;
+    Ok(bytes)
 }
 
 /// An object of the bucket, in chunks as large as a message may be (the store's default, 128
