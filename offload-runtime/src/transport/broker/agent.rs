@@ -18,7 +18,7 @@ use tokio::sync::{oneshot, Notify};
 
 use super::event::{Event, Failure};
 use super::names::{self, Route};
-use super::{Average, BrokerConfig, ACK_WAIT, HEADROOM, HEARTBEAT};
+use super::{Average, BrokerConfig, ACK_WAIT, HEARTBEAT};
 use crate::function::{FnSpec, Table};
 use crate::transport::local::pool::ProcessPool;
 use crate::transport::outcome::{Attempt, WorkerId};
@@ -95,14 +95,14 @@ async fn serve(url: String) -> i32 {
             }
         }
     };
-    let inline = client.server_info().max_payload.saturating_sub(HEADROOM);
+    let inline = super::inline_limit(&client);
     let agent = Arc::new(Agent {
         id,
         client,
         js,
         store: tokio::sync::OnceCell::new(),
         build,
-        inline: inline.max(1024),
+        inline,
         stopping: AtomicBool::new(false),
         stop: Notify::new(),
         taken: Mutex::new(std::collections::HashSet::new()),

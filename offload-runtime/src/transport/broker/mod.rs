@@ -345,6 +345,17 @@ impl Average {
 const INLINE_DEFAULT: usize = (1 << 20) - HEADROOM;
 const HEADROOM: usize = 16 << 10;
 
+/// The most payload bytes a message of this server carries inline, headers and a call's own
+/// framing left room for; anything larger goes through the object store. Callers and agents
+/// judge it alike.
+fn inline_limit(client: &async_nats::Client) -> usize {
+    client
+        .server_info()
+        .max_payload
+        .saturating_sub(HEADROOM)
+        .max(1024)
+}
+
 /// A broker pool's connection, and the calls waiting for events on it.
 pub(crate) struct Link {
     client: async_nats::Client,
@@ -402,7 +413,7 @@ impl Link {
             .subscribe(format!("{}.*", names::ALIVE))
             .await
             .map_err(broker_error)?;
-        let inline = client.server_info().max_payload.saturating_sub(HEADROOM);
+        let inline = inline_limit(&client);
         let link = Arc::new(Link {
             client,
             js,
@@ -414,7 +425,7 @@ impl Link {
             alive: Mutex::new(HashMap::new()),
             presence: tokio::sync::Mutex::new(Presence::default()),
             echoed: Mutex::new(Instant::now()),
-            inline: inline.max(1024),
+            inline,
         });
         tokio::spawn(caller::route_replies(Arc::downgrade(&link), replies));
         tokio::spawn(caller::note_heartbeats(Arc::downgrade(&link), heartbeats));
