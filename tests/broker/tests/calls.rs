@@ -156,7 +156,7 @@ async fn calls_started_together_share_messages_and_each_gets_its_own_outcome() {
         Agent::start(server, &["crowd"], 2),
     ];
     within("calls at once", async {
-        for count in [1usize, 5, 64, 65, 700] {
+        for count in [1usize, 4, 5, 63, 64, 65, 129, 700] {
             // Mostly values and errors, a panic now and then, and a worker crash in a few.
             let how = |i: usize| match i % 50 {
                 7 => 2,
@@ -230,7 +230,7 @@ async fn f_map_runs_many_inputs_several_to_a_message_and_fails_only_the_bad_one(
         Agent::start(server, &["maps"], 2),
     ];
     within("maps", async {
-        for count in [1u64, 2, 15, 16, 17, 500, 5000] {
+        for count in [1u64, 2, 15, 16, 17, 63, 64, 65, 129, 500, 5000] {
             let results = square_map(0..count).collect().await;
             assert_eq!(results.len(), count as usize);
             for (x, result) in results.into_iter().enumerate() {
