@@ -197,12 +197,34 @@ impl<R: Send + 'static> Running<R> {
     }
 }
 
+/// The caller's iterator, shared by a map's drivers, each taking the next input with its index.
+pub(crate) struct Inputs<I> {
+    /// The iterator, until it ended or panicked, and how many inputs it gave.
+    next: Mutex<(Option<I>, usize)>,
+    panicked: Arc<Panicked>,
+}
+
+impl<I: Iterator> Inputs<I> {
+    /// The iterator's panic, should it panic, goes to `panicked`, for the caller.
+    pub(crate) fn new(inputs: I, panicked: Arc<Panicked>) -> Inputs<I> {
+        Inputs {
+            next: Mutex::new((Some(inputs), 0)),
+            panicked,
+        }
+    }
+
+    /// The next input and its index; `None` once the iterator ended or panicked.
+    pub(crate) fn next(&self) -> Option<(usize, I::Item)> {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let input = next_input(&mut next.0, &self.panicked)?;
+        next.1 += 1;
+        Some((next.1 - 1, input))
+    }
+}
+
 /// The next item of the caller's iterator, taken on a driver task: its panic is kept for the
 /// caller (see [`Map::next`]) rather than lost with the task, and `None` is all it gives after.
-pub(crate) fn next_input<I: Iterator>(
-    inputs: &mut Option<I>,
-    panicked: &Panicked,
-) -> Option<I::Item> {
+fn next_input<I: Iterator>(inputs: &mut Option<I>, panicked: &Panicked) -> Option<I::Item> {
     let iterator = inputs.as_mut()?;
     match std::panic::catch_unwind(AssertUnwindSafe(|| iterator.next())) {
         Ok(Some(input)) => Some(input),

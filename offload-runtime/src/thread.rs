@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::{self, Pools, DEFAULT_POOL};
-use crate::map::{next_input, Map, Panicked, Running};
+use crate::map::{Inputs, Map, Running};
 use crate::panic;
 use crate::Error;
 
@@ -157,26 +157,14 @@ where
             .unwrap_or_else(|| (config::cores() + 4).min(32));
         let (send, results) = mpsc::channel(threads * 2);
         let panicked = Arc::new(Mutex::new(None));
-        let shared = Arc::new(Inputs {
-            inputs: Mutex::new((Some(inputs), 0)),
-            panicked: panicked.clone(),
-            body,
-        });
+        let shared = Arc::new((Inputs::new(inputs, panicked.clone()), body));
         let mut drivers = JoinSet::new();
         for _ in 0..threads {
             let (shared, send) = (shared.clone(), send.clone());
             drivers.spawn(async move {
-                loop {
-                    let (index, input) = {
-                        let mut inputs = shared.inputs.lock().unwrap_or_else(|p| p.into_inner());
-                        let Some(input) = next_input(&mut inputs.0, &shared.panicked) else {
-                            return;
-                        };
-                        inputs.1 += 1;
-                        (inputs.1 - 1, input)
-                    };
+                while let Some((index, input)) = shared.0.next() {
                     let shared = shared.clone();
-                    let result = run(function, pool, move || (shared.body)(input)).await;
+                    let result = run(function, pool, move || (shared.1)(input)).await;
                     if send.send((index, result)).await.is_err() {
                         return;
                     }
@@ -186,14 +174,6 @@ where
         Running::new(results, panicked, drivers)
     };
     Map::new(hint, Box::new(start))
-}
-
-/// A thread-mode map's inputs, shared by its drivers: the caller's iterator (until it
-/// panicked) with how many inputs it gave, and the function's body.
-struct Inputs<I, F> {
-    inputs: Mutex<(Option<I>, usize)>,
-    panicked: Arc<Panicked>,
-    body: F,
 }
 
 /// Runs `body` on a blocking thread of `pool`, within the function's timeout.

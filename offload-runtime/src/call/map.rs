@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use super::{after_loss, within_timeout, Remote};
 use crate::function::codec::{decode, encode_call};
 use crate::function::{FnSpec, Transferable};
-use crate::map::{next_input, Map, Panicked, Running};
+use crate::map::{Inputs, Map, Running};
 use crate::transport::{Attempt, Backend};
 use crate::Error;
 
@@ -29,12 +29,11 @@ struct Item {
     attempts: u32,
 }
 
-struct Inputs<I> {
-    /// The caller's iterator, until it panicked, and how many inputs it gave.
-    inputs: Mutex<(Option<I>, usize)>,
+/// What a map's drivers share: the caller's inputs, and the calls to send again.
+struct Shared<I> {
+    inputs: Inputs<I>,
     /// Calls sent to a worker that died before starting them: sent again first.
     again: Mutex<Vec<Item>>,
-    panicked: Arc<Panicked>,
 }
 
 /// Runs `function` once per input on its process pool; see [`Map`]. Results travel as `W` and
@@ -60,10 +59,9 @@ where
         let chunk = chunk.unwrap_or(backend.chunk_size());
         let (send, results) = mpsc::channel(chunk * 4);
         let panicked = Arc::new(Mutex::new(None));
-        let shared = Arc::new(Inputs {
-            inputs: Mutex::new((Some(inputs), 0)),
+        let shared = Arc::new(Shared {
+            inputs: Inputs::new(inputs, panicked.clone()),
             again: Mutex::new(Vec::new()),
-            panicked: panicked.clone(),
         });
         let mut drivers = JoinSet::new();
         for _ in 0..backend.workers() {
@@ -85,7 +83,7 @@ async fn drive<I, A, W, R>(
     function: &'static Remote,
     backend: Backend,
     index: u32,
-    shared: Arc<Inputs<I>>,
+    shared: Arc<Shared<I>>,
     chunk: usize,
     results: mpsc::Sender<(usize, Result<R, Error>)>,
 ) where
@@ -174,7 +172,7 @@ fn take<I, A>(
     spec: &FnSpec,
     backend: Backend,
     index: u32,
-    shared: &Inputs<I>,
+    shared: &Shared<I>,
     chunk: usize,
 ) -> (Vec<Item>, Vec<(usize, Error)>)
 where
@@ -188,13 +186,10 @@ where
         batch.extend(again.drain(keep..));
     }
     let mut refused = Vec::new();
-    let mut inputs = shared.inputs.lock().unwrap_or_else(|p| p.into_inner());
     while batch.len() < chunk {
-        let Some(input) = next_input(&mut inputs.0, &shared.panicked) else {
+        let Some((position, input)) = shared.inputs.next() else {
             break;
         };
-        let position = inputs.1;
-        inputs.1 += 1;
         match encode_call(spec, backend.max_frame(), index, &input) {
             Ok(frame) => batch.push(Item {
                 index: position,
