@@ -2,7 +2,7 @@
 //! `f_map` over inputs, within its pool's limit.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use offload::{offload, Error, ThreadPool};
@@ -124,14 +124,45 @@ async fn a_map_fails_only_the_inputs_whose_calls_panic() {
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 static MOST: AtomicUsize = AtomicUsize::new(0);
 /// What `held` waits at: the calls of a test can only pass it together.
-static MEET: Mutex<Option<Arc<Barrier>>> = Mutex::new(None);
+static MEET: Mutex<Option<Arc<Meeting>>> = Mutex::new(None);
+
+/// A barrier that gives up: a call that waits longer than the liveness bound panics, so that a
+/// map running too few calls at once fails its test instead of hanging it.
+struct Meeting {
+    size: usize,
+    /// How many arrived in this round, and how many rounds met.
+    state: Mutex<(usize, usize)>,
+    met: Condvar,
+}
+
+impl Meeting {
+    fn wait(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.0 += 1;
+        if state.0 == self.size {
+            *state = (0, state.1 + 1);
+            self.met.notify_all();
+            return;
+        }
+        let round = state.1;
+        let (_state, waited) = self
+            .met
+            .wait_timeout_while(state, common::LIVENESS, |state| state.1 == round)
+            .unwrap();
+        assert!(
+            !waited.timed_out(),
+            "fewer than {} calls ran at once",
+            self.size
+        );
+    }
+}
 
 #[offload(thread, pool = "held")]
 fn held(input: usize) -> usize {
     let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
     MOST.fetch_max(now, Ordering::SeqCst);
-    let barrier = MEET.lock().unwrap().clone().unwrap();
-    barrier.wait();
+    let meeting = MEET.lock().unwrap().clone().unwrap();
+    meeting.wait();
     RUNNING.fetch_sub(1, Ordering::SeqCst);
     input
 }
@@ -145,7 +176,11 @@ fn held_on_the_default_pool(input: usize) -> usize {
 /// `rounds` rounds of `together` calls that can only end by meeting: a map that ran fewer at
 /// once would never end, and `MOST` tells whether it ran more.
 async fn meet_in_rounds(together: usize, rounds: usize, default_pool: bool) -> usize {
-    *MEET.lock().unwrap() = Some(Arc::new(Barrier::new(together)));
+    *MEET.lock().unwrap() = Some(Arc::new(Meeting {
+        size: together,
+        state: Mutex::new((0, 0)),
+        met: Condvar::new(),
+    }));
     MOST.store(0, Ordering::SeqCst);
     let inputs = 0..together * rounds;
     let map = if default_pool {
