@@ -215,7 +215,12 @@ static OPENED: std::sync::Condvar = std::sync::Condvar::new();
 fn wait_or_pass(wait: bool) -> bool {
     if wait {
         let open = GATE.lock().unwrap();
-        drop(OPENED.wait_while(open, |open| !*open).unwrap());
+        // Bounded, so that a test that fails before opening it does not hang on this thread.
+        drop(
+            OPENED
+                .wait_timeout_while(open, common::LIVENESS, |open| !*open)
+                .unwrap(),
+        );
     }
     wait
 }
