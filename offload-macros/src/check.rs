@@ -5,11 +5,11 @@ use proc_macro2::Span;
 use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
-use syn::{FnArg, ItemFn, ReturnType, Type, TypeReference};
+use syn::{FnArg, ItemFn, ReturnType, Safety, Type, TypeReference};
 
 use crate::args::Mode;
 use crate::errors::Errors;
-use crate::item::Owner;
+use crate::item::{receiver_type, Owner};
 use crate::show::show;
 
 pub fn function(item: &ItemFn, mode: Mode, owner: &Owner, errors: &mut Errors) {
@@ -29,7 +29,7 @@ pub fn function(item: &ItemFn, mode: Mode, owner: &Owner, errors: &mut Errors) {
              calls it",
         );
     }
-    if let Some(token) = &sig.unsafety {
+    if let Safety::Unsafe(token) = &sig.safety {
         errors.push(
             token.span(),
             "an `unsafe fn` cannot be offloaded: its safety conditions cannot be checked across \
@@ -67,7 +67,7 @@ pub fn function(item: &ItemFn, mode: Mode, owner: &Owner, errors: &mut Errors) {
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => {
-                if let Some(found) = borrow(&receiver.ty, mode) {
+                if let Some(found) = borrow(&receiver_type(receiver), mode) {
                     let shown = show(receiver);
                     let message = match mode {
                         Mode::Thread => format!(

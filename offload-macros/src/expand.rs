@@ -7,14 +7,15 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{
-    parse_quote, parse_quote_spanned, Attribute, FnArg, GenericParam, ImplItem, Item, ItemFn,
-    ItemImpl, Meta, Pat, Path, ReturnType, Token, Type, TypeParamBound,
+    parse_quote, parse_quote_spanned, Attribute, FnArg, FnModifiers, GenericParam, ImplItem, Item,
+    ItemFn, ItemImpl, Meta, Pat, Path, ReceiverKind, ReturnType, Safety, Token, Type,
+    TypeParamBound,
 };
 
 use crate::args::{self, Mode, Options};
 use crate::check;
 use crate::errors::Errors;
-use crate::item::Owner;
+use crate::item::{receiver_type, Owner};
 use crate::show::show;
 
 pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -80,7 +81,7 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
     let krate = args::parse_impl(args, &mut errors);
     let items = std::mem::take(&mut block.items);
-    if let Some((_, path, _)) = &block.trait_ {
+    if let Some((path, _)) = &block.trait_ {
         errors.at(
             path,
             "#[offload] goes on an inherent `impl` block: a trait fixes its methods' signatures, \
@@ -122,12 +123,13 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         let mut method_errors = Errors::default();
         let mut options = args::parse(args, span, &mut method_errors);
         options.krate = options.krate.or_else(|| krate.clone());
-        if let Some(token) = method.defaultness {
+        if let Some(token) = method.modifiers.defaultness {
             method_errors.push(token.span, "a `default fn` cannot be offloaded");
         }
         let item = ItemFn {
             attrs: method.attrs,
             vis: method.vis,
+            modifiers: FnModifiers::default(),
             sig: method.sig,
             block: Box::new(method.block),
         };
@@ -200,6 +202,7 @@ fn function(
         vis,
         sig,
         block,
+        ..
     } = item;
     if !errors.is_empty() && sig.ident == "main" {
         // An async `main` would only add rustc's own error to ours.
@@ -224,7 +227,7 @@ fn function(
     let mut wrapper = sig.clone();
     wrapper.asyncness = Some(Token![async](sig.fn_token.span));
     wrapper.constness = None;
-    wrapper.unsafety = None;
+    wrapper.safety = Safety::Default;
     wrapper.abi = None;
     wrapper.output = parse_quote!(-> ::core::result::Result<#value, #krate::Error>);
 
@@ -235,7 +238,7 @@ fn function(
     for (index, input) in wrapper.inputs.iter_mut().enumerate() {
         match input {
             FnArg::Receiver(this) => {
-                if this.reference.is_none() {
+                if matches!(this.kind, ReceiverKind::Value) {
                     this.mutability = None;
                 }
                 this.attrs.clear();
@@ -627,7 +630,7 @@ impl Function<'_> {
             Owner::Module => call.path,
             Owner::Impl(block) => {
                 if let Some(receiver) = receiver {
-                    types.insert(0, (*receiver.ty).clone());
+                    types.insert(0, receiver_type(receiver));
                     names.insert(0, format_ident!("__offload_self"));
                 }
                 let mut concrete = ConcreteSelf(&block.self_ty);
@@ -721,7 +724,7 @@ fn transfer_checks(
 ) -> Vec<TokenStream> {
     let mut crossing: Vec<(Type, Span)> = Vec::new();
     if let Some(receiver) = receiver {
-        crossing.push(((*receiver.ty).clone(), receiver.self_token.span));
+        crossing.push((receiver_type(receiver), receiver.self_token.span));
     }
     crossing.extend(types.iter().map(|ty| (ty.clone(), first_span(ty))));
     if !matches!(sig.output, ReturnType::Default) {
