@@ -37,10 +37,16 @@ fn lost_agent(server: &Server) -> Agent {
     Agent::start_leased(server, &["lost"], 1, LEASE)
 }
 
-/// The tests share pools and agents' queues; they take turns.
-async fn turn() -> tokio::sync::MutexGuard<'static, ()> {
-    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    TURN.lock().await
+/// The tests of one pool share its agents' queue; they take turns, while those of the other
+/// pool run beside them.
+async fn turn(pool: &str) -> tokio::sync::MutexGuard<'static, ()> {
+    static LOST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    static TIMED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    match pool {
+        "lost" => LOST.lock().await,
+        "timed" => TIMED.lock().await,
+        _ => unreachable!("a pool of these tests: {pool}"),
+    }
 }
 
 /// The pid of the call tagged `tag` once it started, and the agent whose worker runs it.
@@ -67,7 +73,7 @@ fn which(agents: &mut [Agent], pid: u32) -> &mut Agent {
 
 #[tokio::test]
 async fn an_agent_killed_mid_call_fails_a_call_without_retries_fast_and_never_runs_it_again() {
-    let _turn = turn().await;
+    let _turn = turn("lost").await;
     let server = server();
     let dir = scratch("killed");
     let mut agents = [lost_agent(server), lost_agent(server)];
@@ -90,7 +96,7 @@ async fn an_agent_killed_mid_call_fails_a_call_without_retries_fast_and_never_ru
 
 #[tokio::test]
 async fn an_agent_killed_mid_call_reruns_a_call_with_retries_on_another_agent() {
-    let _turn = turn().await;
+    let _turn = turn("lost").await;
     let server = server();
     let dir = scratch("retried");
     let mut agents = [lost_agent(server), lost_agent(server)];
@@ -112,7 +118,7 @@ async fn an_agent_killed_mid_call_reruns_a_call_with_retries_on_another_agent() 
 
 #[tokio::test]
 async fn a_frozen_agent_s_late_result_does_not_count_and_the_call_is_not_run_twice() {
-    let _turn = turn().await;
+    let _turn = turn("lost").await;
     let server = server();
     let dir = scratch("frozen");
     let mut agents = [lost_agent(server), lost_agent(server)];
@@ -146,7 +152,7 @@ async fn a_frozen_agent_s_late_result_does_not_count_and_the_call_is_not_run_twi
 
 #[tokio::test]
 async fn a_call_that_times_out_after_it_started_stops_its_worker_on_the_agent() {
-    let _turn = turn().await;
+    let _turn = turn("timed").await;
     let server = server();
     let dir = scratch("timeout-running");
     let _agent = Agent::start(server, &["timed"], 1);
@@ -161,7 +167,7 @@ async fn a_call_that_times_out_after_it_started_stops_its_worker_on_the_agent() 
 
 #[tokio::test]
 async fn a_call_that_times_out_or_is_dropped_before_it_started_never_runs() {
-    let _turn = turn().await;
+    let _turn = turn("timed").await;
     let server = server();
     let dir = scratch("timeout-queued");
     let _agent = Agent::start(server, &["timed"], 1);
@@ -189,7 +195,7 @@ async fn a_call_that_times_out_or_is_dropped_before_it_started_never_runs() {
 
 #[tokio::test]
 async fn a_dropped_running_call_stops_its_worker_on_the_agent() {
-    let _turn = turn().await;
+    let _turn = turn("lost").await;
     let server = server();
     let dir = scratch("dropped-running");
     let _agent = lost_agent(server);
@@ -202,7 +208,7 @@ async fn a_dropped_running_call_stops_its_worker_on_the_agent() {
 
 #[tokio::test]
 async fn an_agent_told_to_stop_finishes_the_calls_it_holds_then_exits() {
-    let _turn = turn().await;
+    let _turn = turn("lost").await;
     let server = server();
     let dir = scratch("stopping");
     let mut agent = lost_agent(server);
