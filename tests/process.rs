@@ -161,6 +161,16 @@ async fn the_body_runs_in_another_process_and_the_blocking_companion_in_this_one
     assert_eq!(add_blocking(1, 2), 3);
 }
 
+// `top`, `ps -o comm` and `pgrep` show a worker under its program's name, not as `exe`.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_worker_goes_by_its_program_s_name() {
+    let comm = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    let ours = comm(std::process::id());
+    assert_ne!(ours.trim(), "exe");
+    assert_eq!(comm(pid().await.unwrap()), ours);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_calls_all_complete() {
     let mut calls = tokio::task::JoinSet::new();

@@ -56,6 +56,33 @@ pub(crate) fn this_program() -> Result<Program, Error> {
     }
 }
 
+/// Gives a worker its program's name back. Started from `/proc/self/exe`, a worker's process
+/// name (what `top`, `ps -o comm` and `pgrep` show) would be `exe`; it becomes the name its
+/// caller goes by, the file name of `argv[0]`, cut to the kernel's 15 bytes.
+#[cfg(target_os = "linux")]
+pub(crate) fn take_program_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(arg0) = std::env::args_os().next() else {
+        return;
+    };
+    let Some(name) = Path::new(&arg0).file_name() else {
+        return;
+    };
+    let mut name = name.as_bytes()[..name.len().min(15)].to_vec();
+    if name.contains(&0) {
+        return;
+    }
+    name.push(0);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from the pointer,
+    // which points at `name`, alive for the call.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn take_program_name() {
+    // Started from the executable's own path, a worker already goes by its name.
+}
+
 /// Who the executable file was when this process started; recorded by the constructor every
 /// process that links offload runs (see `worker.rs`).
 #[cfg(not(target_os = "linux"))]

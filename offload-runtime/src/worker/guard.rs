@@ -86,6 +86,7 @@ pub(crate) fn entry() -> Result<bool, crate::Error> {
 /// Turns this process into a worker for good.
 fn become_worker(marker: Marker) -> ! {
     std::env::remove_var(super::boot::MARKER);
+    crate::sys::image::take_program_name();
     // A worker served from the constructor (a test binary) starts its own workers the same
     // way, should its functions call process-mode functions in turn.
     if !marker.from_ctor {
