@@ -1,10 +1,12 @@
 //! The resource limits a pool puts on its workers (`max_address_space`, `max_cpu_per_call`):
 //! an input that makes a function allocate or loop without end is stopped in its worker, the
-//! call fails alone, and the pool goes on with a new worker.
+//! call fails alone, and the pool goes on with a new worker. And the one limit the default
+//! thread pool takes: a cap set in code.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use offload::{offload, Exit, ProcessPool};
+use offload::{offload, Exit, ProcessPool, ThreadPool};
 
 offload::test_setup!();
 
@@ -111,4 +113,35 @@ fn a_limit_of_zero_is_refused() {
     assert!(zero_memory.apply().is_err());
     let zero_cpu = ProcessPool::configure("zero-cpu").max_cpu_per_call(Duration::ZERO);
     assert!(zero_cpu.apply().is_err());
+}
+
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static MOST_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Waits a while for two more calls beside it, which a cap of two forbids.
+#[offload(thread)]
+fn crowd() {
+    let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+    MOST_RUNNING.fetch_max(now, Ordering::SeqCst);
+    let since = Instant::now();
+    while RUNNING.load(Ordering::SeqCst) < 3 && since.elapsed() < Duration::from_millis(300) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    RUNNING.fetch_sub(1, Ordering::SeqCst);
+}
+
+// The default thread pool is tokio's blocking pool, without a cap of its own, until the program
+// gives it one; this binary's only thread-mode calls are these.
+#[tokio::test]
+async fn the_default_thread_pool_takes_a_cap_set_in_code() {
+    ThreadPool::configure("default")
+        .max_threads(2)
+        .apply()
+        .unwrap();
+    let calls: Vec<_> = (0..4).map(|_| tokio::spawn(crowd())).collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(MOST_RUNNING.load(Ordering::SeqCst), 2);
+    assert_eq!(ThreadPool::get("default").unwrap().max_threads(), Some(2));
 }

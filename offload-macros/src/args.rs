@@ -302,7 +302,13 @@ fn timeout(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<Option<u6
             }
             Some(ms) => Some(ms),
             None => {
-                errors.push(text.span(), UNITS);
+                match in_milliseconds(&text.value()) {
+                    Some(ms) => errors.push(
+                        text.span(),
+                        format!("a timeout is a whole number of its unit: write \"{ms}ms\""),
+                    ),
+                    None => errors.push(text.span(), UNITS),
+                }
                 None
             }
         },
@@ -410,10 +416,37 @@ fn parse_duration(text: &str) -> Option<u64> {
     number.checked_mul(scale)
 }
 
+/// A fractional duration such as `"1.5s"` in whole milliseconds, for the error that suggests
+/// them; `None` when it is not one, or is not a whole number of milliseconds either.
+fn in_milliseconds(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit.trim() {
+        "ms" => 1.0,
+        "s" => 1_000.0,
+        "m" | "min" => 60_000.0,
+        _ => return None,
+    };
+    let ms = number * scale;
+    (ms >= 1.0 && ms.fract() == 0.0 && ms < u64::MAX as f64).then_some(ms as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use quote::quote;
+
+    #[test]
+    fn a_fractional_timeout_is_told_in_milliseconds() {
+        assert_eq!(in_milliseconds("1.5s"), Some(1500));
+        assert_eq!(in_milliseconds("0.25s"), Some(250));
+        assert_eq!(in_milliseconds("2.5m"), Some(150_000));
+        assert_eq!(in_milliseconds("0.5ms"), None);
+        assert_eq!(in_milliseconds("1.5 seconds"), None);
+        assert_eq!(in_milliseconds("abc"), None);
+    }
 
     fn errors_of(args: TokenStream) -> Vec<String> {
         let mut errors = Errors::default();

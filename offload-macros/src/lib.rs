@@ -17,7 +17,8 @@ use proc_macro::TokenStream;
 /// `#[offload(process)]` in a worker process.
 ///
 /// `fn f(a: A) -> R` becomes `async fn f(a: A) -> Result<R, offload::Error>`; the body stays
-/// callable as `f_blocking(a)`, and a process-mode function also gets `f_map(inputs)`.
+/// callable as `f_blocking(a)`, and a free function also gets `f_map(inputs)`, which runs it
+/// once per input.
 ///
 /// ```ignore
 /// #[offload::offload(process, pool = "heavy", timeout = "30s")]
@@ -30,6 +31,12 @@ use proc_macro::TokenStream;
 /// `retries = N` and `name = "stable"` (process mode), `crate = path`. On an `impl` block,
 /// `#[offload]` without a mode lets the methods inside carry their own `#[offload(...)]`. The
 /// `offload` crate's documentation describes the modes, the equivalent code and the guard.
+///
+/// A function inside an `impl` block needs `#[offload]` on the block as well. A method (one
+/// that takes `self` or names `Self`) without it gets an error saying so; an associated
+/// function that does neither cannot be told from a free one, and gets rustc's
+/// ``cannot find function `f_blocking` in this scope`` at the attribute instead. The fix for
+/// both is `#[offload]` on the line above `impl`.
 #[proc_macro_attribute]
 pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::offload(args.into(), item.into()).into()
@@ -38,7 +45,8 @@ pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The worker guard, on `main`: in a re-executed copy of the program that was started as a
 /// worker, it serves calls and exits before anything else in `main` runs.
 ///
-/// Put it above `#[tokio::main]`, so that it runs before the runtime is built:
+/// Put it beside `#[tokio::main]`, above or below: either way it runs before the runtime is
+/// built.
 ///
 /// ```ignore
 /// #[offload::main]

@@ -35,6 +35,11 @@ pub enum Error {
     /// Arguments or result could not be encoded or decoded with serde + postcard. When postcard
     /// failed on this side (encoding the arguments, decoding the result),
     /// [`source`](std::error::Error::source) returns its `postcard::Error`.
+    ///
+    /// The usual cause is a type whose serde code asks the format what comes next, which
+    /// postcard cannot say: `#[serde(untagged)]`, `#[serde(flatten)]`, internally or adjacently
+    /// tagged enums (`#[serde(tag = "…")]`), `serde_json::Value`. Send plainly derived types, or
+    /// such a value as a `String`. `detail` names the type and says which of these it met.
     Codec {
         /// Registry name of the function.
         function: &'static str,
@@ -48,7 +53,9 @@ pub enum Error {
     },
     /// A worker process could not be started or did not complete its handshake. When the
     /// system refused to start it, [`source`](std::error::Error::source) returns its
-    /// `std::io::Error`.
+    /// `std::io::Error`. `reason` says which: most often a limit of the system (processes,
+    /// open files, memory) or a worker that exited before its handshake, whose own output is
+    /// on this program's stderr.
     WorkerStart {
         /// What went wrong and what to do about it.
         reason: String,
@@ -72,7 +79,9 @@ pub enum Error {
         message: String,
     },
     /// The function is not in the worker's registry (for example, the linker dropped its
-    /// registration). `function` is the registry name that was looked up.
+    /// registration). `function` is the registry name that was looked up. Rebuild, and check
+    /// that the crate defining the function is linked into the binary that runs the pool's
+    /// workers (a pool given another `program` runs that one).
     NotRegistered {
         /// Registry name of the function.
         function: &'static str,
@@ -99,7 +108,9 @@ pub enum Error {
         detail: String,
     },
     /// The call was awaited outside a tokio runtime, which offloaded functions need: their
-    /// futures wait for threads and pipes through tokio.
+    /// futures wait for threads and pipes through tokio. Await it in code that tokio runs
+    /// (`#[tokio::main]`, `#[tokio::test]`, `Runtime::block_on`), or call the function's
+    /// `f_blocking` companion from synchronous code.
     NoRuntime {
         /// Registry name of the function.
         function: &'static str,
@@ -204,11 +215,12 @@ impl fmt::Display for Error {
                 write!(f, "could not start a worker process: {reason}")
             }
             Error::GuardMissing => f.write_str(
-                "this program's main does not start with the offload worker guard, so a \
-                 re-executed copy cannot become a worker: put #[offload::main] above \
-                 #[tokio::main], or call offload::serve_if_worker() as the first line of a plain \
-                 fn main, before any tokio runtime is built (inside #[tokio::main]'s async main \
-                 is too late) (in a test crate: add offload::test_setup!();)",
+                "this program does not start with the offload worker guard, so a re-executed \
+                 copy cannot become a worker. In a test crate (a file in tests/, or unit tests \
+                 under #[cfg(test)]), add offload::test_setup!(); at its top. In a program, put \
+                 #[offload::main] above #[tokio::main], or call offload::serve_if_worker() as \
+                 the first line of a plain fn main, before any tokio runtime is built (inside \
+                 #[tokio::main]'s async main is too late)",
             ),
             Error::WorkerSetup { setup, message } => write!(
                 f,
@@ -302,23 +314,20 @@ impl fmt::Debug for Error {
                 stage,
                 detail,
                 source,
-            } => f
-                .debug_struct("Codec")
-                .field("function", function)
-                .field("stage", stage)
-                .field("detail", detail)
-                .field("source", source)
-                .finish(),
-            Error::WorkerStart { reason, source } => f
-                .debug_struct("WorkerStart")
-                .field("reason", reason)
-                .field("source", source)
-                .finish(),
-            // Its fix is the whole point: `?` in `main` and `assert_eq!` print this form.
-            Error::GuardMissing => f
-                .debug_tuple("GuardMissing")
-                .field(&format_args!("{self}"))
-                .finish(),
+            } => with_source(
+                f.debug_struct("Codec")
+                    .field("function", function)
+                    .field("stage", stage)
+                    .field("detail", detail),
+                source,
+            ),
+            Error::WorkerStart { reason, source } => with_source(
+                f.debug_struct("WorkerStart").field("reason", reason),
+                source,
+            ),
+            // Its fix is the whole point: `?` in `main` and `assert_eq!` print this form. It
+            // follows the variant's name as text, not as a field the variant does not have.
+            Error::GuardMissing => write!(f, "GuardMissing: {self}"),
             Error::WorkerSetup { setup, message } => f
                 .debug_struct("WorkerSetup")
                 .field("setup", setup)
@@ -341,11 +350,12 @@ impl fmt::Debug for Error {
                 f.debug_struct("Protocol").field("detail", detail).finish()
             }
             // As for `GuardMissing`: the fix, wherever `{:?}` prints it.
-            Error::NoRuntime { function } => f
-                .debug_struct("NoRuntime")
-                .field("function", function)
-                .field("fix", &format_args!("{self}"))
-                .finish(),
+            Error::NoRuntime { function } => {
+                f.debug_struct("NoRuntime")
+                    .field("function", function)
+                    .finish()?;
+                write!(f, ": {self}")
+            }
             Error::Shutdown => f.write_str("Shutdown"),
             Error::Config { detail } => f.debug_struct("Config").field("detail", detail).finish(),
             Error::WorkerLost { function, agent } => f
@@ -364,6 +374,14 @@ impl fmt::Debug for Error {
                 .finish(),
             Error::Broker { detail } => f.debug_struct("Broker").field("detail", detail).finish(),
         }
+    }
+}
+
+/// Ends a variant's `Debug` form with its source when it has one; `Source(None)` says nothing.
+fn with_source(fields: &mut fmt::DebugStruct<'_, '_>, source: &Source) -> fmt::Result {
+    match &source.0 {
+        Some(cause) => fields.field("source", cause).finish(),
+        None => fields.finish_non_exhaustive(),
     }
 }
 

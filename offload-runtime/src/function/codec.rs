@@ -59,9 +59,29 @@ impl<'a> Explained<'a> {
         Explained::named(error, std::any::type_name::<T>())
     }
 
+    /// The arguments of a one-argument function travel as a tuple of one, `(T,)`: such a
+    /// tuple is named by the type in it, the one its user wrote.
     pub(crate) fn named(error: &'a postcard::Error, of: &'static str) -> Self {
+        let of = of
+            .strip_prefix('(')
+            .and_then(|inner| inner.strip_suffix(",)"))
+            .filter(|inner| !has_top_level_comma(inner))
+            .unwrap_or(of);
         Explained { error, of }
     }
+}
+
+/// Whether `name` lists several types, such as the `A, (B, C)` of `(A, (B, C),)`.
+fn has_top_level_comma(name: &str) -> bool {
+    let mut depth = 0i32;
+    name.chars().any(|c| {
+        match c {
+            '(' | '<' | '[' => depth += 1,
+            ')' | '>' | ']' => depth -= 1,
+            _ => {}
+        }
+        c == ',' && depth == 0
+    })
 }
 
 impl std::fmt::Display for Explained<'_> {
@@ -177,6 +197,21 @@ pub(crate) fn decode<R: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tuple_of_one_is_named_by_the_type_in_it() {
+        let error = postcard::Error::WontImplement;
+        let of = |name| Explained::named(&error, name).of;
+        assert_eq!(of("(app::Shape,)"), "app::Shape");
+        assert_eq!(
+            of("(std::collections::HashMap<u8, (u8, u16)>,)"),
+            "std::collections::HashMap<u8, (u8, u16)>"
+        );
+        assert_eq!(of("(app::Shape, u32)"), "(app::Shape, u32)");
+        assert_eq!(of("((u8, u16),)"), "(u8, u16)");
+        assert_eq!(of("app::Shape"), "app::Shape");
+        assert_eq!(of("()"), "()");
+    }
 
     #[test]
     fn encoding_stops_at_the_limit_and_not_before() {

@@ -143,7 +143,7 @@ fn a_guard_inside_the_runtime_is_the_same_clear_error() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(stdout.matches("main started").count(), 1, "{stdout}");
     assert_eq!(
-        stdout.matches("error: GuardMissing(").count(),
+        stdout.matches("error: GuardMissing: ").count(),
         3,
         "each call: {stdout}"
     );

@@ -25,4 +25,9 @@ fn e(x: u64) -> u64 {
     x
 }
 
+#[offload(process, timeout = "1.5s")]
+fn f(x: u64) -> u64 {
+    x
+}
+
 fn main() {}
