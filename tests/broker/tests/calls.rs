@@ -194,8 +194,12 @@ async fn arguments_and_results_of_any_size_cross_through_the_object_store_when_l
                 .iter()
                 .fold(0u64, |sum, &b| sum.rotate_left(5) ^ u64::from(b));
             let back = size / 2;
-            let (len, got, result) = digest(bytes, back).await.unwrap();
-            assert_eq!((len, got, result.len()), (size, sum, back), "size {size}");
+            let got = digest(bytes, back).await.unwrap();
+            assert_eq!(
+                (got.len, got.sum, got.back.len()),
+                (size, sum, back),
+                "size {size}"
+            );
         }
     })
     .await;
