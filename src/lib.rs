@@ -29,8 +29,9 @@
 //!
 //! `#[offload(thread)]` and `#[offload(process)]` turn a synchronous `fn f(a: A) -> R` into
 //! `async fn f(a: A) -> Result<R, offload::Error>`, so no call site changes when a function
-//! switches modes (process mode also needs serde's traits on the types that cross). The function's own return value is never folded into [`Error`]: a
-//! function returning `Result<T, E>` gives `Result<Result<T, E>, offload::Error>`.
+//! switches modes (process mode also needs serde's traits on the types that cross). The function's own return
+//! value is never folded into [`Error`]: a function returning `Result<T, E>` gives
+//! `Result<Result<T, E>, offload::Error>`.
 //!
 //! The body itself stays callable, unchanged, as `f_blocking(a)`: for synchronous callers and
 //! unit tests. Visibility, doc comments and attributes are kept. A free function also gets
@@ -61,8 +62,8 @@
 //! | `thread` | on tokio's blocking pool | blocking I/O, blocking libraries | `Send + 'static` |
 //! | `process` | in a worker process | CPU-heavy work, code that may crash | `Serialize + Deserialize` |
 //!
-//! A process-mode call pays for encoding its arguments and result and one round trip over a
-//! pair of pipes; in exchange the body runs in parallel with everything else and a crash in it (abort,
+//! A process-mode call pays for encoding its arguments and result and one round trip over a pair of
+//! pipes; in exchange the body runs in parallel with everything else and a crash in it (abort,
 //! segfault, `exit`) fails that one call instead of the program.
 //!
 //! Options, after the mode: `pool = "name"` runs on a named pool ([`ThreadPool`],

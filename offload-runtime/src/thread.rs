@@ -18,8 +18,9 @@ static POOLS: Pools<Option<usize>, ThreadPool> = Pools::new();
 ///
 /// Functions name their pool with `#[offload(thread, pool = "io")]`. The threads themselves come
 /// from tokio's blocking pool; the default pool (no `pool = …`) has no limit of its own, like
-/// `run_in_executor(None, …)`, unless configured as `"default"` in code. A named pool holds `max_threads` from [`ThreadPool::configure`],
-/// else from `OFFLOAD_THREADS_<NAME>`, else `min(32, cores + 4)` as Python does.
+/// `run_in_executor(None, …)`, unless configured as `"default"` in code. A named pool holds
+/// `max_threads` from [`ThreadPool::configure`], else from `OFFLOAD_THREADS_<NAME>`, else
+/// `min(32, cores + 4)` as Python does.
 pub struct ThreadPool {
     limit: Option<Semaphore>,
     max_threads: Option<usize>,

@@ -64,9 +64,9 @@ struct Waiting {
 }
 
 impl BrokerPool {
-    /// One attempt at a call without a timeout: alone while few calls are on their way or calls
-    /// run long, else in a message shared with the calls of the same function started with it. A shared call
-    /// whose future is dropped runs on unless all the calls of its message were dropped.
+    /// One attempt at a call without a timeout: alone while few calls are on their way or calls run
+    /// long, else in a message shared with the calls of the same function started with it. A shared
+    /// call whose future is dropped runs on unless all the calls of its message were dropped.
     pub(crate) async fn attempt(&'static self, spec: &'static FnSpec, frame: Vec<u8>) -> Answer {
         let batches = &self.batches;
         if batches.alone.fetch_add(1, Ordering::Relaxed) < ALONE || !batches.short() {

@@ -103,8 +103,9 @@ impl ProcessPoolBuilder {
 
     /// How deeply nested a value either side decodes (default 1024 levels: each `Vec`, struct,
     /// tuple, map, enum or `Some` is one level down). Beyond it a call fails with
-    /// [`Error::Codec`](crate::Error::Codec) instead of recursing: a result nested 100,000 deep would overflow the
-    /// caller's stack, and bytes from a corrupt worker could ask for that with 100 kB.
+    /// [`Error::Codec`](crate::Error::Codec) instead of recursing: a result nested 100,000 deep
+    /// would overflow the caller's stack, and bytes from a corrupt worker could ask for that with
+    /// 100 kB.
     pub fn max_depth(mut self, levels: u32) -> Self {
         self.config.max_depth = levels;
         self
@@ -221,10 +222,10 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// Runs `program` as the worker instead of this program's own executable. It must be the
-    /// same build: each worker sends a hash of its executable's bytes in its handshake, and a
-    /// different one fails the call with [`Error::VersionMismatch`](crate::Error::VersionMismatch) (hashing costs a worker start
-    /// about a millisecond per megabyte of executable).
+    /// Runs `program` as the worker instead of this program's own executable. It must be the same
+    /// build: each worker sends a hash of its executable's bytes in its handshake, and a different
+    /// one fails the call with [`Error::VersionMismatch`](crate::Error::VersionMismatch) (hashing
+    /// costs a worker start about a millisecond per megabyte of executable).
     pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
         self.config.program = Some(program.into());
         self

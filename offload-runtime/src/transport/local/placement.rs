@@ -13,9 +13,9 @@
 //! the kernel may move it as usual. As the call ends, the worker says which core it ended on and
 //! whether it had under a quarter of the CPU there: a core that other work keeps that busy is left
 //! out of placement for a second (twice as long each time in a row, up to eight), since a worker
-//! that stepped back gets a tenth of it, less than it would get beside another long call. The core is one of those the fewest long calls of this
-//! process run on, the worker's last if it is one of them. Short calls are left alone: the system
-//! calls would cost more than a misplaced wake-up.
+//! that stepped back gets a tenth of it, less than it would get beside another long call. The core
+//! is one of those the fewest long calls of this process run on, the worker's last if it is one of
+//! them. Short calls are left alone: the system calls would cost more than a misplaced wake-up.
 
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{note_worker_affinity, widen_this_worker, Placed};
