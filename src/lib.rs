@@ -29,9 +29,9 @@
 //!
 //! `#[offload(thread)]` and `#[offload(process)]` turn a synchronous `fn f(a: A) -> R` into
 //! `async fn f(a: A) -> Result<R, offload::Error>`, so no call site changes when a function
-//! switches modes (process mode also needs serde's traits on the types that cross). The function's own return
-//! value is never folded into [`Error`]: a function returning `Result<T, E>` gives
-//! `Result<Result<T, E>, offload::Error>`.
+//! switches modes (process mode also needs serde's traits on the types that cross). The
+//! function's own return value is never folded into [`Error`]: a function returning
+//! `Result<T, E>` gives `Result<Result<T, E>, offload::Error>`.
 //!
 //! The body itself stays callable, unchanged, as `f_blocking(a)`: for synchronous callers and
 //! unit tests. Visibility, doc comments and attributes are kept. A free function also gets
