@@ -38,15 +38,23 @@ fn hostname() -> String {
 
 #[offload::main]
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
+    // Said in words, not as `main`'s `Debug` of the error.
+    if let Err(error) = run().await {
+        eprintln!("error: {error}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let pool = offload::BrokerPool::get("cluster").map_err(|e| {
-        format!("{e}\n(set OFFLOAD_BROKER_CLUSTER=nats://127.0.0.1:4222 with a nats-server -js)")
+        format!("{e} (set OFFLOAD_BROKER_CLUSTER=nats://127.0.0.1:4222, the URL of a broker)")
     })?;
     pool.start().await?;
     let agents = start_agents()?;
 
     let started = Instant::now();
-    // One input to a message, so that every agent gets some (the default, 16 to a message,
+    // One input to a message, so that every agent gets some (the default, 64 to a message,
     // suits many small inputs).
     let mut results = count_primes_map((0..16).map(|i| 1_000_000 + i * 50_000)).chunk_size(1);
     let mut by_agent = std::collections::BTreeMap::<String, usize>::new();

@@ -256,3 +256,28 @@ fn an_agent_given_a_lease_it_cannot_use_says_so_and_exits() {
         );
     }
 }
+
+#[test]
+fn an_agent_given_a_url_that_does_not_parse_says_so_and_exits() {
+    for url in ["http://127.0.0.1:4222", "127.0.0.1:4222x", "nats://:::"] {
+        let mut agent = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("OFFLOAD_AGENT", url)
+            .args(["--exact", "not-a-test"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // An agent that retries instead is killed after the liveness bound, and fails below.
+        let started = Instant::now();
+        while agent.try_wait().unwrap().is_none() && started.elapsed() < LIVENESS {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = agent.kill();
+        let out = agent.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {said}");
+        assert!(
+            said.contains("is not a broker URL") && said.contains("nats://"),
+            "{url}: {said}"
+        );
+    }
+}

@@ -1,10 +1,10 @@
 //! The broker killed and restarted while calls are queued and running: nothing queued is
-//! lost, and callers and agents carry on once it is back. A binary of its own, since it takes
-//! the server down.
+//! lost, and callers and agents carry on once it is back; and an agent told to stop while the
+//! broker is down stops. A binary of its own, since it takes servers down.
 
 #![cfg(target_os = "linux")]
 
-use offload::BrokerPool;
+use offload::{BrokerPool, Error};
 use offload_test_broker::*;
 
 offload::test_setup!();
@@ -49,4 +49,38 @@ async fn calls_queued_when_the_broker_restarts_all_run_once_it_is_back() {
         .unwrap()
         .unwrap();
     assert_eq!(started(&dir, "after"), vec![pid]);
+}
+
+#[tokio::test]
+async fn an_idle_agent_told_to_stop_while_the_broker_is_down_stops() {
+    let mut server = Server::start("offline");
+    let mut agent = Agent::start(&server, &["restart"], 1);
+    server.kill();
+    agent.signal(libc::SIGTERM);
+    // `wait` fails the test if the agent is still there after the liveness bound; it used to
+    // wait for the broker to come back.
+    let status = tokio::task::spawn_blocking(move || agent.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_call_with_a_timeout_gives_up_on_a_broker_that_is_down_within_its_timeout() {
+    let mut server = Server::start("down");
+    BrokerPool::configure("timed")
+        .url(&server.url)
+        .apply()
+        .unwrap();
+    // Connected first, so that it is the broker that goes, not a connection never made.
+    BrokerPool::get("timed").unwrap().start().await.unwrap();
+    server.kill();
+    // `hold_timed` has a 1.5 s timeout; a call used to try for 30 s, past this bound.
+    let result = tokio::time::timeout(LIVENESS, hold_timed(scratch("down"), "d".into(), 0))
+        .await
+        .expect("no answer within the liveness bound");
+    assert!(
+        matches!(&result, Err(Error::Broker { detail }) if detail.contains("down or unreachable")),
+        "{result:?}"
+    );
 }

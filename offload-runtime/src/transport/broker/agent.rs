@@ -75,12 +75,21 @@ async fn serve(url: String) -> i32 {
             return 2;
         }
     };
+    let mut said = Said::default();
     let client = loop {
         let options = async_nats::ConnectOptions::new().name(format!("offload agent {id}"));
         match options.connect(url.as_str()).await {
             Ok(client) => break client,
+            // No retry mends a URL that does not parse.
+            Err(e) if e.kind() == async_nats::ConnectErrorKind::ServerParse => {
+                eprintln!(
+                    "offload agent {id}: OFFLOAD_AGENT is not a broker URL ({e}): give one such \
+                     as nats://broker.internal:4222"
+                );
+                return 2;
+            }
             Err(e) => {
-                eprintln!("offload agent {id}: cannot connect to the broker yet ({e}); retrying");
+                said.once(&id, &format!("cannot connect to the broker yet ({e})"));
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -90,7 +99,7 @@ async fn serve(url: String) -> i32 {
         match super::queue(&js, &BrokerConfig::default()).await {
             Ok(stream) => break stream,
             Err(e) => {
-                eprintln!("offload agent {id}: {e}; retrying");
+                said.once(&id, &e.to_string());
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -131,16 +140,46 @@ async fn serve(url: String) -> i32 {
         _ = tokio::signal::ctrl_c() => {}
     }
     // Stop pulling, let the calls held finish and answer, then go; a second signal ends it now.
+    eprintln!(
+        "offload agent {}: stopping once the calls it holds are answered (a second signal \
+         stops it now)",
+        agent.id
+    );
     agent.stopping.store(true, Ordering::SeqCst);
     agent.stop.notify_waiters();
     let finished = async {
         while serving.join_next().await.is_some() {}
-        let _ = agent.client.flush().await;
+        // Sends the last answers. A flush waits for a broker that is down to come back, which
+        // an agent told to stop must not do: it flushes only while connected, and not for long.
+        let connected = matches!(
+            agent.client.connection_state(),
+            async_nats::connection::State::Connected
+        );
+        if connected {
+            let _ = tokio::time::timeout(FLUSH_FOR, agent.client.flush()).await;
+        }
     };
     tokio::select! {
         _ = finished => 0,
         _ = terminate.recv() => 130,
         _ = tokio::signal::ctrl_c() => 130,
+    }
+}
+
+/// How long a stopping agent waits for its last answers to reach the broker.
+const FLUSH_FOR: Duration = Duration::from_secs(5);
+
+/// Says each of a retry loop's complaints once, and again only when it changes: a broker that
+/// stays unreachable for an hour makes one line, not 3,600.
+#[derive(Default)]
+struct Said(String);
+
+impl Said {
+    fn once(&mut self, agent: &str, complaint: &str) {
+        if self.0 != complaint {
+            eprintln!("offload agent {agent}: {complaint}; retrying every second");
+            complaint.clone_into(&mut self.0);
+        }
     }
 }
 
@@ -268,6 +307,7 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
         max_ack_pending: 100_000,
         ..Default::default()
     };
+    let mut said = Said::default();
     let consumer: jetstream::consumer::PullConsumer = loop {
         match stream
             .get_or_create_consumer(&route.consumer, config.clone())
@@ -275,7 +315,7 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
         {
             Ok(consumer) => break consumer,
             Err(e) => {
-                eprintln!("offload agent {}: pool `{name}`: {e}; retrying", agent.id);
+                said.once(&agent.id, &format!("pool `{name}`: {e}"));
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

@@ -140,7 +140,9 @@ impl BrokerPool {
 }
 
 /// Publishes a call message and waits for the server to store it; through a broker restart,
-/// tries again (the message id makes a repeat harmless) for up to [`REACH_FOR`].
+/// tries again (the message id makes a repeat harmless) for up to [`REACH_FOR`], or the call's
+/// timeout if it is shorter: a caller who set one does not wait longer for a broker that is
+/// down.
 async fn publish(
     link: &Link,
     spec: &FnSpec,
@@ -150,6 +152,9 @@ async fn publish(
 ) -> Result<u64, Error> {
     use async_nats::jetstream::context::PublishErrorKind;
     let since = Instant::now();
+    let reach = spec
+        .timeout
+        .map_or(REACH_FOR, |timeout| timeout.min(REACH_FOR));
     loop {
         let sent = match link
             .js
@@ -173,9 +178,19 @@ async fn publish(
             error.kind(),
             PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
         );
-        if !passing || since.elapsed() > REACH_FOR {
+        if !passing {
             return Err(Error::Broker {
                 detail: format!("cannot queue a call of `{}`: {text}", spec.name),
+            });
+        }
+        if since.elapsed() > reach {
+            return Err(Error::Broker {
+                detail: format!(
+                    "cannot queue a call of `{}`: the broker has not confirmed it for {reach:?} \
+                     ({text}); it is down or unreachable. Should it have stored the call after \
+                     all, an agent may still run it",
+                    spec.name
+                ),
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -448,7 +448,11 @@ async fn connect(
         .connect(url)
         .await
         .map_err(|e| Error::Broker {
-            detail: format!("cannot connect to {}: {e}", without_password(url)),
+            detail: format!(
+                "cannot connect to {}: {e}; check that a nats-server with JetStream \
+                 (`nats-server -js`) runs there and this host can reach it",
+                without_password(url)
+            ),
         })
 }
 
