@@ -84,3 +84,27 @@ async fn a_call_with_a_timeout_gives_up_on_a_broker_that_is_down_within_its_time
         "{result:?}"
     );
 }
+
+#[tokio::test]
+async fn a_call_running_through_an_outage_comes_back_though_its_agent_reconnects_late() {
+    let mut server = Server::start("outage");
+    BrokerPool::configure("lost")
+        .url(&server.url)
+        .apply()
+        .unwrap();
+    let dir = scratch("outage");
+    let agent = Agent::start(&server, &["lost"], 1);
+    let call = tokio::spawn(hold(dir.clone(), "o".into(), 6000));
+    until("the call started", || !started(&dir, "o").is_empty()).await;
+    // The broker is down for longer than a lost agent's silence; once it is back, this side
+    // reconnects at once, while the agent, frozen, comes back seconds later, as one whose
+    // client is backing off would. (The waits are the outage's shape, not synchronisation.)
+    server.kill();
+    agent.signal(libc::SIGSTOP);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    server.restart();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    agent.signal(libc::SIGCONT);
+    let answer = tokio::time::timeout(LIVENESS, call).await.unwrap().unwrap();
+    assert_eq!(answer, Ok(started(&dir, "o")[0]));
+}

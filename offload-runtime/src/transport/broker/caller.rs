@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::event::Event;
-use super::{io, names, BrokerPool, Link, HEARTBEAT, LOST_AFTER, NO_AGENTS_FOR};
+use super::{io, names, BrokerPool, Link, HEARTBEAT, LOST_AFTER, NO_AGENTS_FOR, RECONNECT_GRACE};
 use crate::function::codec::encode_call;
 use crate::function::FnSpec;
 use crate::transport::outcome::{Attempt, WorkerId};
@@ -537,7 +537,9 @@ impl Link {
     /// How long `agent` had been silent when this side last heard its own echo: silence
     /// counts only while this side's link is known to deliver. A link that lags (a large
     /// transfer ahead of the heartbeats, a busy thread) or is down delays the echo as much as
-    /// the heartbeats, so it never makes a live agent look lost.
+    /// the heartbeats, so it never makes a live agent look lost. Once the link is back from an
+    /// outage, silence counts only from [`RECONNECT_GRACE`] after that, less [`LOST_AFTER`]:
+    /// the agent's own reconnection may come seconds after this side's.
     fn silent(&self, agent: &str) -> Duration {
         let heard = self
             .alive
@@ -546,8 +548,15 @@ impl Link {
             .get(agent)
             .copied();
         let echoed = *self.echoed.lock().unwrap_or_else(|p| p.into_inner());
+        let excused = self
+            .resumed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|resumed| resumed + RECONNECT_GRACE - LOST_AFTER);
         match heard {
-            Some(heard) => echoed.saturating_duration_since(heard),
+            Some(heard) => {
+                echoed.saturating_duration_since(excused.map_or(heard, |e| e.max(heard)))
+            }
             None => Duration::ZERO,
         }
     }
@@ -591,7 +600,14 @@ pub(super) async fn route_replies(link: Weak<Link>, mut replies: async_nats::Sub
     while let Some(message) = replies.next().await {
         let Some(link) = link.upgrade() else { return };
         if message.subject.ends_with(ECHO) {
-            *link.echoed.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            let now = Instant::now();
+            let last = std::mem::replace(
+                &mut *link.echoed.lock().unwrap_or_else(|p| p.into_inner()),
+                now,
+            );
+            if now.duration_since(last) > LOST_AFTER {
+                *link.resumed.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+            }
             continue;
         }
         let id = message

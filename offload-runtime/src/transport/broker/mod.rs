@@ -37,6 +37,10 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_millis(500);
 /// How long a caller waits without a heartbeat from the agent that took a call before it
 /// counts the agent as lost.
 pub(crate) const LOST_AFTER: Duration = Duration::from_secs(2);
+/// How long after this side's link comes back from an outage its agents have to be heard
+/// again before one counts as lost: they reconnect at their own pace, the client waiting up to
+/// 4 s between tries.
+pub(crate) const RECONNECT_GRACE: Duration = Duration::from_secs(6);
 /// How long no agent may answer for a pool before its queued calls are withdrawn.
 pub(crate) const NO_AGENTS_FOR: Duration = Duration::from_secs(2);
 /// How long the server waits for an agent's lease renewal before it hands the message to
@@ -372,6 +376,8 @@ pub(crate) struct Link {
     presence: tokio::sync::Mutex<Presence>,
     /// When this side last heard its own echo through the server.
     echoed: Mutex<Instant>,
+    /// When the echo last came back after a gap of over [`LOST_AFTER`]: the link was out.
+    resumed: Mutex<Option<Instant>>,
     inline: usize,
 }
 
@@ -425,6 +431,7 @@ impl Link {
             alive: Mutex::new(HashMap::new()),
             presence: tokio::sync::Mutex::new(Presence::default()),
             echoed: Mutex::new(Instant::now()),
+            resumed: Mutex::new(None),
             inline,
         });
         tokio::spawn(caller::route_replies(Arc::downgrade(&link), replies));
