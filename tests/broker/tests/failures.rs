@@ -281,3 +281,40 @@ fn an_agent_given_a_url_that_does_not_parse_says_so_and_exits() {
         );
     }
 }
+
+/// Run by `a_call_whose_caller_is_gone_stops_on_its_agent_when_its_timeout_is_past` as a
+/// caller of its own, killed mid-call: calls `hold_timed` on the server in
+/// `OFFLOAD_TEST_BROKER_URL`, writing into `OFFLOAD_TEST_DIR`.
+#[tokio::test]
+#[ignore = "a caller that another test starts and kills"]
+async fn caller_killed_mid_call() {
+    let url = std::env::var("OFFLOAD_TEST_BROKER_URL").unwrap();
+    let dir = std::env::var("OFFLOAD_TEST_DIR").unwrap();
+    BrokerPool::configure("timed").url(url).apply().unwrap();
+    let _ = hold_timed(dir.into(), "orphan".into(), 60_000).await;
+}
+
+#[tokio::test]
+async fn a_call_whose_caller_is_gone_stops_on_its_agent_when_its_timeout_is_past() {
+    let _turn = turn("timed").await;
+    let server = server();
+    let dir = scratch("orphan");
+    let _agent = Agent::start(server, &["timed"], 1);
+    let mut caller = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "caller_killed_mid_call", "--ignored"])
+        .env("OFFLOAD_TEST_BROKER_URL", &server.url)
+        .env("OFFLOAD_TEST_DIR", &dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    until("the orphan's call started", || {
+        !started(&dir, "orphan").is_empty()
+    })
+    .await;
+    let worker = started(&dir, "orphan")[0];
+    let _ = caller.kill();
+    let _ = caller.wait();
+    // `hold_timed`'s timeout is 1.5 s; the body would run for 60.
+    until("the orphaned call's worker stopped", || !alive(worker)).await;
+    until_queue_empty(server, "timed").await;
+}

@@ -18,7 +18,7 @@ use tokio::sync::{oneshot, Notify};
 
 use super::event::{Event, Failure};
 use super::names::{self, Route};
-use super::{Average, BrokerConfig, ACK_WAIT, HEARTBEAT};
+use super::{Average, BrokerConfig, ACK_WAIT, HEARTBEAT, LOST_AFTER};
 use crate::function::{FnSpec, Table};
 use crate::transport::local::pool::ProcessPool;
 use crate::transport::outcome::{Attempt, WorkerId};
@@ -482,7 +482,26 @@ async fn handle(agent: Arc<Agent>, served: Arc<Served>, message: jetstream::Mess
             }
         };
         let (spec, frames) = frames;
-        let (count, ran) = agent.run(served.local, spec, frames, &reply).await;
+        let calls = frames.len() as u32;
+        let run = agent.run(served.local, spec, frames, &reply);
+        let (count, ran) = match spec.timeout {
+            // A caller that is still there cancels the call when its own clock, started before
+            // this one, runs out; this is for one that is gone, whose call would otherwise hold
+            // a worker for as long as the body runs. Dropped, the run stops its worker.
+            Some(timeout) => match tokio::time::timeout(timeout * calls + LOST_AFTER, run).await {
+                Ok(done) => done,
+                Err(_) => {
+                    let error = Error::Timeout {
+                        function: spec.name,
+                        after: timeout,
+                    };
+                    let failure = Failure::of(&error, &agent.id);
+                    agent.send(&reply, &Event::Failed(failure)).await;
+                    return;
+                }
+            },
+            None => run.await,
+        };
         if count > 0 {
             served.took(count, ran);
         }
