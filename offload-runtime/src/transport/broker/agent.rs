@@ -371,12 +371,16 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        // Every message the batch delivers is run, even while stopping: one left unread would
-        // come back to another agent as if this one had been lost.
+        // Every message the batch delivers is read: one left unread would come back to another
+        // agent as if this one had been lost. Once the agent is stopping, it hands them back.
         while let Ok(Some(message)) =
             tokio::time::timeout(Duration::from_secs(4), batch.next()).await
         {
             match message {
+                // Before the agent can exit: a message left unanswered comes back as lost.
+                Ok(message) if agent.stopping.load(Ordering::SeqCst) => {
+                    hand_back(&agent, message).await;
+                }
                 Ok(message) => {
                     served.held.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(handle(agent.clone(), served.clone(), message));
@@ -436,6 +440,27 @@ impl Drop for Held {
         // A permit, kept if the pull loop is not waiting yet, so that no wake-up is lost.
         self.0.freed.notify_one();
     }
+}
+
+/// Gives a message that reached a stopping agent back to its caller, unrun, to be sent again;
+/// one that came back from a lost agent is reported gone, as `handle` would, since it may have
+/// run there.
+async fn hand_back(agent: &Agent, message: jetstream::Message) {
+    let reply = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(names::REPLY))
+        .map(|v| v.as_str().to_owned());
+    if let Some(reply) = reply {
+        let delivered = message.info().map_or(1, |info| info.delivered);
+        let event = if delivered > 1 {
+            Event::Gone
+        } else {
+            Event::Returned
+        };
+        agent.send(&reply, &event).await;
+    }
+    let _ = message.ack_with(AckKind::Term).await;
 }
 
 async fn handle(agent: Arc<Agent>, served: Arc<Served>, message: jetstream::Message) {

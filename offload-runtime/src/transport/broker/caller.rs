@@ -355,6 +355,10 @@ impl Started {
                     waiter.ended = true;
                     return waiter.lost(gone(&waiter.taken), &self.frame);
                 }
+                Next::Event(Event::Returned) => {
+                    waiter.ended = true;
+                    return Attempt::NotStarted(self.frame.to_vec());
+                }
                 Next::Event(Event::Failed(failure)) => {
                     waiter.ended = true;
                     return Attempt::Failed(failure.into_error(spec.name));
@@ -448,6 +452,11 @@ impl Chunk {
                 Next::Event(Event::Gone) => {
                     self.waiter.ended = true;
                     self.rest = Some(Rest::Lost(gone(&self.waiter.taken)));
+                    continue;
+                }
+                Next::Event(Event::Returned) => {
+                    self.waiter.ended = true;
+                    self.rest = Some(Rest::NotStarted);
                     continue;
                 }
                 Next::Event(Event::Failed(failure)) => {

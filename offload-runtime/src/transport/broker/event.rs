@@ -13,10 +13,11 @@ const REPLIES: u8 = b'R';
 const STORED: u8 = b'O';
 const LOST: u8 = b'L';
 const GONE: u8 = b'G';
+const RETURNED: u8 = b'N';
 const FAILED: u8 = b'F';
 
 /// One event of a call message, in the order an agent sends them: `Taken`, then replies (and
-/// `Lost`) until every call of the message has one, or a single `Gone` or `Failed`.
+/// `Lost`) until every call of the message has one, or a single `Gone`, `Returned` or `Failed`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Event {
     /// The agent `agent` took the message; from now on its heartbeat vouches for it.
@@ -33,6 +34,9 @@ pub(crate) enum Event {
     Lost { item: u32, pid: u32, exit: Exit },
     /// The message came back from an agent that was lost holding it; it is not run again.
     Gone,
+    /// The agent was stopping when the message reached it, and ran none of its calls: the
+    /// caller sends them again, to another agent.
+    Returned,
     /// The message could not run on the agent.
     Failed(Failure),
 }
@@ -83,6 +87,7 @@ impl Event {
                 out.put_i32_le(value);
             }
             Event::Gone => out.put_u8(GONE),
+            Event::Returned => out.put_u8(RETURNED),
             Event::Failed(failure) => {
                 out.put_u8(FAILED);
                 out.put_slice(&postcard::to_stdvec(failure).expect("strings encode"));
@@ -133,6 +138,7 @@ impl Event {
                 }
             }
             GONE => Event::Gone,
+            RETURNED => Event::Returned,
             FAILED => Event::Failed(postcard::from_bytes(&body).ok()?),
             _ => return None,
         })
@@ -217,6 +223,7 @@ mod tests {
                 exit: Exit::Code(-2),
             },
             Event::Gone,
+            Event::Returned,
             Event::Failed(Failure::of(&Error::Shutdown, "a")),
         ];
         for event in events {
