@@ -135,6 +135,9 @@ pub enum Error {
         function: &'static str,
         /// The broker pool.
         pool: String,
+        /// This program's build, which agents print as they start: only agents of the same
+        /// build (or the same `OFFLOAD_BUILD_ID`) take its calls.
+        build: String,
     },
     /// The broker's queue for calls is full (its `max_messages` or `max_bytes`), so the call was
     /// not queued. Start more agents, or slow down.
@@ -266,10 +269,15 @@ impl fmt::Display for Error {
                  the network or froze); the call may have run, and without `retries` it is not \
                  run again"
             ),
-            Error::NoWorkers { function, pool } => write!(
+            Error::NoWorkers {
+                function,
+                pool,
+                build,
+            } => write!(
                 f,
-                "no agent of this build serves pool `{pool}`, so `{function}` was not run: start \
-                 this same binary with OFFLOAD_AGENT=<broker url> on a worker host"
+                "no agent of this build ({build}) serves pool `{pool}`, so `{function}` was not \
+                 run: start this same binary with OFFLOAD_AGENT=<broker url> on a worker host. \
+                 Agents print their build as they start, and take only the calls of their own"
             ),
             Error::QueueFull { function } => write!(
                 f,
@@ -363,10 +371,15 @@ impl fmt::Debug for Error {
                 .field("function", function)
                 .field("agent", agent)
                 .finish(),
-            Error::NoWorkers { function, pool } => f
+            Error::NoWorkers {
+                function,
+                pool,
+                build,
+            } => f
                 .debug_struct("NoWorkers")
                 .field("function", function)
                 .field("pool", pool)
+                .field("build", build)
                 .finish(),
             Error::QueueFull { function } => f
                 .debug_struct("QueueFull")

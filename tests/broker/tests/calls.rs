@@ -288,7 +288,15 @@ async fn calls_go_only_to_agents_of_the_same_build() {
     let _stranger = Agent::start_program(&other, server, &["builds"], 2);
     // With only the other build's agent up, nothing of ours runs: the call is withdrawn.
     let lone = within("another build only", program()).await;
-    assert!(matches!(lone, Err(Error::NoWorkers { .. })), "{lone:?}");
+    let Err(error @ Error::NoWorkers { build, .. }) = &lone else {
+        panic!("{lone:?}");
+    };
+    // It names this program's build, which an agent prints as it starts, to compare.
+    assert!(
+        build.len() == 16 && build.chars().all(|c| c.is_ascii_hexdigit()),
+        "{build}"
+    );
+    assert!(error.to_string().contains(&format!("({build})")), "{error}");
     let _ours = Agent::start(server, &["builds"], 1);
     let ours = std::fs::read_link("/proc/self/exe").unwrap();
     for _ in 0..20 {

@@ -240,7 +240,10 @@ async fn a_call_that_reaches_a_stopping_agent_is_handed_back_not_run() {
         .await
         .unwrap();
     assert!(matches!(late, Err(Error::NoWorkers { .. })), "{late:?}");
-    assert!(started(&dir, "late").is_empty(), "a stopping agent ran a new call");
+    assert!(
+        started(&dir, "late").is_empty(),
+        "a stopping agent ran a new call"
+    );
     assert_eq!(busy.await.unwrap(), Ok(started(&dir, "busy")[0]));
     assert!(agent.wait().success());
     until_queue_empty(server, "lost").await;

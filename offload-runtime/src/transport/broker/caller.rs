@@ -533,6 +533,8 @@ fn no_workers(spec: &FnSpec, pool: &BrokerPool) -> Error {
     Error::NoWorkers {
         function: spec.name,
         pool: pool.name.clone(),
+        // Known since the pool was made: its route is named after it.
+        build: names::build().unwrap_or_default(),
     }
 }
 
