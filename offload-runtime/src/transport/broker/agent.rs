@@ -373,9 +373,13 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
         };
         // Every message the batch delivers is read: one left unread would come back to another
         // agent as if this one had been lost. Once the agent is stopping, it hands them back.
-        while let Ok(Some(message)) =
-            tokio::time::timeout(Duration::from_secs(4), batch.next()).await
-        {
+        loop {
+            let next = tokio::select! {
+                next = tokio::time::timeout(Duration::from_secs(4), batch.next()) => next,
+                // Nothing more comes to a batch whose connection is gone.
+                () = stopped_offline(&agent) => break,
+            };
+            let Ok(Some(message)) = next else { break };
             match message {
                 // Before the agent can exit: a message left unanswered comes back as lost.
                 Ok(message) if agent.stopping.load(Ordering::SeqCst) => {
@@ -439,6 +443,28 @@ impl Drop for Held {
         self.0.held.fetch_sub(1, Ordering::SeqCst);
         // A permit, kept if the pull loop is not waiting yet, so that no wake-up is lost.
         self.0.freed.notify_one();
+    }
+}
+
+/// Resolves once the agent is stopping while its connection to the broker is down; until it
+/// stops, it only waits to be told.
+async fn stopped_offline(agent: &Agent) {
+    let told = agent.stop.notified();
+    tokio::pin!(told);
+    // Registered before the flag is read, so that a stop in between is not missed.
+    told.as_mut().enable();
+    if !agent.stopping.load(Ordering::SeqCst) {
+        told.await;
+    }
+    loop {
+        let connected = matches!(
+            agent.client.connection_state(),
+            async_nats::connection::State::Connected
+        );
+        if !connected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -156,17 +156,24 @@ async fn publish(
         .timeout
         .map_or(REACH_FOR, |timeout| timeout.min(REACH_FOR));
     loop {
-        let sent = match link
-            .js
-            .publish_with_headers(subject.to_owned(), headers.clone(), payload.clone())
-            .await
-        {
-            Ok(ack) => ack.await,
-            Err(error) => Err(error),
+        let sent = async {
+            match link
+                .js
+                .publish_with_headers(subject.to_owned(), headers.clone(), payload.clone())
+                .await
+            {
+                Ok(ack) => ack.await,
+                Err(error) => Err(error),
+            }
         };
-        let error = match sent {
-            Ok(ack) => return Ok(ack.sequence),
-            Err(error) => error,
+        // One try waits for its acknowledgement no longer than the time left.
+        let left = reach
+            .saturating_sub(since.elapsed())
+            .max(Duration::from_millis(1));
+        let error = match tokio::time::timeout(left, sent).await {
+            Ok(Ok(ack)) => return Ok(ack.sequence),
+            Ok(Err(error)) => error,
+            Err(_) => PublishErrorKind::TimedOut.into(),
         };
         let text = error.to_string();
         if text.contains("maximum messages") || text.contains("maximum bytes") {
