@@ -118,11 +118,16 @@ fn a_limit_of_zero_is_refused() {
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 static MOST_RUNNING: AtomicUsize = AtomicUsize::new(0);
 
-/// Waits a while for two more calls beside it, which a cap of two forbids.
+/// Waits for a second call beside it, which a cap of two allows, then a while for a third,
+/// which it forbids.
 #[offload(thread)]
 fn crowd() {
     let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
     MOST_RUNNING.fetch_max(now, Ordering::SeqCst);
+    let since = Instant::now();
+    while RUNNING.load(Ordering::SeqCst) < 2 && since.elapsed() < common::LIVENESS {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let since = Instant::now();
     while RUNNING.load(Ordering::SeqCst) < 3 && since.elapsed() < Duration::from_millis(300) {
         std::thread::sleep(Duration::from_millis(1));

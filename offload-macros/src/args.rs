@@ -407,13 +407,17 @@ fn parse_duration(text: &str) -> Option<u64> {
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().ok()?;
-    let scale = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" | "min" => 60_000,
-        _ => return None,
-    };
-    number.checked_mul(scale)
+    number.checked_mul(unit_ms(unit)?)
+}
+
+/// Milliseconds in one of a duration's units.
+fn unit_ms(unit: &str) -> Option<u64> {
+    match unit.trim() {
+        "ms" => Some(1),
+        "s" => Some(1_000),
+        "m" | "min" => Some(60_000),
+        _ => None,
+    }
 }
 
 /// A fractional duration such as `"1.5s"` in whole milliseconds, for the error that suggests
@@ -423,13 +427,7 @@ fn in_milliseconds(text: &str) -> Option<u64> {
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;
     let (number, unit) = text.split_at(split);
     let number: f64 = number.parse().ok()?;
-    let scale = match unit.trim() {
-        "ms" => 1.0,
-        "s" => 1_000.0,
-        "m" | "min" => 60_000.0,
-        _ => return None,
-    };
-    let ms = number * scale;
+    let ms = number * unit_ms(unit)? as f64;
     (ms >= 1.0 && ms.fract() == 0.0 && ms < u64::MAX as f64).then_some(ms as u64)
 }
 
