@@ -138,6 +138,8 @@ pub enum Error {
         /// This program's build, which agents print as they start: only agents of the same
         /// build (or the same `OFFLOAD_BUILD_ID`) take its calls.
         build: String,
+        /// The builds whose agents do serve the pool, when some answered.
+        others: Vec<String>,
     },
     /// The broker's queue for calls is full (its `max_messages` or `max_bytes`), so the call was
     /// not queued. Start more agents, or slow down.
@@ -273,12 +275,26 @@ impl fmt::Display for Error {
                 function,
                 pool,
                 build,
-            } => write!(
-                f,
-                "no agent of this build ({build}) serves pool `{pool}`, so `{function}` was not \
-                 run: start this same binary with OFFLOAD_AGENT=<broker url> on a worker host. \
-                 Agents print their build as they start, and take only the calls of their own"
-            ),
+                others,
+            } => {
+                write!(
+                    f,
+                    "no agent of this build ({build}) serves pool `{pool}`, so `{function}` was \
+                     not run: start this same binary with OFFLOAD_AGENT=<broker url> on a worker \
+                     host. Agents print their build as they start, and take only the calls of \
+                     their own"
+                )?;
+                if !others.is_empty() {
+                    write!(
+                        f,
+                        "; agents of other builds serve it ({}): deploy this build beside them, \
+                         or, if the types that cross are the same, give both builds one \
+                         OFFLOAD_BUILD_ID",
+                        others.join(", ")
+                    )?;
+                }
+                Ok(())
+            }
             Error::QueueFull { function } => write!(
                 f,
                 "the broker's call queue is full, so `{function}` was not queued: start more \
@@ -375,11 +391,13 @@ impl fmt::Debug for Error {
                 function,
                 pool,
                 build,
+                others,
             } => f
                 .debug_struct("NoWorkers")
                 .field("function", function)
                 .field("pool", pool)
                 .field("build", build)
+                .field("others", others)
                 .finish(),
             Error::QueueFull { function } => f
                 .debug_struct("QueueFull")

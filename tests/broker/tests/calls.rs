@@ -264,7 +264,7 @@ async fn a_pool_no_agent_serves_fails_its_calls_within_seconds_and_leaves_nothin
     .await;
     for result in results {
         assert!(
-            matches!(&result, Err(Error::NoWorkers { pool, .. }) if pool == "nobody"),
+            matches!(&result, Err(Error::NoWorkers { pool, others, .. }) if pool == "nobody" && others.is_empty()),
             "{result:?}"
         );
     }
@@ -288,15 +288,22 @@ async fn calls_go_only_to_agents_of_the_same_build() {
     let _stranger = Agent::start_program(&other, server, &["builds"], 2);
     // With only the other build's agent up, nothing of ours runs: the call is withdrawn.
     let lone = within("another build only", program()).await;
-    let Err(error @ Error::NoWorkers { build, .. }) = &lone else {
+    let Err(error @ Error::NoWorkers { build, others, .. }) = &lone else {
         panic!("{lone:?}");
     };
-    // It names this program's build, which an agent prints as it starts, to compare.
+    // It names this program's build, which an agent prints as it starts, to compare, and the
+    // build whose agent does serve the pool.
     assert!(
         build.len() == 16 && build.chars().all(|c| c.is_ascii_hexdigit()),
         "{build}"
     );
-    assert!(error.to_string().contains(&format!("({build})")), "{error}");
+    assert_eq!(others.len(), 1, "{error}");
+    assert_ne!(&others[0], build);
+    let said = error.to_string();
+    assert!(
+        said.contains(&format!("({build})")) && said.contains(&others[0]),
+        "{said}"
+    );
     let _ours = Agent::start(server, &["builds"], 1);
     let ours = std::fs::read_link("/proc/self/exe").unwrap();
     for _ in 0..20 {

@@ -328,17 +328,19 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
         cancelled: Mutex::new(HashMap::new()),
         call_time: Average::new(),
     });
-    let (asks, cancels) = loop {
+    let (asks, builds, cancels) = loop {
         let asks = agent.client.subscribe(route.presence.clone()).await;
+        let builds = agent.client.subscribe(route.builds.clone()).await;
         let cancels = agent.client.subscribe(route.cancel.clone()).await;
-        match (asks, cancels) {
-            (Ok(asks), Ok(cancels)) => break (asks, cancels),
+        match (asks, builds, cancels) {
+            (Ok(asks), Ok(builds), Ok(cancels)) => break (asks, builds, cancels),
             _ => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     };
     // Before any caller hears of this agent: a cancel sent after that reaches it.
     let _ = agent.client.flush().await;
-    let answering = tokio::spawn(answer_presence(agent.clone(), asks));
+    let answering = tokio::spawn(answer(agent.clone(), asks, agent.id.clone()));
+    let telling = tokio::spawn(answer(agent.clone(), builds, agent.build.clone()));
     let cancels = tokio::spawn(take_cancels(served.clone(), cancels));
     eprintln!("offload agent {}: serving pool `{name}`", agent.id);
     while !agent.stopping.load(Ordering::SeqCst) {
@@ -394,6 +396,7 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
         }
     }
     answering.abort();
+    telling.abort();
     while served.held.load(Ordering::SeqCst) > 0 {
         served.freed.notified().await;
     }
@@ -401,13 +404,14 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
     local.shutdown().await;
 }
 
-/// Answers callers that ask whether anyone serves the pool, until the agent stops.
-async fn answer_presence(agent: Arc<Agent>, mut asks: async_nats::Subscriber) {
+/// Answers each of `asks` with `answer`, until the agent stops: its id to callers that ask
+/// whether anyone of their build serves the pool, its build to those that ask which builds do.
+async fn answer(agent: Arc<Agent>, mut asks: async_nats::Subscriber, answer: String) {
     while let Some(ask) = asks.next().await {
         if let Some(reply) = ask.reply {
             let _ = agent
                 .client
-                .publish(reply, Bytes::from(agent.id.clone()))
+                .publish(reply, Bytes::from(answer.clone()))
                 .await;
         }
     }

@@ -372,7 +372,7 @@ impl Started {
                 }
                 Next::Event(Event::Taken { .. } | Event::TakenMany { .. }) => continue,
                 Next::AgentLost(agent) => return waiter.lost(agent, &self.frame),
-                Next::NoAgents => return Attempt::Failed(no_workers(spec, waiter.pool)),
+                Next::NoAgents => return Attempt::Failed(no_workers(spec, waiter).await),
                 Next::Failed(error) => return Attempt::Failed(error),
             };
             waiter.ended = true;
@@ -477,7 +477,8 @@ impl Chunk {
                     continue;
                 }
                 Next::NoAgents => {
-                    self.rest = Some(Rest::Failed(no_workers(self.spec, self.waiter.pool)));
+                    let error = no_workers(self.spec, &self.waiter).await;
+                    self.rest = Some(Rest::Failed(error));
                     continue;
                 }
                 Next::Failed(error) => {
@@ -536,12 +537,18 @@ fn gone(taken: &Option<String>) -> String {
         .unwrap_or_else(|| "that took the call (it stopped before saying so)".into())
 }
 
-fn no_workers(spec: &FnSpec, pool: &BrokerPool) -> Error {
+/// The error for a call no agent of this build took, naming the builds whose agents do serve
+/// the pool, if any.
+async fn no_workers(spec: &FnSpec, waiter: &Waiter) -> Error {
+    // Known since the pool was made: its route is named after it.
+    let build = names::build().unwrap_or_default();
+    let mut others = waiter.link.builds(waiter.pool).await;
+    others.retain(|other| *other != build);
     Error::NoWorkers {
         function: spec.name,
-        pool: pool.name.clone(),
-        // Known since the pool was made: its route is named after it.
-        build: names::build().unwrap_or_default(),
+        pool: waiter.pool.name.clone(),
+        build,
+        others,
     }
 }
 
@@ -577,6 +584,33 @@ impl Link {
             }
             None => Duration::ZERO,
         }
+    }
+
+    /// The builds whose agents serve `pool`, as many as answer within a quarter of a second.
+    async fn builds(&self, pool: &BrokerPool) -> Vec<String> {
+        let inbox = self.client.new_inbox();
+        let Ok(mut answers) = self.client.subscribe(inbox.clone()).await else {
+            return Vec::new();
+        };
+        let asked = self
+            .client
+            .publish_with_reply(pool.route.builds.clone(), inbox, Bytes::new())
+            .await;
+        let mut builds = std::collections::BTreeSet::new();
+        if asked.is_ok() {
+            let until = tokio::time::sleep(Duration::from_millis(250));
+            tokio::pin!(until);
+            loop {
+                tokio::select! {
+                    // With no agent at all, the server's "no responders" comes instead.
+                    Some(answer) = answers.next() => if answer.status.is_none() {
+                        builds.insert(String::from_utf8_lossy(&answer.payload).into_owned());
+                    },
+                    () = &mut until => break,
+                }
+            }
+        }
+        builds.into_iter().collect()
     }
 
     /// Whether no agent has answered for `pool` for [`NO_AGENTS_FOR`]; asks at most once a

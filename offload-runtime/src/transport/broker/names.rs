@@ -29,6 +29,8 @@ pub(crate) struct Route {
     pub(crate) consumer: String,
     /// Where agents answer "who serves this?".
     pub(crate) presence: String,
+    /// Where the agents of every build of the pool say which build they are.
+    pub(crate) builds: String,
     /// Where callers withdraw calls.
     pub(crate) cancel: String,
 }
@@ -40,6 +42,7 @@ impl Route {
             calls: format!("offload.call.{pool}.{build}"),
             consumer: format!("{pool}-{build}"),
             presence: format!("offload.agents.{pool}.{build}"),
+            builds: format!("offload.builds.{pool}"),
             cancel: format!("offload.cancel.{pool}.{build}"),
         }
     }
