@@ -151,11 +151,7 @@ async fn serve(url: String) -> i32 {
         while serving.join_next().await.is_some() {}
         // Sends the last answers. A flush waits for a broker that is down to come back, which
         // an agent told to stop must not do: it flushes only while connected, and not for long.
-        let connected = matches!(
-            agent.client.connection_state(),
-            async_nats::connection::State::Connected
-        );
-        if connected {
+        if super::connected(&agent.client) {
             let _ = tokio::time::timeout(FLUSH_FOR, agent.client.flush()).await;
         }
     };
@@ -374,7 +370,8 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
             continue;
         };
         // Every message the batch delivers is read: one left unread would come back to another
-        // agent as if this one had been lost. Once the agent is stopping, it hands them back.
+        // agent as if this one had been lost. Once the agent is stopping, `handle` hands them
+        // back.
         loop {
             let next = tokio::select! {
                 next = tokio::time::timeout(Duration::from_secs(4), batch.next()) => next,
@@ -383,10 +380,6 @@ async fn serve_pool(agent: Arc<Agent>, name: &'static str, stream: jetstream::st
             };
             let Ok(Some(message)) = next else { break };
             match message {
-                // Before the agent can exit: a message left unanswered comes back as lost.
-                Ok(message) if agent.stopping.load(Ordering::SeqCst) => {
-                    hand_back(&agent, message).await;
-                }
                 Ok(message) => {
                     served.held.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(handle(agent.clone(), served.clone(), message));
@@ -461,36 +454,11 @@ async fn stopped_offline(agent: &Agent) {
         told.await;
     }
     loop {
-        let connected = matches!(
-            agent.client.connection_state(),
-            async_nats::connection::State::Connected
-        );
-        if !connected {
+        if !super::connected(&agent.client) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Gives a message that reached a stopping agent back to its caller, unrun, to be sent again;
-/// one that came back from a lost agent is reported gone, as `handle` would, since it may have
-/// run there.
-async fn hand_back(agent: &Agent, message: jetstream::Message) {
-    let reply = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(names::REPLY))
-        .map(|v| v.as_str().to_owned());
-    if let Some(reply) = reply {
-        let delivered = message.info().map_or(1, |info| info.delivered);
-        let event = if delivered > 1 {
-            Event::Gone
-        } else {
-            Event::Returned
-        };
-        agent.send(&reply, &event).await;
-    }
-    let _ = message.ack_with(AckKind::Term).await;
 }
 
 async fn handle(agent: Arc<Agent>, served: Arc<Served>, message: jetstream::Message) {
@@ -514,6 +482,14 @@ async fn handle(agent: Arc<Agent>, served: Arc<Served>, message: jetstream::Mess
         return;
     }
     if served.was_cancelled(&reply) {
+        let _ = message.ack_with(AckKind::Term).await;
+        return;
+    }
+    if agent.stopping.load(Ordering::SeqCst) {
+        // It reached an agent on its way out (its last pull was still open): back to the
+        // caller, unrun, to be sent to another agent. The agent waits for this before it exits,
+        // as for every message it holds: one left unanswered would come back as lost.
+        agent.send(&reply, &Event::Returned).await;
         let _ = message.ack_with(AckKind::Term).await;
         return;
     }

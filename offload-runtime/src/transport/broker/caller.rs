@@ -540,8 +540,7 @@ fn gone(taken: &Option<String>) -> String {
 /// The error for a call no agent of this build took, naming the builds whose agents do serve
 /// the pool, if any.
 async fn no_workers(spec: &FnSpec, waiter: &Waiter) -> Error {
-    // Known since the pool was made: its route is named after it.
-    let build = names::build().unwrap_or_default();
+    let build = waiter.pool.route.build.clone();
     let mut others = waiter.link.builds(waiter.pool).await;
     others.retain(|other| *other != build);
     Error::NoWorkers {
@@ -629,12 +628,8 @@ impl Link {
                 Ok(Err(e)) => e.kind() != RequestErrorKind::NoResponders,
                 Err(_) => false,
             };
-            let connected = matches!(
-                self.client.connection_state(),
-                async_nats::connection::State::Connected
-            );
             presence.asked = Some(Instant::now());
-            if answered || !connected {
+            if answered || !super::connected(&self.client) {
                 presence.none_since = None;
             } else if presence.none_since.is_none() {
                 presence.none_since = presence.asked;

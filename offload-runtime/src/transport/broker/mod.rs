@@ -445,6 +445,14 @@ impl Link {
     }
 }
 
+/// Whether `client` is connected to its server now.
+fn connected(client: &async_nats::Client) -> bool {
+    matches!(
+        client.connection_state(),
+        async_nats::connection::State::Connected
+    )
+}
+
 /// Connects, naming the URL in the error, which never shows credentials given as options.
 async fn connect(
     url: &str,

@@ -23,6 +23,8 @@ pub(crate) const DATA: &str = "Offload-Data";
 /// The names of one pool of one build.
 #[derive(Debug, Clone)]
 pub(crate) struct Route {
+    /// The build.
+    pub(crate) build: String,
     /// Where its calls are published.
     pub(crate) calls: String,
     /// The durable consumer its agents pull from.
@@ -39,6 +41,7 @@ impl Route {
     pub(crate) fn new(pool: &str, build: &str) -> Route {
         let pool = token(pool);
         Route {
+            build: build.to_owned(),
             calls: format!("offload.call.{pool}.{build}"),
             consumer: format!("{pool}-{build}"),
             presence: format!("offload.agents.{pool}.{build}"),
