@@ -228,25 +228,38 @@ async fn an_agent_told_to_stop_finishes_the_calls_it_holds_then_exits() {
 async fn a_call_that_reaches_a_stopping_agent_is_handed_back_not_run() {
     let _turn = turn("lost").await;
     let server = server();
-    let dir = scratch("handed-back");
-    // Two workers, one busy: the agent has a pull for the other out when it is told to stop.
-    let mut agent = Agent::start_leased(server, &["lost"], 2, LEASE);
-    let busy = tokio::spawn(hold(dir.clone(), "busy".into(), 3000));
-    running(&dir, "busy").await;
-    agent.signal(libc::SIGTERM);
-    agent.wait_for_lines(&["stopping once the calls it holds are answered".into()]);
-    // Handed back and sent again, it finds no agent to take it.
-    let late = tokio::time::timeout(LIVENESS, hold(dir.clone(), "late".into(), 0))
-        .await
-        .unwrap();
-    assert!(matches!(late, Err(Error::NoWorkers { .. })), "{late:?}");
-    assert!(
-        started(&dir, "late").is_empty(),
-        "a stopping agent ran a new call"
-    );
-    assert_eq!(busy.await.unwrap(), Ok(started(&dir, "busy")[0]));
-    assert!(agent.wait().success());
-    until_queue_empty(server, "lost").await;
+    // One call alone, and calls of an `f_map` that share one message.
+    for late in [1, 5] {
+        let dir = scratch(&format!("handed-back-{late}"));
+        // Two workers, one busy: the agent has a pull for the other out when told to stop.
+        let mut agent = Agent::start_leased(server, &["lost"], 2, LEASE);
+        let busy = tokio::spawn(hold(dir.clone(), "busy".into(), 3000));
+        running(&dir, "busy").await;
+        agent.signal(libc::SIGTERM);
+        agent.wait_for_lines(&["stopping once the calls it holds are answered".into()]);
+        // Handed back and sent again, they find no agent to take them.
+        let inputs = (0..late).map(|i| (dir.clone(), format!("late{i}"), 0));
+        let results = if late == 1 {
+            let (dir, tag, millis) = inputs.into_iter().next().unwrap();
+            vec![hold(dir, tag, millis).await]
+        } else {
+            hold_map(inputs.collect::<Vec<_>>()).collect().await
+        };
+        assert_eq!(results.len(), late);
+        for (i, result) in results.iter().enumerate() {
+            assert!(
+                matches!(result, Err(Error::NoWorkers { .. })),
+                "{late}: {result:?}"
+            );
+            assert!(
+                started(&dir, &format!("late{i}")).is_empty(),
+                "a stopping agent ran a new call"
+            );
+        }
+        assert_eq!(busy.await.unwrap(), Ok(started(&dir, "busy")[0]));
+        assert!(agent.wait().success());
+        until_queue_empty(server, "lost").await;
+    }
 }
 
 async fn until_queue_empty(server: &Server, pool: &str) {

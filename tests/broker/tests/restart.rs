@@ -9,13 +9,19 @@ use offload_test_broker::*;
 
 offload::test_setup!();
 
-#[tokio::test]
-async fn calls_queued_when_the_broker_restarts_all_run_once_it_is_back() {
-    let mut server = Server::start("restart");
-    BrokerPool::configure("restart")
+/// A server of the test's own, and `pool` configured to use it.
+fn server_for(name: &str, pool: &str) -> Server {
+    let server = Server::start(name);
+    BrokerPool::configure(pool)
         .url(&server.url)
         .apply()
         .unwrap();
+    server
+}
+
+#[tokio::test]
+async fn calls_queued_when_the_broker_restarts_all_run_once_it_is_back() {
+    let mut server = server_for("restart", "restart");
     let dir = scratch("restart");
     let _agent = Agent::start(&server, &["restart"], 1);
     let running = tokio::spawn(hold_restart(dir.clone(), "running".into(), 1500));
@@ -67,11 +73,7 @@ async fn an_idle_agent_told_to_stop_while_the_broker_is_down_stops() {
 
 #[tokio::test]
 async fn a_call_with_a_timeout_gives_up_on_a_broker_that_is_down_within_its_timeout() {
-    let mut server = Server::start("down");
-    BrokerPool::configure("timed")
-        .url(&server.url)
-        .apply()
-        .unwrap();
+    let mut server = server_for("down", "timed");
     // Connected first, so that it is the broker that goes, not a connection never made.
     BrokerPool::get("timed").unwrap().start().await.unwrap();
     server.kill();
@@ -87,11 +89,7 @@ async fn a_call_with_a_timeout_gives_up_on_a_broker_that_is_down_within_its_time
 
 #[tokio::test]
 async fn a_call_running_through_an_outage_comes_back_though_its_agent_reconnects_late() {
-    let mut server = Server::start("outage");
-    BrokerPool::configure("lost")
-        .url(&server.url)
-        .apply()
-        .unwrap();
+    let mut server = server_for("outage", "lost");
     let dir = scratch("outage");
     let agent = Agent::start(&server, &["lost"], 1);
     let call = tokio::spawn(hold(dir.clone(), "o".into(), 6000));
