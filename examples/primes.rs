@@ -24,13 +24,13 @@ fn is_prime(n: u64) -> bool {
     if n == 2 {
         return true;
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return false;
     }
     (3..)
         .step_by(2)
         .take_while(|i| i * i <= n)
-        .all(|i| n % i != 0)
+        .all(|i| !n.is_multiple_of(i))
 }
 
 #[offload::main]

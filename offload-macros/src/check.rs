@@ -12,6 +12,12 @@ use crate::errors::Errors;
 use crate::item::{receiver_type, Owner};
 use crate::show::show;
 
+/// Why a trait's method cannot be offloaded, and what to do instead.
+pub const TRAIT_METHOD: &str = "a trait's methods cannot be offloaded: the trait fixes their \
+     signatures, and an offloaded method becomes an `async fn` returning \
+     `Result<_, offload::Error>`. Offload an inherent fn and call it from the trait's \
+     implementations";
+
 pub fn function(item: &ItemFn, mode: Mode, owner: &Owner, errors: &mut Errors) {
     let sig = &item.sig;
     if let Some(token) = &sig.asyncness {
@@ -54,7 +60,10 @@ pub fn function(item: &ItemFn, mode: Mode, owner: &Owner, errors: &mut Errors) {
         );
     }
     if let Owner::Module = owner {
-        if let Some(span) = names_self(item) {
+        // The file names the block; where it cannot be read, `self` or `Self` still shows one.
+        if let Some(block) = crate::source::unmarked_impl(item) {
+            errors.push(Span::call_site(), block.mistake(&sig.ident));
+        } else if let Some(span) = names_self(item) {
             errors.push(
                 span,
                 "an offloaded method needs #[offload] on its `impl` block as well, so that the \

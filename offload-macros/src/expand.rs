@@ -17,11 +17,17 @@ use crate::check;
 use crate::errors::Errors;
 use crate::item::{receiver_type, Owner};
 use crate::show::show;
+use crate::source;
 
 pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     match syn::parse2::<Item>(item.clone()) {
         Ok(Item::Fn(mut item)) => {
+            if let Some(block) = source::unmarked_impl(&item).filter(|block| block.is_trait) {
+                // Left as it is: a wrapper would add rustc's errors about the trait to ours.
+                errors.push(Span::call_site(), block.mistake(&item.sig.ident));
+                return quote!(#item #errors);
+            }
             let options = args::parse(args, Span::call_site(), &mut errors);
             while let Some(index) = item.attrs.iter().position(is_offload) {
                 let again = item.attrs.remove(index);
@@ -35,12 +41,7 @@ pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
         }
         Ok(Item::Impl(block)) => impl_block(args, block),
         _ if syn::parse2::<syn::TraitItemFn>(item.clone()).is_ok_and(|f| f.default.is_none()) => {
-            errors.push(
-                Span::call_site(),
-                "a trait's methods cannot be offloaded: the trait fixes their signatures, and an \
-                 offloaded method becomes an `async fn` returning `Result<_, offload::Error>`. \
-                 Offload an inherent fn and call it from the trait's implementations",
-            );
+            errors.push(Span::call_site(), check::TRAIT_METHOD);
             quote!(#item #errors)
         }
         _ => {
@@ -157,7 +158,7 @@ fn without_offload(item: &mut ImplItem) -> Option<Attribute> {
 }
 
 /// `#[offload(...)]`, however its path is written.
-fn is_offload(attr: &Attribute) -> bool {
+pub fn is_offload(attr: &Attribute) -> bool {
     attr.path()
         .segments
         .last()

@@ -10,6 +10,7 @@ mod item;
 mod show;
 #[cfg(test)]
 mod snapshots;
+mod source;
 
 use proc_macro::TokenStream;
 
@@ -32,11 +33,11 @@ use proc_macro::TokenStream;
 /// `#[offload]` without a mode lets the methods inside carry their own `#[offload(...)]`. The
 /// `offload` crate's documentation describes the modes, the equivalent code and the guard.
 ///
-/// A function inside an `impl` block needs `#[offload]` on the block as well. A method (one
-/// that takes `self` or names `Self`) without it gets an error saying so; an associated
-/// function that does neither cannot be told from a free one, and gets rustc's
-/// ``cannot find function `f_blocking` in this scope`` at the attribute instead. The fix for
-/// both is `#[offload]` on the line above `impl`.
+/// A function inside an `impl` block needs `#[offload]` on the block as well; without it, the
+/// one error, at the function's attribute, names the block and says to add it. (The attribute
+/// sees only the function's tokens, so it reads the block from the source file; where that file
+/// cannot be read, a method that takes `self` or names `Self` still gets that error, and an
+/// associated function that does neither gets rustc's ``cannot find function `f_blocking` ``.)
 #[proc_macro_attribute]
 pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::offload(args.into(), item.into()).into()

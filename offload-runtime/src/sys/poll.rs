@@ -44,7 +44,7 @@ impl Poller {
     /// Until when to poll for a message not there at `now`, if at all.
     pub(crate) fn until(&mut self, now: Instant) -> Option<Instant> {
         self.waits = self.waits.wrapping_add(1);
-        let due = self.misses < MISSES || self.waits % PROBE_EVERY == 0;
+        let due = self.misses < MISSES || self.waits.is_multiple_of(PROBE_EVERY);
         (due && !self.window.is_zero()).then(|| now + self.window)
     }
 

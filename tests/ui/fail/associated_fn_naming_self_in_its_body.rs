@@ -1,5 +1,5 @@
-// An associated fn without `self` whose body names `Self`: that shows it is in an `impl` block,
-// so the one error says what to add, at `Self`.
+// An associated fn without `self` whose body names `Self`, in a block without #[offload]: one
+// error, at the attribute, naming the block; nothing about `Self` in a wrapper's body.
 use offload::offload;
 
 struct Scale;

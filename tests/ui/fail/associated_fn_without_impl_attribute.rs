@@ -1,6 +1,6 @@
-// An associated fn whose signature does not show that it is in an `impl` block: the macro sees
-// only the fn, so the wrapper calls its companion as a free fn would, and rustc's one error
-// points at the attribute. The fix is `#[offload]` on the block.
+// An associated fn whose signature does not show that it is in an `impl` block: the tokens the
+// attribute gets look like a free fn, so it reads the file to find the block around it, and its
+// one error, at the attribute, names the block and says to write #[offload] above it.
 use offload::offload;
 
 struct Index;

@@ -1,15 +1,24 @@
-// As `associated_fn_without_impl_attribute.rs`, in process mode: the static and the
-// registration are inside the wrapper's body, where an `impl` block holds them too, so the one
-// error is the companion's name, at the attribute. The fix is `#[offload]` on the block.
-use offload::offload;
+// As `associated_fn_without_impl_attribute.rs`, in process mode, in a generic block inside a
+// module, beside a free fn of the same name that is fine: one error, at the method's attribute,
+// naming the block.
+mod maths {
+    use offload::offload;
 
-struct Index;
+    pub struct Index<T>(pub T);
 
-impl Index {
+    impl<T> Index<T> {
+        #[offload(process)]
+        pub fn triple(x: u32) -> u32 {
+            x * 3
+        }
+    }
+
     #[offload(process)]
-    fn triple(x: u32) -> u32 {
+    pub fn triple(x: u64) -> u64 {
         x * 3
     }
 }
 
-fn main() {}
+fn main() {
+    let _ = maths::triple(1);
+}
