@@ -106,7 +106,8 @@ pub fn digest(bytes: Vec<u8>, back: usize) -> Digest {
     }
 }
 
-/// Writes `<dir>/<tag>.<pid>` as it starts, sleeps `millis`, then writes `<dir>/<tag>.done`.
+/// Writes `<dir>/<tag>.<pid>` as it starts, sleeps `millis` (or until [`release`]d), then
+/// writes `<dir>/<tag>.done`.
 #[offload(process, pool = "lost")]
 pub fn hold(dir: PathBuf, tag: String, millis: u64) -> u32 {
     hold_blocking_body(&dir, &tag, millis)
@@ -163,10 +164,27 @@ pub fn hold_alone(dir: PathBuf, tag: String, millis: u64) -> u32 {
     hold_blocking_body(&dir, &tag, millis)
 }
 
+/// `millis` for a hold that lasts until the test calls [`release`] (or, failing that, for the
+/// liveness bound).
+pub const UNTIL_RELEASED: u64 = u64::MAX;
+
+/// Ends the hold of the call tagged `tag` that was given [`UNTIL_RELEASED`].
+pub fn release(dir: &Path, tag: &str) {
+    std::fs::write(dir.join(format!("{tag}.release")), b"").unwrap();
+}
+
 fn hold_blocking_body(dir: &Path, tag: &str, millis: u64) -> u32 {
     let pid = std::process::id();
     std::fs::write(dir.join(format!("{tag}.{pid}")), b"").unwrap();
-    std::thread::sleep(Duration::from_millis(millis));
+    if millis == UNTIL_RELEASED {
+        let released = dir.join(format!("{tag}.release"));
+        let started = Instant::now();
+        while !released.exists() && started.elapsed() < LIVENESS {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    } else {
+        std::thread::sleep(Duration::from_millis(millis));
+    }
     std::fs::write(dir.join(format!("{tag}.done")), b"").unwrap();
     pid
 }

@@ -212,9 +212,12 @@ async fn an_agent_told_to_stop_finishes_the_calls_it_holds_then_exits() {
     let server = server();
     let dir = scratch("stopping");
     let mut agent = lost_agent(server);
-    let call = tokio::spawn(hold(dir.clone(), "s".into(), 1000));
+    let call = tokio::spawn(hold(dir.clone(), "s".into(), UNTIL_RELEASED));
     running(&dir, "s").await;
     agent.signal(libc::SIGTERM);
+    agent.wait_for_lines(&["stopping once the calls it holds are answered".into()]);
+    assert!(!dir.join("s.done").exists(), "the call was still held");
+    release(&dir, "s");
     let pid = tokio::time::timeout(LIVENESS, call)
         .await
         .unwrap()
@@ -233,7 +236,7 @@ async fn a_call_that_reaches_a_stopping_agent_is_handed_back_not_run() {
         let dir = scratch(&format!("handed-back-{late}"));
         // Two workers, one busy: the agent has a pull for the other out when told to stop.
         let mut agent = Agent::start_leased(server, &["lost"], 2, LEASE);
-        let busy = tokio::spawn(hold(dir.clone(), "busy".into(), 3000));
+        let busy = tokio::spawn(hold(dir.clone(), "busy".into(), UNTIL_RELEASED));
         running(&dir, "busy").await;
         agent.signal(libc::SIGTERM);
         agent.wait_for_lines(&["stopping once the calls it holds are answered".into()]);
@@ -256,6 +259,7 @@ async fn a_call_that_reaches_a_stopping_agent_is_handed_back_not_run() {
                 "a stopping agent ran a new call"
             );
         }
+        release(&dir, "busy");
         assert_eq!(busy.await.unwrap(), Ok(started(&dir, "busy")[0]));
         assert!(agent.wait().success());
         until_queue_empty(server, "lost").await;
