@@ -15,7 +15,7 @@ use crate::error::Exit;
 use crate::function::codec::{decode, encode_failed, encode_within, Explained};
 use crate::function::{FnSpec, Invoke, Registration, Table};
 use crate::transport::{Attempt, Backend, WorkerId};
-use crate::wire;
+use crate::wire::{self, Kind};
 use crate::Error;
 
 /// A process-mode function as its caller sees it: what it is, and where its calls go once
@@ -131,7 +131,8 @@ where
             if let Some(call) = traced {
                 wire::trace(&mut frame, call);
             }
-            exchange(spec, backend, frame).await
+            let (kind, reply) = exchange(spec, backend, frame).await?;
+            decode(spec.name, backend.max_depth(), kind, &reply)
         }
         // Boxed: its state is far larger than a small call's, which need not carry it.
         None => Box::pin(exchange_large(spec, backend, index, &args, traced)).await,
@@ -140,12 +141,13 @@ where
 
 /// Runs one call to its end: an attempt, then another while the call never started, or while
 /// it was lost running and retries are left. A call with a timeout is started on a worker of
-/// its own and timed from then on (see [`within_timeout`]).
-async fn exchange<R: DeserializeOwned>(
+/// its own and timed from then on (see [`within_timeout`]). The reply is returned undecoded,
+/// so that this is compiled once, not once per offloaded function.
+async fn exchange(
     spec: &'static FnSpec,
     backend: Backend,
     mut frame: Vec<u8>,
-) -> Result<R, Error> {
+) -> Result<(Kind, Vec<u8>), Error> {
     let mut retried = 0;
     loop {
         let attempt = match spec.timeout {
@@ -154,13 +156,11 @@ async fn exchange<R: DeserializeOwned>(
                 Ok(started) => {
                     within_timeout(spec, started.finish(|kind, reply| (kind, reply.to_vec()))).await
                 }
-                Err(attempt) => attempt,
+                Err(attempt) => attempt.widen(),
             },
         };
         match attempt {
-            Attempt::Answered((kind, payload)) => {
-                return decode(spec.name, backend.max_depth(), kind, &payload)
-            }
+            Attempt::Answered(reply) => return Ok(reply),
             Attempt::Failed(error) => return Err(error),
             Attempt::NotStarted(own) => frame = own,
             Attempt::Lost {
@@ -190,7 +190,7 @@ async fn exchange_large<A: Serialize, R: DeserializeOwned>(
         let read = |kind, payload: &[u8]| decode(spec.name, backend.max_depth(), kind, payload);
         let attempt = match backend.start_large(spec, index, args, traced).await {
             Ok(started) => within_timeout(spec, started.finish(read)).await,
-            Err(attempt) => attempt,
+            Err(attempt) => attempt.widen(),
         };
         match attempt {
             Attempt::Answered(result) => return result,

@@ -11,7 +11,7 @@ pub(crate) mod broker;
 pub(crate) mod local;
 pub(crate) mod outcome;
 
-pub(crate) use outcome::{Attempt, WorkerId};
+pub(crate) use outcome::{Attempt, Unstarted, WorkerId};
 
 use serde::Serialize;
 use tokio::sync::SemaphorePermit;
@@ -68,11 +68,11 @@ impl Backend {
 
     /// Starts a call on a worker of its own, for a caller that times it: the call's time runs
     /// from the moment it starts. `Err` says how it ended before it ran.
-    pub(crate) async fn start<T>(
+    pub(crate) async fn start(
         self,
         spec: &'static FnSpec,
         frame: Vec<u8>,
-    ) -> Result<Started, Attempt<T>> {
+    ) -> Result<Started, Unstarted> {
         match self {
             Backend::Local(pool) => pool.start_call(spec, frame).await.map(Started::Local),
             #[cfg(feature = "nats")]
@@ -82,13 +82,13 @@ impl Backend {
 
     /// Starts a call whose arguments did not fit [`Backend::inline_limit`]: the transport
     /// encodes them where it carries them best.
-    pub(crate) async fn start_large<A: Serialize, T>(
+    pub(crate) async fn start_large<A: Serialize>(
         self,
         spec: &'static FnSpec,
         index: u32,
         args: &A,
         traced: Option<u64>,
-    ) -> Result<Started, Attempt<T>> {
+    ) -> Result<Started, Unstarted> {
         match self {
             Backend::Local(pool) => pool
                 .start_large_call(spec, index, args, traced)

@@ -21,6 +21,31 @@ pub(crate) enum Attempt<T> {
     Failed(Error),
 }
 
+/// How an attempt ended before its call was under way: never [`Attempt::Answered`]. The
+/// transports' ways of starting a call return it, so that their code, which no reply type
+/// reaches, is compiled once rather than once per offloaded function.
+pub(crate) type Unstarted = Attempt<std::convert::Infallible>;
+
+impl Unstarted {
+    /// The same ending, as an attempt of any reply type.
+    pub(crate) fn widen<T>(self) -> Attempt<T> {
+        match self {
+            Attempt::Answered(never) => match never {},
+            Attempt::Lost {
+                worker,
+                exit,
+                frame,
+            } => Attempt::Lost {
+                worker,
+                exit,
+                frame,
+            },
+            Attempt::NotStarted(frame) => Attempt::NotStarted(frame),
+            Attempt::Failed(error) => Attempt::Failed(error),
+        }
+    }
+}
+
 /// Which worker ran a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum WorkerId {

@@ -73,7 +73,7 @@ impl BrokerPool {
             let _alone = Alone(&batches.alone);
             return match self.start_call(spec, frame).await {
                 Ok(started) => started.finish(|kind, reply| (kind, reply.to_vec())).await,
-                Err(attempt) => attempt,
+                Err(attempt) => attempt.widen(),
             };
         }
         batches.alone.fetch_sub(1, Ordering::Relaxed);

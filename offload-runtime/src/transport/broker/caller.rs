@@ -20,7 +20,7 @@ use super::event::Event;
 use super::{io, names, BrokerPool, Link, HEARTBEAT, LOST_AFTER, NO_AGENTS_FOR, RECONNECT_GRACE};
 use crate::function::codec::encode_call;
 use crate::function::FnSpec;
-use crate::transport::outcome::{Attempt, WorkerId};
+use crate::transport::outcome::{Attempt, Unstarted, WorkerId};
 use crate::wire::{self, Kind};
 use crate::Error;
 
@@ -29,11 +29,11 @@ const REACH_FOR: Duration = Duration::from_secs(30);
 
 impl BrokerPool {
     /// Publishes one call; its frame is kept for another attempt.
-    pub(crate) async fn start_call<T>(
+    pub(crate) async fn start_call(
         &'static self,
         spec: &'static FnSpec,
         frame: Vec<u8>,
-    ) -> Result<Started, Attempt<T>> {
+    ) -> Result<Started, Unstarted> {
         let body = Bytes::from(frame);
         match self.send(spec, body.clone()).await {
             Ok(waiter) => Ok(Started {
@@ -46,13 +46,13 @@ impl BrokerPool {
     }
 
     /// Publishes a call with large arguments, which go through the object store.
-    pub(crate) async fn start_large<A: Serialize, T>(
+    pub(crate) async fn start_large<A: Serialize>(
         &'static self,
         spec: &'static FnSpec,
         index: u32,
         args: &A,
         traced: Option<u64>,
-    ) -> Result<Started, Attempt<T>> {
+    ) -> Result<Started, Unstarted> {
         let mut frame =
             encode_call(spec, self.max_frame(), index, args).map_err(Attempt::Failed)?;
         if let Some(call) = traced {

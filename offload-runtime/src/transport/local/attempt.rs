@@ -12,7 +12,7 @@ use super::conn::Fault;
 use super::pool::{Lease, ProcessPool, Turn};
 use crate::function::codec::{encode_call, encode_failed, Explained};
 use crate::function::FnSpec;
-use crate::transport::outcome::{Attempt, WorkerId};
+use crate::transport::outcome::{Attempt, Unstarted, WorkerId};
 use crate::wire::{self, Kind};
 use crate::Error;
 
@@ -63,40 +63,53 @@ impl ProcessPool {
 
     /// Starts one call on a worker of its own, without taking queued calls along: the call
     /// whose time runs from the moment it starts (see [`Started`]).
-    pub(crate) async fn start_call<T>(
+    pub(crate) async fn start_call(
         &'static self,
         spec: &'static FnSpec,
         frame: Vec<u8>,
-    ) -> Result<Started, Attempt<T>> {
+    ) -> Result<Started, Unstarted> {
+        let lease = self.lease_for_one().await?;
+        Started::send(spec, lease, frame, 0).await
+    }
+
+    /// A worker for one call of its own, as soon as one is free.
+    async fn lease_for_one(&'static self) -> Result<Lease, Unstarted> {
         #[cfg(feature = "tracing")]
         let asked = std::time::Instant::now();
-        let lease = match self.lease().await {
-            Ok(lease) => lease,
-            Err(error) => return Err(Attempt::Failed(error)),
-        };
+        let lease = self.lease().await.map_err(Attempt::Failed)?;
         #[cfg(feature = "tracing")]
         crate::trace::queued(asked.elapsed());
-        Started::send(spec, lease, frame, 0).await
+        Ok(lease)
     }
 
     /// Starts one call with large arguments on a worker of its own: the arguments are encoded
     /// straight into the memory the worker shares with us (or, without it, into a frame as
     /// usual), and only their length crosses the pipe.
-    pub(crate) async fn start_large_call<A: Serialize, T>(
+    pub(crate) async fn start_large_call<A: Serialize>(
         &'static self,
         spec: &'static FnSpec,
         index: u32,
         args: &A,
         traced: Option<u64>,
-    ) -> Result<Started, Attempt<T>> {
-        #[cfg(feature = "tracing")]
-        let asked = std::time::Instant::now();
-        let mut lease = match self.lease().await {
-            Ok(lease) => lease,
-            Err(error) => return Err(Attempt::Failed(error)),
-        };
-        #[cfg(feature = "tracing")]
-        crate::trace::queued(asked.elapsed());
+    ) -> Result<Started, Unstarted> {
+        let mut lease = self.lease_for_one().await?;
+        let (frame, used) = self.encode_large(spec, &mut lease, index, args, traced)?;
+        // Not kept for another attempt: large arguments are encoded anew each time.
+        let mut started = Started::send(spec, lease, frame, used).await?;
+        started.frame = Vec::new();
+        Ok(started)
+    }
+
+    /// The frame of a call with large arguments, and the bytes of the lease's shared region
+    /// they took: the one part of starting such a call that depends on their type.
+    fn encode_large<A: Serialize>(
+        &self,
+        spec: &'static FnSpec,
+        lease: &mut Lease,
+        index: u32,
+        args: &A,
+        traced: Option<u64>,
+    ) -> Result<(Vec<u8>, usize), Unstarted> {
         let (mut frame, used) = match lease.region() {
             Some(region) => {
                 let limit = region.len();
@@ -122,10 +135,7 @@ impl ProcessPool {
         if let Some(call) = traced {
             wire::trace(&mut frame, call);
         }
-        // Not kept for another attempt: large arguments are encoded anew each time.
-        let mut started = Started::send(spec, lease, frame, used).await?;
-        started.frame = Vec::new();
-        Ok(started)
+        Ok((frame, used))
     }
 
     /// Sends as many of `frames` as a worker may still run (see `max_calls_per_worker`), back to
@@ -181,7 +191,7 @@ impl Chunk {
             Ok(kind) => Attempt::Answered(read(kind, lease.reply())),
             Err(fault) => {
                 let lease = self.lease.take().expect("a lease was there");
-                lost(lease, fault).await
+                lost(lease, fault).await.widen()
             }
         }
     }
@@ -207,12 +217,12 @@ pub(crate) struct Started {
 }
 
 impl Started {
-    async fn send<T>(
+    async fn send(
         spec: &'static FnSpec,
         mut lease: Lease,
         mut frame: Vec<u8>,
         used: usize,
-    ) -> Result<Started, Attempt<T>> {
+    ) -> Result<Started, Unstarted> {
         #[cfg(feature = "tracing")]
         crate::trace::on_worker(lease.pid());
         if spec.timeout.is_some() {
@@ -242,13 +252,13 @@ impl Started {
         crate::trace::ran(self.since.elapsed());
         match received {
             Ok(kind) => Attempt::Answered(read(kind, self.lease.reply())),
-            Err(fault) => with_frame(lost(self.lease, fault).await, self.frame),
+            Err(fault) => with_frame(lost(self.lease, fault).await, self.frame).widen(),
         }
     }
 }
 
 /// An attempt that did not run to its end, with the call's frame handed back for another.
-fn with_frame<T>(attempt: Attempt<T>, own: Vec<u8>) -> Attempt<T> {
+fn with_frame(attempt: Unstarted, own: Vec<u8>) -> Unstarted {
     match attempt {
         Attempt::Lost { worker, exit, .. } => Attempt::Lost {
             worker,
@@ -262,7 +272,7 @@ fn with_frame<T>(attempt: Attempt<T>, own: Vec<u8>) -> Attempt<T> {
 
 /// What a fault on the lease's worker means for the call it was sent: the worker is given up
 /// (and replaced by the next call that needs one).
-async fn lost<T>(lease: Lease, fault: Fault) -> Attempt<T> {
+async fn lost(lease: Lease, fault: Fault) -> Unstarted {
     match fault {
         Fault::Died => {
             let pid = lease.pid();
