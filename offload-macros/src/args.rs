@@ -7,6 +7,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit, LitStr, Path, Token};
 
 use crate::errors::Errors;
+use crate::show::show;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -239,6 +240,16 @@ fn string(
             lit: Lit::Str(text),
             ..
         })) => Some(text),
+        // `pool = heavy`: the same word, quoted.
+        Some(Expr::Path(path)) if path.path.get_ident().is_some() => {
+            let key = show(&meta.path);
+            let word = show(&path);
+            errors.at(
+                path,
+                format!("expected a string literal: `{key} = \"{word}\"`"),
+            );
+            None
+        }
         Some(other) => {
             errors.at(other, format!("expected a string literal: `{example}`"));
             None

@@ -199,6 +199,16 @@ fn borrowed_argument(found: &Borrowed, mode: Mode) -> String {
     let shown = show(reference);
     let owned = owned(&reference.elem);
     match mode {
+        // What the body changes must come back: an `Arc` would not let it.
+        Mode::Thread if reference.mutability.is_some() => format!(
+            "`{shown}` borrows from the caller, but the body runs on another thread, which may \
+             outlive the borrow; take `{owned}` and return it, changed, with the result"
+        ),
+        Mode::Process if reference.mutability.is_some() => format!(
+            "`{shown}` cannot be sent to a worker process: the worker decodes its own copy of each \
+             argument, and changes to it stay there; take `{owned}` and return it, changed, with \
+             the result"
+        ),
         Mode::Thread => format!(
             "`{shown}` borrows from the caller, but the body runs on another thread, which may \
              outlive the borrow; take `{owned}` instead (or `Arc<{}>` to share one value)",

@@ -30,4 +30,9 @@ fn f(x: u64) -> u64 {
     x
 }
 
+#[offload(process, pool = heavy)]
+fn g(x: u64) -> u64 {
+    x
+}
+
 fn main() {}

@@ -10,4 +10,9 @@ fn first(items: std::borrow::Cow<'_, str>) -> usize {
     items.len()
 }
 
+#[offload(thread)]
+fn push(buffer: &mut Vec<u8>) {
+    buffer.push(1);
+}
+
 fn main() {}
