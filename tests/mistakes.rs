@@ -131,3 +131,33 @@ async fn such_a_type_as_an_argument_is_named_too() {
         "{detail}"
     );
 }
+
+#[offload(process, pool = "heavy")]
+fn heavy(x: u32) -> u32 {
+    x
+}
+
+#[tokio::test]
+async fn configuring_a_pool_no_function_uses_names_the_pools_in_use() {
+    // A typo of `heavy`: without the error, the settings would change nothing that runs.
+    for result in [
+        offload::ProcessPool::configure("haevy").workers(8).apply(),
+        offload::ProcessPool::get("haevy").map(drop),
+    ] {
+        let Err(error @ Error::Config { .. }) = &result else {
+            panic!("{result:?}");
+        };
+        let said = error.to_string();
+        assert!(
+            said.contains("`haevy`") && said.contains("`heavy`") && said.contains("pool = "),
+            "{said}"
+        );
+    }
+    // The pool a function uses is configured as before.
+    offload::ProcessPool::configure("heavy")
+        .workers(1)
+        .apply()
+        .unwrap();
+    assert_eq!(heavy(2).await, Ok(2));
+    assert_eq!(offload::ProcessPool::get("heavy").unwrap().workers(), 1);
+}

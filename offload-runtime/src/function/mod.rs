@@ -221,12 +221,37 @@ impl Table {
     }
 
     /// The pools the registered functions run on, each once.
-    #[cfg(feature = "nats")]
     pub(crate) fn pools(&self) -> Vec<&'static str> {
         let mut pools: Vec<_> = self.entries.iter().map(|r| r.spec.pool).collect();
         pools.sort_unstable();
         pools.dedup();
         pools
+    }
+
+    /// An error for a pool name that no process-mode function of this program uses (the
+    /// default pool excepted): configuring or getting it is most likely a typo, and would
+    /// change nothing that runs.
+    pub(crate) fn check_pool(&self, name: &str) -> Result<(), crate::Error> {
+        let pools = self.pools();
+        if name == crate::config::DEFAULT_POOL || pools.contains(&name) {
+            return Ok(());
+        }
+        let used = if pools.is_empty() {
+            "none".to_owned()
+        } else {
+            pools
+                .iter()
+                .map(|pool| format!("`{pool}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(crate::Error::Config {
+            detail: format!(
+                "no process-mode function of this program uses pool `{name}` (the pools they \
+                 use: {used}); check the name against the `pool = \"…\"` of their \
+                 #[offload(process)] attributes"
+            ),
+        })
     }
 
     #[cfg(feature = "tracing")]

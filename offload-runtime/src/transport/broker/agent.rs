@@ -203,6 +203,11 @@ fn pools() -> Vec<&'static str> {
     match std::env::var("OFFLOAD_AGENT_POOLS") {
         Ok(wanted) => {
             let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
+            for pool in &wanted {
+                if let Err(e) = Table::get().check_pool(pool) {
+                    eprintln!("offload agent: OFFLOAD_AGENT_POOLS: {e}");
+                }
+            }
             all.into_iter().filter(|p| wanted.contains(p)).collect()
         }
         Err(_) => all,

@@ -190,8 +190,10 @@ impl BrokerPoolBuilder {
         self
     }
 
-    /// Records the settings; an error if the pool already served a call.
+    /// Records the settings; an error if the pool already served a call, or no process-mode
+    /// function of the program uses the pool (a typo of its name).
     pub fn apply(self) -> Result<(), Error> {
+        crate::function::Table::get().check_pool(&self.name)?;
         if self.config.connect.is_none() {
             return Err(Error::Config {
                 detail: format!(

@@ -21,6 +21,7 @@ use super::builder::{OnCancel, PoolConfig, ProcessPoolBuilder};
 use super::placement::Placed;
 use crate::config::{self, Pools};
 use crate::error::Exit;
+use crate::function::Table;
 use crate::stats::{Counters, PoolStats};
 use crate::sys::image::{self, Program};
 use crate::sys::shm::Region;
@@ -107,8 +108,10 @@ pub(crate) enum Turn {
 }
 
 impl ProcessPoolBuilder {
-    /// Records the settings; an error if the pool already served a call or a count is zero.
+    /// Records the settings; an error if the pool already served a call, a count is zero, or
+    /// no process-mode function of the program uses the pool (a typo of its name).
     pub fn apply(self) -> Result<(), Error> {
+        Table::get().check_pool(&self.name)?;
         let zero = |what: &str| Error::Config {
             detail: format!("process pool `{}` needs {what}", self.name),
         };
@@ -138,9 +141,11 @@ impl ProcessPool {
     }
 
     /// The pool called `name`, built from its configuration on first use (without starting
-    /// any worker).
+    /// any worker); an error if no process-mode function of the program uses it, as for
+    /// [`ProcessPoolBuilder::apply`].
     pub fn get(name: &str) -> Result<&'static ProcessPool, Error> {
         POOLS.get(name, |config| {
+            Table::get().check_pool(name)?;
             let config = config.unwrap_or_default();
             let var = config::env_var("OFFLOAD_WORKERS", name);
             let workers = config::size(config.workers, &var, config::cores())?;
