@@ -220,8 +220,8 @@ impl fmt::Display for Error {
                 write!(f, "could not start a worker process: {reason}")
             }
             Error::GuardMissing => f.write_str(
-                "this program does not start with the offload worker guard, so a re-executed \
-                 copy cannot become a worker. In a test crate (a file in tests/, or unit tests \
+                "this program does not run the offload worker guard before any tokio runtime \
+                 starts, so a re-executed copy cannot become a worker. In a test crate (a file in tests/, or unit tests \
                  under #[cfg(test)]), add offload::test_setup!(); at its top. In a program, put \
                  #[offload::main] above #[tokio::main], or call offload::serve_if_worker() as \
                  the first line of a plain fn main, before any tokio runtime is built (inside \

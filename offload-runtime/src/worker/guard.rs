@@ -13,16 +13,20 @@ use crate::wire::{self, Kind};
 
 static GUARD_RAN: AtomicBool = AtomicBool::new(false);
 
+/// The guard ran inside a tokio runtime: too late for this program's copies to become workers,
+/// so its calls fail with `GuardMissing` at once rather than start copies that refuse.
+static GUARD_LATE: AtomicBool = AtomicBool::new(false);
+
 /// The worker guard: in a process started as an offload worker, serves calls and exits without
 /// returning; in any other process, returns at once.
 ///
 /// Call it as the first line of `main`, before anything else runs, or let `#[offload::main]`
 /// insert it. Everything `main` does before it would also run in every worker.
 pub fn serve_if_worker() {
-    GUARD_RAN.store(true, Ordering::Relaxed);
     // Inside a tokio runtime (the guard as the first line of `#[tokio::main]`'s async main) it
     // runs too late: a worker would serve beside a runtime whose descriptors it does not know,
-    // and an agent cannot start its own. The copy refuses, as one whose main has no guard.
+    // and an agent cannot start its own. The copy refuses, as one whose main has no guard, and
+    // the program itself knows now that every copy would.
     let too_late = tokio::runtime::Handle::try_current().is_ok();
     if let Some(marker) = Marker::of_this_process() {
         if too_late {
@@ -30,10 +34,15 @@ pub fn serve_if_worker() {
         }
         become_worker(marker)
     }
-    if too_late && std::env::var_os(AGENT).is_some() {
-        eprintln!("offload: {}", crate::Error::GuardMissing);
-        std::process::exit(2)
+    if too_late {
+        GUARD_LATE.store(true, Ordering::Relaxed);
+        if std::env::var_os(AGENT).is_some() {
+            eprintln!("offload: {}", crate::Error::GuardMissing);
+            std::process::exit(2)
+        }
+        return;
     }
+    GUARD_RAN.store(true, Ordering::Relaxed);
     agent_if_asked();
 }
 
@@ -76,6 +85,8 @@ pub(crate) fn entry() -> Result<bool, crate::Error> {
     }
     if GUARD_RAN.load(Ordering::Relaxed) {
         Ok(false)
+    } else if GUARD_LATE.load(Ordering::Relaxed) {
+        Err(crate::Error::GuardMissing)
     } else if inventory::iter::<TestSetup>().next().is_some() {
         Ok(true)
     } else {

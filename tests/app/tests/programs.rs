@@ -151,6 +151,9 @@ fn a_guard_inside_the_runtime_is_the_same_clear_error() {
         stdout.contains("inside #[tokio::main]'s async main"),
         "{stdout}"
     );
+    // Known from the guard's place in the program itself: no copy was started to refuse.
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("offload:"), "{stderr}");
     assert!(
         !text(&output.stderr).contains("panicked"),
         "{}",

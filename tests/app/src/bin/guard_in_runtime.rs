@@ -1,6 +1,6 @@
-//! A program that calls the guard too late, inside the runtime `#[tokio::main]` built: its
-//! workers refuse to start, and its calls fail with `GuardMissing`, which says where the guard
-//! goes (instead of workers that crash at random beside a runtime they do not know).
+//! A program that calls the guard too late, inside the runtime `#[tokio::main]` built: it starts
+//! no workers, and its calls fail at once with `GuardMissing`, which says where the guard goes
+//! (instead of workers that crash at random beside a runtime they do not know).
 
 #[tokio::main]
 async fn main() {
