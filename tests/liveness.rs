@@ -114,3 +114,70 @@ async fn sixty_four_calls_of_100_kb_and_a_map_of_50_kb_inputs_end() {
     .await;
     assert!(all.into_iter().all(|r| r.unwrap() == vec![1u8; 50_000]));
 }
+
+#[offload(process, pool = "slow-inputs")]
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[offload(thread)]
+fn double_on_a_thread(x: u64) -> u64 {
+    x * 2
+}
+
+/// Inputs that each wait for the event loop to hand them over: `asked` counts the inputs the
+/// iterator is waiting for, and `release` gives it one. An iterator run on the event loop's own
+/// thread would wait there for a task that can then never run.
+fn handed_over(
+    count: u64,
+) -> (
+    impl Iterator<Item = u64> + Send + 'static,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    std::sync::mpsc::Sender<()>,
+) {
+    use std::sync::atomic::Ordering;
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (release, released) = std::sync::mpsc::channel();
+    let waiting = asked.clone();
+    let inputs = (0..count).map(move |i| {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        released
+            .recv_timeout(common::LIVENESS)
+            .expect("the event loop handed the input over");
+        i
+    });
+    (inputs, asked, release)
+}
+
+/// Hands each input over once the iterator waits for it, from a task on the event loop.
+async fn hand_over(
+    count: u64,
+    asked: &std::sync::atomic::AtomicU64,
+    release: std::sync::mpsc::Sender<()>,
+) {
+    for given in 0..count {
+        while asked.load(std::sync::atomic::Ordering::SeqCst) <= given {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
+    }
+}
+
+// The caller's iterator may be slow (the lines of a file, a database cursor): a map reads it
+// off the event loop, in both modes, even on a runtime of one thread.
+#[tokio::test(flavor = "current_thread")]
+async fn a_map_reads_a_slow_iterator_off_the_event_loop() {
+    const COUNT: u64 = 5;
+    let (inputs, asked, release) = handed_over(COUNT);
+    let (results, ()) = tokio::join!(
+        double_map(inputs).collect(),
+        hand_over(COUNT, &asked, release)
+    );
+    assert_eq!(results, (0..COUNT).map(|i| Ok(i * 2)).collect::<Vec<_>>());
+    let (inputs, asked, release) = handed_over(COUNT);
+    let (results, ()) = tokio::join!(
+        double_on_a_thread_map(inputs).collect(),
+        hand_over(COUNT, &asked, release)
+    );
+    assert_eq!(results, (0..COUNT).map(|i| Ok(i * 2)).collect::<Vec<_>>());
+}

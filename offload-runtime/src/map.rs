@@ -170,14 +170,17 @@ impl<R: Send + 'static> Running<R> {
         let mut drivers = JoinSet::new();
         let results = if tokio::runtime::Handle::try_current().is_ok() {
             let (send, results) = mpsc::channel(16);
-            let kept = panicked.clone();
+            let inputs = Inputs::read(
+                inputs.take().expect("not read yet"),
+                16,
+                panicked.clone(),
+                drop,
+            );
             drivers.spawn(async move {
-                let mut index = 0;
-                while next_input(&mut inputs, &kept).is_some() {
+                while let Some((index, ())) = inputs.next().await {
                     if send.send((index, Err(error.clone()))).await.is_err() {
                         return;
                     }
-                    index += 1;
                 }
             });
             results
@@ -197,33 +200,137 @@ impl<R: Send + 'static> Running<R> {
     }
 }
 
-/// The caller's iterator, shared by a map's drivers, each taking the next input with its index.
-pub(crate) struct Inputs<I> {
-    /// The iterator, until it ended or panicked, and how many inputs it gave.
-    next: Mutex<(Option<I>, usize)>,
-    panicked: Arc<Panicked>,
+/// The caller's inputs, as a map's drivers take them, each with its index. The iterator runs
+/// on a blocking thread of its own, never on the runtime's threads: it may be slow (the lines
+/// of a file, a database cursor), and a driver waiting for it must leave the event loop free.
+/// The thread keeps at most `ahead` inputs ready, so memory stays bounded, and is woken only
+/// once the drivers took half of them, not for every input.
+pub(crate) struct Inputs<T>(Arc<Ready<T>>);
+
+struct Ready<T> {
+    queue: Mutex<Queue<T>>,
+    /// The reading thread waits here for room.
+    room: std::sync::Condvar,
+    /// Drivers wait here for inputs.
+    filled: tokio::sync::Notify,
+    ahead: usize,
 }
 
-impl<I: Iterator> Inputs<I> {
-    /// The iterator's panic, should it panic, goes to `panicked`, for the caller.
-    pub(crate) fn new(inputs: I, panicked: Arc<Panicked>) -> Inputs<I> {
-        Inputs {
-            next: Mutex::new((Some(inputs), 0)),
-            panicked,
+struct Queue<T> {
+    inputs: std::collections::VecDeque<(usize, T)>,
+    /// The iterator ended or panicked: no more inputs come.
+    ended: bool,
+    /// The map was dropped: the reading thread stops.
+    dropped: bool,
+}
+
+impl<T: Send + 'static> Inputs<T> {
+    /// Starts reading `inputs`, each made ready for the drivers by `prepare` on the same
+    /// thread; the iterator's panic, should it panic, goes to `panicked`, for the caller. Once
+    /// the map is dropped, the thread ends as soon as the iterator gives its next input.
+    pub(crate) fn read<I>(
+        inputs: I,
+        ahead: usize,
+        panicked: Arc<Panicked>,
+        mut prepare: impl FnMut(I::Item) -> T + Send + 'static,
+    ) -> Inputs<T>
+    where
+        I: Iterator + Send + 'static,
+    {
+        let ready = Arc::new(Ready {
+            queue: Mutex::new(Queue {
+                inputs: std::collections::VecDeque::new(),
+                ended: false,
+                dropped: false,
+            }),
+            room: std::sync::Condvar::new(),
+            filled: tokio::sync::Notify::new(),
+            ahead: ahead.max(1),
+        });
+        let reading = ready.clone();
+        let mut inputs = Some(inputs);
+        tokio::task::spawn_blocking(move || {
+            let mut index = 0;
+            while let Some(input) = next_input(&mut inputs, &panicked) {
+                // A panic of `prepare` (a `Serialize` impl of the caller's) is the caller's too.
+                let input = match std::panic::catch_unwind(AssertUnwindSafe(|| prepare(input))) {
+                    Ok(input) => input,
+                    Err(payload) => {
+                        *panicked.lock().unwrap_or_else(|p| p.into_inner()) = Some(payload);
+                        break;
+                    }
+                };
+                let mut queue = reading.lock();
+                while queue.inputs.len() >= reading.ahead && !queue.dropped {
+                    queue = reading.room.wait(queue).unwrap_or_else(|p| p.into_inner());
+                }
+                if queue.dropped {
+                    return;
+                }
+                queue.inputs.push_back((index, input));
+                drop(queue);
+                reading.filled.notify_one();
+                index += 1;
+            }
+            reading.lock().ended = true;
+            reading.filled.notify_waiters();
+        });
+        Inputs(ready)
+    }
+
+    /// The next input and its index, once the iterator gave it; `None` once it ended or
+    /// panicked.
+    pub(crate) async fn next(&self) -> Option<(usize, T)> {
+        loop {
+            let filled = self.0.filled.notified();
+            tokio::pin!(filled);
+            // Registered before the queue is read, so that no notification falls in between.
+            filled.as_mut().enable();
+            if let Some(taken) = self.taken() {
+                return taken;
+            }
+            filled.await;
         }
     }
 
-    /// The next input and its index; `None` once the iterator ended or panicked.
-    pub(crate) fn next(&self) -> Option<(usize, I::Item)> {
-        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-        let input = next_input(&mut next.0, &self.panicked)?;
-        next.1 += 1;
-        Some((next.1 - 1, input))
+    /// The next input, if one is ready now.
+    pub(crate) fn ready(&self) -> Option<(usize, T)> {
+        self.0.take(&mut self.0.lock())
+    }
+
+    /// The next input, or `Some(None)` once none will come; `None` while the drivers must wait.
+    fn taken(&self) -> Option<Option<(usize, T)>> {
+        let mut queue = self.0.lock();
+        match self.0.take(&mut queue) {
+            Some(input) => Some(Some(input)),
+            None => queue.ended.then_some(None),
+        }
     }
 }
 
-/// The next item of the caller's iterator, taken on a driver task: its panic is kept for the
-/// caller (see [`Map::next`]) rather than lost with the task, and `None` is all it gives after.
+impl<T> Ready<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue<T>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self, queue: &mut Queue<T>) -> Option<(usize, T)> {
+        let input = queue.inputs.pop_front()?;
+        if queue.inputs.len() == self.ahead / 2 {
+            self.room.notify_one();
+        }
+        Some(input)
+    }
+}
+
+impl<T> Drop for Inputs<T> {
+    fn drop(&mut self) {
+        self.0.lock().dropped = true;
+        self.0.room.notify_one();
+    }
+}
+
+/// The next item of the caller's iterator: its panic is kept for the caller (see
+/// [`Map::next`]) rather than lost with the thread, and `None` is all it gives after.
 fn next_input<I: Iterator>(inputs: &mut Option<I>, panicked: &Panicked) -> Option<I::Item> {
     let iterator = inputs.as_mut()?;
     match std::panic::catch_unwind(AssertUnwindSafe(|| iterator.next())) {

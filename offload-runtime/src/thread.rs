@@ -158,12 +158,13 @@ where
             .unwrap_or_else(|| (config::cores() + 4).min(32));
         let (send, results) = mpsc::channel(threads * 2);
         let panicked = Arc::new(Mutex::new(None));
-        let shared = Arc::new((Inputs::new(inputs, panicked.clone()), body));
+        let inputs = Inputs::read(inputs, threads, panicked.clone(), |input| input);
+        let shared = Arc::new((inputs, body));
         let mut drivers = JoinSet::new();
         for _ in 0..threads {
             let (shared, send) = (shared.clone(), send.clone());
             drivers.spawn(async move {
-                while let Some((index, input)) = shared.0.next() {
+                while let Some((index, input)) = shared.0.next().await {
                     let shared = shared.clone();
                     let result = run(function, pool, move || (shared.1)(input)).await;
                     if send.send((index, result)).await.is_err() {

@@ -11,13 +11,12 @@
 use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::{after_loss, within_timeout, Remote};
 use crate::function::codec::{decode, encode_call};
-use crate::function::{FnSpec, Transferable};
+use crate::function::Transferable;
 use crate::map::{Inputs, Map, Running};
 use crate::transport::{Attempt, Backend};
 use crate::Error;
@@ -29,9 +28,10 @@ struct Item {
     attempts: u32,
 }
 
-/// What a map's drivers share: the caller's inputs, and the calls to send again.
-struct Shared<I> {
-    inputs: Inputs<I>,
+/// What a map's drivers share: the caller's inputs, encoded where the iterator runs, and the
+/// calls to send again.
+struct Shared {
+    inputs: Inputs<Result<Vec<u8>, Error>>,
     /// Calls sent to a worker that died before starting them: sent again first.
     again: Mutex<Vec<Item>>,
 }
@@ -59,16 +59,19 @@ where
         let chunk = chunk.unwrap_or(backend.chunk_size());
         let (send, results) = mpsc::channel(chunk * 4);
         let panicked = Arc::new(Mutex::new(None));
+        let spec = &function.spec;
+        let limit = backend.max_frame();
+        let encode = move |input: A| encode_call(spec, limit, index, &input);
+        let ahead = chunk * backend.workers();
         let shared = Arc::new(Shared {
-            inputs: Inputs::new(inputs, panicked.clone()),
+            inputs: Inputs::read(inputs, ahead, panicked.clone(), encode),
             again: Mutex::new(Vec::new()),
         });
         let mut drivers = JoinSet::new();
         for _ in 0..backend.workers() {
-            drivers.spawn(drive::<_, _, W, R>(
+            drivers.spawn(drive::<W, R>(
                 function,
                 backend,
-                index,
                 shared.clone(),
                 chunk,
                 send.clone(),
@@ -79,16 +82,13 @@ where
     Map::new(hint, Box::new(start))
 }
 
-async fn drive<I, A, W, R>(
+async fn drive<W, R>(
     function: &'static Remote,
     backend: Backend,
-    index: u32,
-    shared: Arc<Shared<I>>,
+    shared: Arc<Shared>,
     chunk: usize,
     results: mpsc::Sender<(usize, Result<R, Error>)>,
 ) where
-    I: Iterator<Item = A>,
-    A: Serialize,
     W: DeserializeOwned,
     R: From<W>,
 {
@@ -98,7 +98,7 @@ async fn drive<I, A, W, R>(
         results.send((index, result))
     };
     loop {
-        let (batch, refused) = take(spec, backend, index, &shared, chunk);
+        let (batch, refused) = take(&shared, chunk).await;
         for (index, error) in refused {
             if deliver(index, Err(error)).await.is_err() {
                 return;
@@ -166,19 +166,9 @@ async fn drive<I, A, W, R>(
     }
 }
 
-/// Takes up to `chunk` calls, those to send again first, encoding fresh inputs; an input that
-/// does not encode is refused at once.
-fn take<I, A>(
-    spec: &FnSpec,
-    backend: Backend,
-    index: u32,
-    shared: &Shared<I>,
-    chunk: usize,
-) -> (Vec<Item>, Vec<(usize, Error)>)
-where
-    I: Iterator<Item = A>,
-    A: Serialize,
-{
+/// Takes up to `chunk` calls: those to send again first, then fresh inputs, waiting for one
+/// only while there is nothing else to send; an input that did not encode is refused at once.
+async fn take(shared: &Shared, chunk: usize) -> (Vec<Item>, Vec<(usize, Error)>) {
     let mut batch = Vec::with_capacity(chunk);
     {
         let mut again = shared.again.lock().unwrap_or_else(|p| p.into_inner());
@@ -187,16 +177,19 @@ where
     }
     let mut refused = Vec::new();
     while batch.len() < chunk {
-        let Some((position, input)) = shared.inputs.next() else {
-            break;
+        let input = if batch.is_empty() {
+            shared.inputs.next().await
+        } else {
+            shared.inputs.ready()
         };
-        match encode_call(spec, backend.max_frame(), index, &input) {
-            Ok(frame) => batch.push(Item {
+        match input {
+            Some((position, Ok(frame))) => batch.push(Item {
                 index: position,
                 frame,
                 attempts: 0,
             }),
-            Err(error) => refused.push((position, error)),
+            Some((position, Err(error))) => refused.push((position, error)),
+            None => break,
         }
     }
     (batch, refused)
