@@ -139,12 +139,11 @@ fn handed_over(
     let asked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (release, released) = std::sync::mpsc::channel();
     let waiting = asked.clone();
-    let inputs = (0..count).map(move |i| {
+    let inputs = (0..count).inspect(move |_| {
         waiting.fetch_add(1, Ordering::SeqCst);
         released
             .recv_timeout(common::LIVENESS)
             .expect("the event loop handed the input over");
-        i
     });
     (inputs, asked, release)
 }
