@@ -7,7 +7,7 @@ mod exec;
 mod guard;
 mod limits;
 mod serve;
-mod setup;
+pub(crate) mod setup;
 
 pub(crate) use boot::{Marker, CALLS_FD, MARKER, REPLIES_FD};
 pub(crate) use guard::entry;

@@ -55,14 +55,23 @@ pub(crate) fn set(setup: &'static WorkerSetup) {
     let _ = SETUP.set(setup);
 }
 
-/// Runs the program's setup, if it has one (from its guard, or from its test setup), catching a
-/// panic: `Err((name, message))` when it failed.
-pub(crate) fn run() -> Result<(), (&'static str, String)> {
-    let setup = SETUP
+/// The program's setup, if it has one: from its guard, or from its test setup.
+fn program_setup() -> Option<&'static WorkerSetup> {
+    SETUP
         .get()
         .copied()
-        .or_else(|| inventory::iter::<TestSetup>().find_map(TestSetup::setup));
-    let Some(setup) = setup else {
+        .or_else(|| inventory::iter::<TestSetup>().find_map(TestSetup::setup))
+}
+
+/// The name of the program's setup, which its workers run before their handshake.
+pub(crate) fn name() -> Option<&'static str> {
+    program_setup().map(|setup| setup.name)
+}
+
+/// Runs the program's setup, if it has one, catching a panic: `Err((name, message))` when it
+/// failed.
+pub(crate) fn run() -> Result<(), (&'static str, String)> {
+    let Some(setup) = program_setup() else {
         return Ok(());
     };
     match panic::catch(setup.run) {

@@ -482,11 +482,20 @@ impl ProcessPool {
                  may say why",
                 worker.exit().await
             ))),
-            Err(_) => Err(Error::start_failed(format!(
-                "the worker (pid {pid}) did not complete its handshake within {limit:?}; make \
-                 sure the offload guard runs first in main (#[offload::main] or \
-                 offload::serve_if_worker()), before any other work"
-            ))),
+            Err(_) => Err(Error::start_failed(match worker::setup::name() {
+                // The likelier cause, where there is one: the setup runs before the handshake.
+                Some(setup) => format!(
+                    "the worker (pid {pid}) did not complete its handshake within {limit:?}; \
+                     its setup `{setup}` runs first: give it longer with the pool's \
+                     handshake_timeout (ProcessPool::configure(..).handshake_timeout(..))"
+                ),
+                None => format!(
+                    "the worker (pid {pid}) did not complete its handshake within {limit:?}; \
+                     make sure the offload guard runs first in main (#[offload::main] or \
+                     offload::serve_if_worker()), before any other work, or give it longer \
+                     with the pool's handshake_timeout"
+                ),
+            })),
         }
     }
 
