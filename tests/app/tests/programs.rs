@@ -500,3 +500,29 @@ fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+#[test]
+fn a_worker_that_cannot_start_for_want_of_descriptors_says_which_limit_to_raise() {
+    let mut command = program("with_guard");
+    command.args(["square", "3"]);
+    // Enough for the runtime, not for a worker's pipes as well.
+    // SAFETY: setrlimit is async-signal-safe, and the limit passed is a valid rlimit.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 12,
+                rlim_max: 12,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (output, _) = finish(command);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("WorkerStart") && stderr.contains("ulimit -n"),
+        "{stderr}"
+    );
+}

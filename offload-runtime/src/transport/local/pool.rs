@@ -462,7 +462,19 @@ impl ProcessPool {
         };
         let shown = program.name.display().to_string();
         let failed = |e: std::io::Error| {
-            Error::start_failed(format!("cannot run {shown}: {e}")).caused_by(e)
+            let fix = match e.raw_os_error() {
+                Some(libc::EMFILE | libc::ENFILE) => {
+                    "; each worker holds a few descriptors: raise the open-files limit \
+                     (ulimit -n) or give the pool fewer workers"
+                }
+                Some(libc::EAGAIN) => {
+                    "; the system or this user may start no more processes: raise the limit \
+                     (ulimit -u) or give the pool fewer workers"
+                }
+                Some(libc::ENOMEM) => "; the system is out of memory for another process",
+                _ => "",
+            };
+            Error::start_failed(format!("cannot run {shown}: {e}{fix}")).caused_by(e)
         };
         let prove_build = marker.prove_build;
         let (process, ends, region) = spawn::spawn(program, marker).await.map_err(failed)?;
