@@ -212,8 +212,9 @@
 //! # Platforms
 //!
 //! Thread mode works everywhere tokio does. Process mode needs Unix: it is tested on Linux, where
-//! workers also die with their parent through `PR_SET_PDEATHSIG` and arguments over 1 MiB cross
-//! through memory shared with the worker instead of the pipe; it builds on macOS. On Windows a
+//! a worker learns of its caller's exit at once (a pidfd; elsewhere it checks every 100 ms) and
+//! arguments over 1 MiB cross through memory shared with the worker instead of the pipe; it
+//! builds on macOS. On Windows a
 //! process-mode function does not compile (its one error says why), and the guard does nothing.
 
 #![doc(test(attr(deny(warnings))))]

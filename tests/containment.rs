@@ -38,7 +38,7 @@ fn child_descriptors() -> Vec<String> {
 /// Forks a child that keeps every descriptor and lives on, then dies.
 #[offload(process, pool = "children")]
 fn die_leaving_a_child(dir: PathBuf) -> u32 {
-    // SAFETY: the worker is single-threaded; the child only parks.
+    // SAFETY: the child only calls pause, which is async-signal-safe.
     match unsafe { libc::fork() } {
         0 => loop {
             // SAFETY: pause has no preconditions.
@@ -112,6 +112,38 @@ async fn a_timed_out_or_cancelled_call_leaves_no_process_behind() {
     call.abort();
     assert!(call.await.unwrap_err().is_cancelled());
     gone(program).await;
+}
+
+/// Forks, and returns in both processes: the parent with the child's pid, the child with 0.
+#[offload(process, pool = "forked")]
+fn fork_and_return() -> u32 {
+    // SAFETY: both processes only return; the child allocates only through glibc's malloc,
+    // which stays usable in the child of a fork.
+    unsafe { libc::fork() as u32 }
+}
+
+#[offload(process, pool = "forked")]
+fn forked_echo(value: u64) -> u64 {
+    value
+}
+
+// A body that forks and returns in both processes: only the worker answers, the child ends
+// instead of serving the worker's channel beside it, and the pool's next calls get their own
+// replies (they got the child's copy of an earlier reply, as a protocol error).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_body_that_forks_and_returns_twice_gets_one_reply_and_the_next_calls_theirs() {
+    ProcessPool::configure("forked").workers(1).apply().unwrap();
+    assert_eq!(forked_echo(0).await, Ok(0));
+    let child = within("a call that forks", fork_and_return())
+        .await
+        .unwrap();
+    assert_ne!(child, 0, "the reply is the worker's, not its child's");
+    for value in 1..=50 {
+        assert_eq!(forked_echo(value).await, Ok(value));
+    }
+    // The child ended when it came back to the channel.
+    gone(child).await;
 }
 
 // --- Decoding never takes a caller or a worker down. ---

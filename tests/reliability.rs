@@ -170,13 +170,24 @@ fn take_undecodable(_value: Undecodable) -> u8 {
     1
 }
 
+/// The worker's open descriptors with what each is, the marker it finds, what its descriptors 3
+/// and 4 are, and their pipes' sizes.
+#[cfg(target_os = "linux")]
+type Hygiene = (Vec<(i32, String)>, Option<String>, [String; 2], [i32; 2]);
+
 // Reads /proc and the pipes' sizes, as only Linux tells them.
 #[cfg(target_os = "linux")]
 #[offload(process)]
-fn hygiene() -> (Vec<String>, Option<String>, [String; 2], [i32; 2]) {
-    let descriptors = std::fs::read_dir("/proc/self/fd")
+fn hygiene() -> Hygiene {
+    let listed: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    // The listing's own descriptor, closed by now, has no target.
+    let descriptors = listed
+        .into_iter()
+        .filter_map(|fd| Some((fd, std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?)))
+        .map(|(fd, link)| (fd, link.display().to_string()))
         .collect();
     let target = |fd: u8| {
         let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
@@ -509,9 +520,18 @@ async fn workers_inherit_only_their_channel_and_stdio_and_lose_the_marker() {
     let (descriptors, marker, channel, sizes) = hygiene().await.unwrap();
     // SAFETY: `leaked` is ours.
     unsafe { libc::close(leaked) };
-    let open: BTreeSet<i32> = descriptors.iter().filter_map(|d| d.parse().ok()).collect();
-    // 0-2 stdio, 3 and 4 the channel, and 5, which read_dir itself opened to list them.
-    assert_eq!(open, BTreeSet::from([0, 1, 2, 3, 4, 5]));
+    // 0-2 stdio and 3 and 4 the channel; beside them, only the one the worker opened itself to
+    // learn when its caller exits (Linux's pidfd).
+    let (own, inherited): (Vec<_>, Vec<_>) = descriptors
+        .iter()
+        .partition(|(_, target)| target == "anon_inode:[pidfd]");
+    let inherited: BTreeSet<i32> = inherited.iter().map(|(fd, _)| *fd).collect();
+    assert_eq!(
+        inherited,
+        BTreeSet::from([0, 1, 2, 3, 4]),
+        "{descriptors:?}"
+    );
+    assert_eq!(own.len(), 1, "{descriptors:?}");
     assert_eq!(marker, None);
     // Replies go out on one pipe, calls come in on another.
     let [replies, calls] = &channel;

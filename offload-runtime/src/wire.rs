@@ -10,7 +10,7 @@
 use std::fmt;
 
 /// Bumped whenever the frame layout or a payload changes meaning.
-pub(crate) const PROTOCOL: u16 = 4;
+pub(crate) const PROTOCOL: u16 = 5;
 
 /// The kind byte's flag: the caller polls for this call's reply.
 pub(crate) const POLLING: u8 = 0x80;
@@ -53,6 +53,10 @@ pub(crate) enum Kind {
     /// Worker → caller, between calls: it waited for a call longer than its pool's idle time,
     /// and exits without reading another.
     Idle = 11,
+    /// Caller → worker, between calls: the pool is done with it, and it exits as a program
+    /// does. A channel that closes without it says that the caller is gone, and the worker ends
+    /// with its whole group (see `worker/group.rs`).
+    Stop = 12,
 }
 
 impl Kind {
@@ -69,6 +73,7 @@ impl Kind {
             9 => Kind::CallShared,
             10 => Kind::SetupFailed,
             11 => Kind::Idle,
+            12 => Kind::Stop,
             _ => return None,
         })
     }

@@ -188,7 +188,8 @@ pub(crate) fn decode<R: DeserializeOwned>(
         | Kind::CallShared
         | Kind::GuardMissing
         | Kind::SetupFailed
-        | Kind::Idle => {
+        | Kind::Idle
+        | Kind::Stop => {
             unreachable!("rejected by the exchange")
         }
     }

@@ -1,9 +1,10 @@
 //! The worker side: the guard that turns a re-executed copy of the program into a worker, the
 //! marker it is started with, the loop that serves a local pool's calls, the resource limits it
-//! serves them under, and the code that runs one call.
+//! serves them under, the code that runs one call, and what becomes of the processes it starts.
 
 mod boot;
 mod exec;
+mod group;
 mod guard;
 mod limits;
 mod serve;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::boot::{Marker, CALLS_FD, REPLIES_FD};
 use super::exec::answer;
+use super::group;
 use super::limits::CpuBudget;
 use crate::function::Table;
 use crate::sys::poll::{self, read_now, Poller};
@@ -43,8 +44,9 @@ pub(super) fn serve(marker: Marker) -> ! {
         // SAFETY: only the descriptor's close-on-exec flag changes.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
+    group::keep_channel_from_forks();
     placement::note_worker_affinity();
-    exit_with_parent();
+    group::end_with_caller();
     let step_back = StepBack::start_at(marker.nice);
     // SAFETY: descriptors 3 and 4 were placed by the launcher; nothing else in this process
     // owns them.
@@ -64,7 +66,9 @@ pub(super) fn serve(marker: Marker) -> ! {
     crate::function::set_max_depth(marker.max_depth);
     // The program's setup runs before the handshake, so that a setup that fails is told to
     // the caller in its place, and the caller's first call never starts on a worker half set up.
-    if let Err((name, message)) = super::setup::run() {
+    let setup = super::setup::run();
+    leave_if_forked();
+    if let Err((name, message)) = setup {
         let payload = postcard::to_stdvec(&(name, message)).unwrap_or_default();
         let _ = (&replies).write_all(&wire::frame(Kind::SetupFailed, 0, &payload));
         std::process::exit(3);
@@ -73,7 +77,7 @@ pub(super) fn serve(marker: Marker) -> ! {
         .prove_build
         .then(|| crate::sys::image::build_id().ok())
         .flatten();
-    let code = match poll::set_nonblocking(&calls).and_then(|()| {
+    let ended = poll::set_nonblocking(&calls).and_then(|()| {
         run(
             reader,
             &replies,
@@ -85,16 +89,36 @@ pub(super) fn serve(marker: Marker) -> ! {
             region.as_ref(),
             step_back,
         )
-    }) {
-        // The caller closed the channel, at any point of a frame: it went away, so do we.
-        Ok(()) => 0,
-        Err(error) if is_hang_up(&error) => 0,
+    });
+    match ended {
+        Ok(Ending::Stopped) => std::process::exit(0),
+        // The caller closed the channel without a word, at any point of a frame: it is gone.
+        // Or this worker leaves on its own. Either way no caller will end its group.
+        Ok(Ending::HungUp | Ending::Idle) => end_with_group(),
+        Err(error) if is_hang_up(&error) => end_with_group(),
         Err(error) => {
             eprintln!("offload worker {}: {error}", std::process::id());
-            70
+            std::process::exit(70)
         }
-    };
-    std::process::exit(code)
+    }
+}
+
+/// Ends the worker with its group, once what it printed without ending the line is written out,
+/// as an exit would.
+fn end_with_group() -> ! {
+    let _ = io::stdout().flush();
+    group::end()
+}
+
+/// How a worker's serving ended, short of an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Its pool stopped it.
+    Stopped,
+    /// Its channel closed between calls.
+    HungUp,
+    /// It waited for a call longer than its pool allows, and said so.
+    Idle,
 }
 
 /// How far a worker lowers its priority once a call runs long, unless its pool says otherwise.
@@ -178,9 +202,9 @@ struct Limits {
     cpu: Option<CpuBudget>,
 }
 
-/// Announces the registry, then serves calls until the caller closes the channel, stepping back
-/// as `step_back` says. An error means the caller broke the protocol or the channel failed: the
-/// worker cannot go on.
+/// Announces the registry, then serves calls until the caller stops it or closes the channel,
+/// stepping back as `step_back` says. An error means the caller broke the protocol or the
+/// channel failed: the worker cannot go on.
 fn run(
     mut reader: impl Inbox,
     mut writer: impl Write,
@@ -191,7 +215,7 @@ fn run(
     }: Limits,
     region: Option<&Region>,
     mut step_back: StepBack,
-) -> io::Result<()> {
+) -> io::Result<Ending> {
     let table = Table::get();
     let hello = (wire::PROTOCOL, std::process::id(), table.signature(), build);
     let hello = postcard::to_stdvec(&hello).map_err(io::Error::other)?;
@@ -205,11 +229,12 @@ fn run(
         let read = reader.read_exact(&mut header);
         reader.between_calls(false);
         match read {
-            Err(e) if is_hang_up(&e) => return Ok(()),
+            Err(e) if is_hang_up(&e) => return Ok(Ending::HungUp),
             // Idle for longer than its pool allows: it says so, so that the call that finds it
             // gone goes to a fresh worker, and leaves.
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                return writer.write_all(&wire::frame(Kind::Idle, 0, &[]));
+                writer.write_all(&wire::frame(Kind::Idle, 0, &[]))?;
+                return Ok(Ending::Idle);
             }
             other => other?,
         }
@@ -221,6 +246,9 @@ fn run(
             placed,
             traced,
         } = Header::parse(&header, max_frame).map_err(io::Error::other)?;
+        if kind == Kind::Stop {
+            return Ok(Ending::Stopped);
+        }
         // The function's index, then the caller's trace id if the call carries one.
         let prefix = if traced { 12 } else { 4 };
         let shared = match (kind, payload_len - payload_len.min(prefix)) {
@@ -267,6 +295,7 @@ fn run(
         let began = Instant::now();
         let cpu = (placed || step_back.measures()).then(cpu_time);
         answer(table, index, id, args, &mut output, max_frame, call);
+        leave_if_forked();
         let took = began.elapsed();
         let ran = cpu.map(|cpu| cpu_time().saturating_sub(cpu));
         if let (true, Some(ran), Some(region)) = (placed, ran, region) {
@@ -386,20 +415,13 @@ fn is_hang_up(error: &io::Error) -> bool {
     )
 }
 
-/// On Linux the launcher set a parent-death signal. Elsewhere an idle worker notices its parent's
-/// death as the end of its channel, and a busy one through this watchdog.
-fn exit_with_parent() {
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        // SAFETY: getppid has no preconditions.
-        let parent = unsafe { libc::getppid() };
-        std::thread::spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            // SAFETY: as above.
-            if unsafe { libc::getppid() } != parent {
-                std::process::exit(0);
-            }
-        });
+/// Ends a child that one of the worker's functions forked, as it comes back from the function:
+/// it is not the worker, and its copy of the channel is closed (see `group`). Nothing of the
+/// worker's state is torn down or flushed twice.
+fn leave_if_forked() {
+    if group::forked() {
+        // SAFETY: _exit ends the process at once; it has no preconditions.
+        unsafe { libc::_exit(0) }
     }
 }
 

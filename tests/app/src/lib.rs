@@ -45,3 +45,17 @@ pub fn work_until(dir: PathBuf, release: PathBuf) -> u32 {
     }
     pid
 }
+
+/// Starts `sleep seconds` from the worker and returns its pid without waiting for it: a process
+/// the call leaves behind in the worker's group.
+#[offload(process)]
+pub fn start_sleeper(seconds: u32) -> u32 {
+    let child = std::process::Command::new("sleep")
+        .arg(seconds.to_string())
+        .spawn()
+        .expect("sleep starts");
+    let pid = child.id();
+    // Never waited for: it is meant to outlive the call.
+    std::mem::forget(child);
+    pid
+}

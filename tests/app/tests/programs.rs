@@ -473,6 +473,61 @@ fn workers_exit_when_their_parent_is_killed() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+// A program whose main returns while a process its worker started still runs: that process,
+// left in the worker's group, is killed with the worker, as it is when the worker ends while
+// the program goes on.
+#[test]
+fn a_process_a_worker_started_ends_when_the_program_returns_from_main() {
+    let (output, _) = finish({
+        let mut c = program("with_guard");
+        c.arg("leave-a-sleeper");
+        c
+    });
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let sleeper = text(&output.stdout)
+        .trim()
+        .parse()
+        .expect("the sleeper's pid");
+    ends_or_is_killed(sleeper);
+}
+
+// The same when the program is killed and nothing of it runs to clean up.
+#[test]
+fn a_process_a_worker_started_ends_when_the_program_is_killed() {
+    let mut command = program("with_guard");
+    command.arg("leave-a-sleeper-and-wait");
+    let mut parent = command.spawn().unwrap();
+    let mut stdout = parent.stdout.take().unwrap();
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = Vec::new();
+        let mut byte = [0];
+        while stdout.read(&mut byte).is_ok_and(|n| n == 1) && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        let _ = send.send(text(&line));
+    });
+    let line = receive.recv_timeout(LIVENESS).expect("the sleeper starts");
+    let sleeper = line.parse().expect("the sleeper's pid");
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    ends_or_is_killed(sleeper);
+}
+
+/// Waits until `pid` has exited, failing the test after [`LIVENESS`]; a process still running
+/// then is killed first, so that a failing run leaves nothing behind.
+fn ends_or_is_killed(pid: i32) {
+    let started = Instant::now();
+    while alive(pid) {
+        if started.elapsed() > LIVENESS {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("process {pid} still running {LIVENESS:?} after its program ended");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Polls `check` until it yields, failing the test after [`LIVENESS`].
 fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
     let started = Instant::now();

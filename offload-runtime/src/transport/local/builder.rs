@@ -113,8 +113,8 @@ impl ProcessPoolBuilder {
 
     /// Lets a worker that has waited this long for a call exit, giving its memory back (loky's
     /// `timeout`); the next call that needs a worker starts a fresh one. Default: workers wait
-    /// for as long as the pool lives. An idle worker that left is reaped when its slot is next
-    /// used, or at shutdown.
+    /// for as long as the pool lives. An idle worker leaves with what it left in its process
+    /// group, and is reaped when its slot is next used, or at shutdown.
     pub fn idle_timeout(mut self, after: Duration) -> Self {
         self.config.idle_timeout = Some(after);
         self

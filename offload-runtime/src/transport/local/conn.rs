@@ -346,7 +346,8 @@ impl Worker {
         process.exit().await.unwrap_or(Exit::Unknown)
     }
 
-    /// Closes the channel, which tells an idle worker to exit, and waits until it has.
+    /// Tells an idle worker to exit, closes the channel, and waits until it has exited. Stopped
+    /// so, the worker exits as a program does; its group is killed once it is reaped.
     pub(crate) async fn stop(self) -> Exit {
         let Worker {
             registered,
@@ -355,6 +356,9 @@ impl Worker {
             replies,
             ..
         } = self;
+        // An idle worker's pipe has room for it; were it full, the worker would take the closed
+        // channel for its caller's end, and end with its group at once.
+        let _ = (&calls).write_all(&wire::frame(Kind::Stop, 0, &[]));
         drop((registered, calls, replies));
         process.exit().await.unwrap_or(Exit::Unknown)
     }

@@ -8,7 +8,8 @@
 //! group, then reaches only the caller, which decides what becomes of running calls; and when a
 //! worker ends, whether it exited, crashed or was killed for a timeout or a cancelled call, the
 //! processes it started and left in its group are killed with it, so no call leaves a process
-//! of its own behind. (A program that must outlive its worker starts a session of its own.)
+//! of its own behind; a worker whose caller ends kills its own group (see `worker/group.rs`).
+//! (A program that must outlive its worker starts a group or a session of its own.)
 
 use std::fs::File;
 use std::io;
@@ -173,6 +174,7 @@ fn start(program: &Program, marker: Marker) -> io::Result<Spawned> {
                     return Err(io::Error::last_os_error());
                 }
             }
+            // Until the worker watches for its caller's exit itself (see `worker/group.rs`).
             #[cfg(any(target_os = "linux", target_os = "android"))]
             {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {

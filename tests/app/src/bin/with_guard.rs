@@ -3,7 +3,9 @@
 //! `with_guard between-calls` restores SIGPIPE's default action, as command-line tools do, then
 //! kills its idle worker and calls again. `with_guard ctrl-c DIR` shuts down gracefully on
 //! Ctrl-C while two calls run, and `with_guard replaced` replaces its own executable on disk
-//! between two calls.
+//! between two calls. `with_guard leave-a-sleeper` has a worker start `sleep 600`, prints its
+//! pid and returns from main; `with_guard leave-a-sleeper-and-wait` prints it and waits to be
+//! killed.
 
 #[offload::main]
 #[tokio::main]
@@ -88,6 +90,13 @@ async fn main() {
             std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
             let after = offload_test_app::square(4).await;
             println!("before: {before:?}, after: {after:?}");
+        }
+        ["leave-a-sleeper"] => {
+            println!("{}", offload_test_app::start_sleeper(600).await.unwrap());
+        }
+        ["leave-a-sleeper-and-wait"] => {
+            println!("{}", offload_test_app::start_sleeper(600).await.unwrap());
+            std::future::pending::<()>().await;
         }
         _ => panic!("unknown arguments {args:?}"),
     }
