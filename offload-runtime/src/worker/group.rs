@@ -7,7 +7,9 @@
 //! whose handler kills the group would miss a worker whose functions install a handler of their
 //! own for that signal, or block it; the kernel's SIGKILL as parent-death signal ends the worker
 //! alone, leaving what it started to run on. A thread that only waits is out of the reach of
-//! what the functions do with signals.
+//! what the functions do with signals. An idle worker sees its channel close as its caller
+//! exits, before the thread learns of the exit: a pool stops a worker with a `Stop` frame, so a
+//! channel that closes without one ends the worker with its group as well (see `serve.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
