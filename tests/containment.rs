@@ -114,6 +114,7 @@ async fn a_timed_out_or_cancelled_call_leaves_no_process_behind() {
     gone(program).await;
 }
 
+<<<<<<< HEAD
 /// Forks, and returns in both processes: the parent with the child's pid, the child with 0.
 #[offload(process, pool = "forked")]
 fn fork_and_return() -> u32 {
@@ -147,8 +148,11 @@ async fn a_body_that_forks_and_returns_twice_gets_one_reply_and_the_next_calls_t
 }
 
 // --- Decoding never takes a caller or a worker down. ---
+=======
+// --- Encoding and decoding never take a caller or a worker down. ---
+>>>>>>> bf43ba5 (Encoding is bounded in depth like decoding: a value deeper than max_depth is refused by the side that would send it, and no depth overflows the caller's or a worker's stack)
 
-/// A list that drops without recursion, so that only decoding is put to the test. Each node
+/// A list that drops without recursion, so that only the codec is put to the test. Each node
 /// is two levels deep: the struct, then the `Some` around the next one.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct List {
@@ -201,10 +205,10 @@ fn too_deep(error: &Error, stage: CodecStage) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deeply_nested_result_is_a_codec_error_not_an_abort() {
-    // 10,001 levels: the worker, on an 8 MiB main thread, encodes them; decoding them on a
-    // 2 MiB runtime thread by plain recursion aborted the caller.
+    // 10,001 levels: decoding them on a 2 MiB runtime thread by plain recursion aborted the
+    // caller; now the worker refuses to encode them.
     let error = deep_list(5_000).await.unwrap_err();
-    assert!(too_deep(&error, CodecStage::DecodeResult), "{error:?}");
+    assert!(too_deep(&error, CodecStage::EncodeResult), "{error:?}");
     // The default limit lets ordinary nesting through.
     assert_eq!(deep_list(500).await.unwrap().len(), 500);
 }
@@ -215,13 +219,14 @@ async fn both_sides_hold_the_pool_s_depth_limit() {
         .max_depth(64)
         .apply()
         .unwrap();
-    // 31 nodes take 63 levels, 32 take 65.
+    // 31 nodes take 63 levels, 32 take 65, as a result and as an argument alike; the side
+    // that would send them refuses.
     assert_eq!(shallow_list(31).await.unwrap().len(), 31);
     let error = shallow_list(32).await.unwrap_err();
-    assert!(too_deep(&error, CodecStage::DecodeResult), "{error:?}");
+    assert!(too_deep(&error, CodecStage::EncodeResult), "{error:?}");
     assert_eq!(list_length(List::deep(31)).await, Ok(31));
     let error = list_length(List::deep(32)).await.unwrap_err();
-    assert!(too_deep(&error, CodecStage::DecodeArguments), "{error:?}");
+    assert!(too_deep(&error, CodecStage::EncodeArguments), "{error:?}");
 }
 
 // --- A panic in user serde code in the worker is a panic report, and the worker serves on. ---

@@ -61,7 +61,8 @@ where
         let panicked = Arc::new(Mutex::new(None));
         let spec = &function.spec;
         let limit = backend.max_frame();
-        let encode = move |input: A| encode_call(spec, limit, index, &input);
+        let depth = backend.max_depth();
+        let encode = move |input: A| encode_call(spec, limit, depth, index, &input);
         let ahead = chunk * backend.workers();
         let shared = Arc::new(Shared {
             inputs: Inputs::read(inputs, ahead, panicked.clone(), encode),

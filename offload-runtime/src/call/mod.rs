@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::DEFAULT_POOL;
-use crate::error::Exit;
-use crate::function::codec::{decode, encode_failed, encode_within, Explained};
+use crate::error::{CodecStage, Exit};
+use crate::function::codec::{decode, encode_within};
 use crate::function::{FnSpec, Invoke, Registration, Table};
 use crate::transport::{Attempt, Backend, WorkerId};
 use crate::wire::{self, Kind};
@@ -123,8 +123,8 @@ where
     R: DeserializeOwned,
 {
     let spec = &function.spec;
-    let small = encode_within(index, &args, backend.inline_limit())
-        .map_err(|e| encode_failed(spec, &Explained::of::<A>(&e)).caused_by(e))?;
+    let small = encode_within(index, &args, backend.inline_limit(), backend.max_depth())
+        .map_err(|e| e.into_error(spec.name, CodecStage::EncodeArguments))?;
     match small {
         Some(mut frame) => {
             drop(args);

@@ -1,30 +1,62 @@
 //! The codec of a call: arguments into a call frame (stopping as soon as they outgrow a limit),
-//! and a reply into the caller's value or the error it reports. postcard both ways; decoding is
-//! bounded in depth (see `depth`).
+//! and a reply into the caller's value or the error it reports. postcard both ways, bounded in
+//! depth both ways (see `depth`).
 
+use postcard::ser_flavors::Flavor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::depth::{self, DecodeError};
+use super::depth::{self, CodecError};
 use super::FnSpec;
 use crate::error::CodecStage;
 use crate::wire::{self, Kind};
 use crate::Error;
 
+// The arguments travel as a tuple, a level that is not the user's: it is allowed on top of the
+// pool's `max_depth`, so that a value is refused at the same depth as an argument as it is as a
+// result, and a refusal names the pool's limit.
+
+/// Encodes the arguments' tuple into `flavor`, each argument within the pool's `max_depth`.
+pub(crate) fn encode_arguments<A: Serialize, F: Flavor>(
+    args: &A,
+    flavor: F,
+    max_depth: u32,
+) -> Result<F::Output, CodecError> {
+    depth::to_flavor(args, flavor, max_depth.saturating_add(1))
+        .map_err(|e| with_pool_limit(e, max_depth))
+}
+
+/// Decodes the arguments' tuple (in a worker), each argument within the pool's `max_depth`.
+pub(crate) fn decode_arguments<A: DeserializeOwned>(
+    bytes: &[u8],
+    max_depth: u32,
+) -> Result<A, CodecError> {
+    depth::from_bytes(bytes, max_depth.saturating_add(1)).map_err(|e| with_pool_limit(e, max_depth))
+}
+
+/// `error`, a refusal naming the pool's `max_depth` rather than the tuple's.
+fn with_pool_limit(error: CodecError, max_depth: u32) -> CodecError {
+    match error {
+        CodecError::TooDeep { .. } => CodecError::TooDeep { max_depth },
+        error => error,
+    }
+}
+
 /// A call frame, its id still blank: the function's index in the registry, then the arguments.
 pub(crate) fn encode_call<A: Serialize>(
     spec: &FnSpec,
     max_frame: usize,
+    max_depth: u32,
     index: u32,
     args: &A,
 ) -> Result<Vec<u8>, Error> {
-    match encode_within(index, args, max_frame) {
+    match encode_within(index, args, max_frame, max_depth) {
         Ok(Some(frame)) => Ok(frame),
         Ok(None) => Err(encode_failed(
             spec,
             &format!("the arguments exceed the frame limit of {max_frame} bytes"),
         )),
-        Err(error) => Err(encode_failed(spec, &Explained::of::<A>(&error)).caused_by(error)),
+        Err(error) => Err(error.into_error(spec.name, CodecStage::EncodeArguments)),
     }
 }
 
@@ -33,16 +65,17 @@ pub(crate) fn encode_within<A: Serialize>(
     index: u32,
     args: &A,
     limit: usize,
-) -> postcard::Result<Option<Vec<u8>>> {
+    max_depth: u32,
+) -> Result<Option<Vec<u8>>, CodecError> {
     let mut frame = Vec::new();
     wire::begin(&mut frame, Kind::Call, 0);
     frame.extend_from_slice(&index.to_le_bytes());
     // The payload (the index, then the arguments) may take `limit` bytes after the header.
     let end = wire::HEADER.saturating_add(limit);
     // Only the flavor reports a full buffer; serde's own failures are other errors.
-    match postcard::serialize_with_flavor(args, Capped { frame, end }) {
+    match encode_arguments(args, Capped { frame, end }, max_depth) {
         Ok(mut frame) => Ok(wire::finish(&mut frame, limit).ok().map(|()| frame)),
-        Err(postcard::Error::SerializeBufferFull) => Ok(None),
+        Err(CodecError::Postcard(postcard::Error::SerializeBufferFull, _)) => Ok(None),
         Err(error) => Err(error),
     }
 }
@@ -55,10 +88,6 @@ pub(crate) struct Explained<'a> {
 }
 
 impl<'a> Explained<'a> {
-    pub(crate) fn of<T: ?Sized>(error: &'a postcard::Error) -> Self {
-        Explained::named(error, std::any::type_name::<T>())
-    }
-
     /// The arguments of a one-argument function travel as a tuple of one, `(T,)`: such a
     /// tuple is named by the type in it, the one its user wrote.
     pub(crate) fn named(error: &'a postcard::Error, of: &'static str) -> Self {
@@ -161,13 +190,8 @@ pub(crate) fn decode<R: DeserializeOwned>(
     match kind {
         // Bounded in depth: a deeply nested result, or a corrupt worker's bytes, must not
         // overflow the stack of the runtime thread that decodes it.
-        Kind::Returned => depth::from_bytes(payload, max_depth).map_err(|e| match e {
-            DecodeError::Postcard(e, _) => {
-                let detail = Explained::of::<R>(&e);
-                Error::codec(function, CodecStage::DecodeResult, detail).caused_by(e)
-            }
-            e => Error::codec(function, CodecStage::DecodeResult, e),
-        }),
+        Kind::Returned => depth::from_bytes(payload, max_depth)
+            .map_err(|e| e.into_error(function, CodecStage::DecodeResult)),
         Kind::DecodeFailed => codec(CodecStage::DecodeArguments, text()),
         Kind::EncodeFailed => codec(CodecStage::EncodeResult, text()),
         Kind::UnknownFunction => Err(Error::NotRegistered { function }),
@@ -218,9 +242,11 @@ mod tests {
     fn encoding_stops_at_the_limit_and_not_before() {
         // A 100-byte Vec<u8> encodes to 101 bytes; with the 4-byte index, a payload of 105.
         let args = (vec![7u8; 100],);
-        let frame = encode_within(3, &args, 105).unwrap().expect("fits exactly");
+        let frame = encode_within(3, &args, 105, 1)
+            .unwrap()
+            .expect("fits exactly");
         assert_eq!(frame.len(), wire::HEADER + 105);
-        assert_eq!(encode_within(3, &args, 104).unwrap(), None);
-        assert_eq!(encode_within(3, &args, 0).unwrap(), None);
+        assert_eq!(encode_within(3, &args, 104, 1).unwrap(), None);
+        assert_eq!(encode_within(3, &args, 0, 1).unwrap(), None);
     }
 }

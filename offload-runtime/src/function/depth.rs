@@ -1,11 +1,14 @@
-//! Decoding postcard with a bound on nesting, so that no value can crash the process.
+//! Encoding and decoding postcard with a bound on nesting, so that no value can crash the
+//! process.
 //!
-//! serde decodes by recursion, one set of stack frames per level of nesting, and a thread that
-//! runs out of stack aborts the whole process. A result 100,000 levels deep (a long `Box`ed
-//! list), or a corrupt peer's 100 kB of crafted bytes, would do that to a caller. [`from_bytes`]
-//! wraps postcard's deserializer in [`Depth`], which hands every nested value the budget left to
-//! it and refuses a level past the limit; on Linux each level also runs behind
-//! `stacker::maybe_grow`, so a value within the limit decodes on however little stack the
+//! serde encodes and decodes by recursion, one set of stack frames per level of nesting, and a
+//! thread that runs out of stack aborts the whole process. A value 100,000 levels deep (a long
+//! `Box`ed list) would do that to the side that encodes it, and to the side that decodes it, as
+//! would a corrupt peer's 100 kB of crafted bytes. [`from_bytes`] wraps postcard's deserializer
+//! in [`Depth`], which hands every nested value the budget left to it and refuses a level past
+//! the limit; [`to_flavor`] does the same for postcard's serializer (see `depth/encode.rs`), so
+//! a value too deep to decode is refused before it is sent. On Linux each level also runs behind
+//! `stacker::maybe_grow`, so a value within the limit goes through on however little stack the
 //! calling thread has left.
 //!
 //! Only the points where serde goes one level down (a visitor handed a sequence, a map, an enum,
@@ -15,7 +18,13 @@
 use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, Visitor};
+use crate::error::CodecStage;
+
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, Error as _, Visitor};
+
+mod encode;
+
+pub(crate) use encode::to_flavor;
 
 /// How close to the end of its stack a level may start: enough for the frames of one level in
 /// a debug build, with room to spare for a type with large fields.
@@ -41,35 +50,46 @@ fn with_stack<R>(level: impl FnOnce() -> R) -> R {
     level()
 }
 
-/// Why a value could not be decoded.
+/// Why a value could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum DecodeError {
+pub(crate) enum CodecError {
     /// The value nests deeper than the limit.
     TooDeep { max_depth: u32 },
-    /// postcard's own complaint: the bytes do not encode a value of the type.
-    /// postcard's error, and the name of the type being decoded.
+    /// postcard's own complaint (the bytes do not decode as the type, say, or the output is
+    /// full), and the name of the type being encoded or decoded.
     Postcard(postcard::Error, &'static str),
 }
 
-impl fmt::Display for DecodeError {
+impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DecodeError::TooDeep { max_depth } => write!(
+            CodecError::TooDeep { max_depth } => write!(
                 f,
                 "the value nests deeper than {max_depth} levels, the limit set by the pool's \
                  `max_depth`; raise it with `ProcessPool::configure(..).max_depth(n)` or \
                  flatten the type"
             ),
-            DecodeError::Postcard(error, of) => super::codec::Explained::named(error, of).fmt(f),
+            CodecError::Postcard(error, of) => super::codec::Explained::named(error, of).fmt(f),
         }
     }
 }
 
-impl std::error::Error for DecodeError {
+impl CodecError {
+    /// The caller's error for this failure of `function`'s values at `stage`.
+    pub(crate) fn into_error(self, function: &'static str, stage: CodecStage) -> crate::Error {
+        let error = crate::Error::codec(function, stage, &self);
+        match self {
+            CodecError::TooDeep { .. } => error,
+            CodecError::Postcard(cause, _) => error.caused_by(cause),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            DecodeError::TooDeep { .. } => None,
-            DecodeError::Postcard(error, _) => Some(error),
+            CodecError::TooDeep { .. } => None,
+            CodecError::Postcard(error, _) => Some(error),
         }
     }
 }
@@ -90,7 +110,7 @@ impl std::error::Error for DecodeError {
 pub(crate) fn from_bytes<T: DeserializeOwned>(
     bytes: &[u8],
     max_depth: u32,
-) -> Result<T, DecodeError> {
+) -> Result<T, CodecError> {
     // postcard's `Error::custom` keeps no message, so the refusal is told apart by this flag,
     // not by the error that carries it out.
     let refused = Cell::new(false);
@@ -104,9 +124,9 @@ pub(crate) fn from_bytes<T: DeserializeOwned>(
     };
     T::deserialize(depth).map_err(|error| {
         if refused.get() {
-            DecodeError::TooDeep { max_depth }
+            CodecError::TooDeep { max_depth }
         } else {
-            DecodeError::Postcard(error, std::any::type_name::<T>())
+            CodecError::Postcard(error, std::any::type_name::<T>())
         }
     })
 }
@@ -120,13 +140,15 @@ struct Budget<'r> {
 }
 
 impl<'r> Budget<'r> {
+    /// The budget one level down, or the refusal, carried out as the error that `custom` (serde's
+    /// `de::Error::custom` or `ser::Error::custom`) makes.
     #[inline]
-    fn descend<E: de::Error>(self) -> Result<Budget<'r>, E> {
+    fn descend<E>(self, custom: impl FnOnce(&'static str) -> E) -> Result<Budget<'r>, E> {
         match self.left.checked_sub(1) {
             Some(left) => Ok(Budget { left, ..self }),
             None => {
                 self.refused.set(true);
-                Err(E::custom("the value nests deeper than the limit"))
+                Err(custom("the value nests deeper than the limit"))
             }
         }
     }
@@ -299,7 +321,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Nested<'_, V> {
 
     #[inline]
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
-        let budget = self.budget.descend()?;
+        let budget = self.budget.descend(D::Error::custom)?;
         let inner = self.inner;
         with_stack(move || {
             inner.visit_some(Depth {
@@ -314,7 +336,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Nested<'_, V> {
         self,
         deserializer: D,
     ) -> Result<V::Value, D::Error> {
-        let budget = self.budget.descend()?;
+        let budget = self.budget.descend(D::Error::custom)?;
         let inner = self.inner;
         with_stack(move || {
             inner.visit_newtype_struct(Depth {
@@ -326,21 +348,21 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Nested<'_, V> {
 
     #[inline]
     fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
-        let budget = self.budget.descend()?;
+        let budget = self.budget.descend(A::Error::custom)?;
         let inner = self.inner;
         with_stack(move || inner.visit_seq(Seq { inner: seq, budget }))
     }
 
     #[inline]
     fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
-        let budget = self.budget.descend()?;
+        let budget = self.budget.descend(A::Error::custom)?;
         let inner = self.inner;
         with_stack(move || inner.visit_map(Map { inner: map, budget }))
     }
 
     #[inline]
     fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
-        let budget = self.budget.descend()?;
+        let budget = self.budget.descend(A::Error::custom)?;
         let inner = self.inner;
         with_stack(move || {
             inner.visit_enum(Enum {
@@ -597,6 +619,7 @@ mod tests {
         T: Serialize + DeserializeOwned + PartialEq + Debug,
     {
         let mut bytes = postcard::to_stdvec(&value).expect("encodes");
+        assert_eq!(to_vec(&value, 64), Ok(bytes.clone()));
         let ours: T = from_bytes(&bytes, 64).expect("decodes");
         let theirs: T = postcard::from_bytes(&bytes).expect("postcard decodes");
         assert_eq!(ours, value);
@@ -604,6 +627,15 @@ mod tests {
         bytes.extend_from_slice(&[0xff, 0x01, 0x00]);
         let trailing: T = from_bytes(&bytes, 64).expect("decodes with bytes after it");
         assert_eq!(trailing, value);
+    }
+
+    fn to_vec<T: Serialize + ?Sized>(value: &T, max_depth: u32) -> Result<Vec<u8>, CodecError> {
+        to_flavor(value, postcard::ser_flavors::StdVec::new(), max_depth)
+    }
+
+    /// A list of `len` `Cons`, built and dropped without a frame per `Cons`.
+    fn list(len: usize) -> List {
+        (0..len).fold(List::Nil, |list, _| List::Cons(Box::new(list)))
     }
 
     #[test]
@@ -699,7 +731,7 @@ mod tests {
                 }
                 (Err(ours), Err(theirs)) => {
                     assert!(
-                        matches!(ours, DecodeError::Postcard(e, _) if e == theirs),
+                        matches!(ours, CodecError::Postcard(e, _) if e == theirs),
                         "{bytes:?}"
                     )
                 }
@@ -731,7 +763,7 @@ mod tests {
 
     fn too_deep<T: DeserializeOwned + Debug>(bytes: &[u8], max_depth: u32) {
         let error = from_bytes::<T>(bytes, max_depth).expect_err("refused");
-        assert_eq!(error, DecodeError::TooDeep { max_depth });
+        assert_eq!(error, CodecError::TooDeep { max_depth });
     }
 
     #[test]
@@ -764,9 +796,67 @@ mod tests {
         assert!(from_bytes::<HashMap<u8, u8>>(&bytes, 1).is_ok());
     }
 
+    /// Checks that `value` encodes and decodes within `levels` and that both refuse it with one
+    /// level fewer: the sender refuses what the receiver would.
+    fn takes<T>(value: &T, levels: u32)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + Debug,
+    {
+        let bytes = to_vec(value, levels).expect("encodes");
+        assert_eq!(from_bytes::<T>(&bytes, levels).as_ref(), Ok(value));
+        if let Some(fewer) = levels.checked_sub(1) {
+            let refused = Some(CodecError::TooDeep { max_depth: fewer });
+            assert_eq!(to_vec(value, fewer).err(), refused, "{value:?}");
+            assert_eq!(from_bytes::<T>(&bytes, fewer).err(), refused, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn encoding_counts_levels_as_decoding_does() {
+        for len in 0..70 {
+            let value = list(len);
+            takes(&value, len as u32 + 1);
+            value.dismantle();
+        }
+        takes(&7u64, 0);
+        takes(&"text".to_owned(), 0);
+        takes(&(), 0);
+        takes(&Marker, 0);
+        takes(&None::<Vec<u8>>, 0);
+        takes(&vec![1u8, 2], 1);
+        takes(&(1u8, 'c'), 1);
+        takes(&Meters(1.0), 1);
+        takes(&Some(7u8), 1);
+        takes(&HashMap::from([(1u8, 2u8)]), 1);
+        takes(&Shape::Unit, 1);
+        takes(&Shape::Newtype(3), 1);
+        takes(&Shape::Tuple(1, "a".to_owned()), 2);
+        let b = vec![true];
+        takes(&Shape::Struct { a: 1, b }, 3);
+        takes(&Some(vec![vec![1u8]]), 3);
+        takes(&(vec![Some(Meters(2.0))],), 4);
+        takes(&BTreeMap::from([(1u16, vec![Shape::Unit])]), 3);
+    }
+
+    #[test]
+    fn a_value_too_deep_is_told_from_a_full_buffer() {
+        // The list stops at its sixth `Cons`, before it outgrows the buffer at its ninth.
+        let mut buffer = [0u8; 8];
+        let flavor = postcard::ser_flavors::Slice::new(&mut buffer);
+        let value = list(20);
+        let refused = to_flavor(&value, flavor, 5).map(|bytes| bytes.len());
+        assert_eq!(refused, Err(CodecError::TooDeep { max_depth: 5 }));
+        let flavor = postcard::ser_flavors::Slice::new(&mut buffer);
+        let full = to_flavor(&[1u8; 9], flavor, 1).expect_err("too long");
+        assert!(matches!(
+            full,
+            CodecError::Postcard(postcard::Error::SerializeBufferFull, "[u8; 9]")
+        ));
+    }
+
     #[test]
     fn errors_say_what_happened() {
-        let deep = DecodeError::TooDeep { max_depth: 1024 };
+        let deep = CodecError::TooDeep { max_depth: 1024 };
         let text = deep.to_string();
         assert!(
             text.contains("1024") && text.contains("max_depth(n)"),
@@ -805,7 +895,7 @@ mod tests {
             let bytes = bytes.clone();
             move || from_bytes::<List>(&bytes, 1024).map(List::dismantle)
         });
-        assert_eq!(refused, Err(DecodeError::TooDeep { max_depth: 1024 }));
+        assert_eq!(refused, Err(CodecError::TooDeep { max_depth: 1024 }));
 
         // Within the limit, the stack grows onto the heap (Linux).
         #[cfg(target_os = "linux")]
@@ -817,5 +907,21 @@ mod tests {
         });
         #[cfg(target_os = "linux")]
         assert_eq!(len, 100_000);
+    }
+
+    #[test]
+    fn a_hundred_thousand_levels_neither_crash_nor_encode_past_the_limit() {
+        let encoded = |max_depth| {
+            on_small_stack(move || {
+                let value = list(100_000);
+                let bytes = to_vec(&value, max_depth);
+                value.dismantle();
+                bytes
+            })
+        };
+        assert_eq!(encoded(1024), Err(CodecError::TooDeep { max_depth: 1024 }));
+        // Within the limit, the stack grows onto the heap (Linux).
+        #[cfg(target_os = "linux")]
+        assert_eq!(encoded(200_000), Ok(List::encoded(100_000)));
     }
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use postcard::ser_flavors::io::WriteFlavor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -95,13 +96,14 @@ where
 {
     let start = output.len();
     let outcome = panic::catch(|| {
-        let args = match depth::from_bytes::<A>(input, max_depth()) {
+        let args = match codec::decode_arguments::<A>(input, max_depth()) {
             Ok(args) => args,
             Err(error) => return Outcome::DecodeFailed(error.to_string()),
         };
-        match postcard::to_io(&body(args), &mut *output) {
+        let output = WriteFlavor::new(&mut *output);
+        match depth::to_flavor(&body(args), output, max_depth()) {
             Ok(_) => Outcome::Returned,
-            Err(error) => Outcome::EncodeFailed(codec::Explained::of::<R>(&error).to_string()),
+            Err(error) => Outcome::EncodeFailed(error.to_string()),
         }
     });
     let outcome =
@@ -116,7 +118,8 @@ where
 /// data usually nests, and shallow enough that a hostile peer cannot make decoding costly.
 pub(crate) const DEFAULT_MAX_DEPTH: u32 = 1024;
 
-/// How deep a value this worker decodes: its pool's `max_depth`, set as the worker starts.
+/// How deep a value this worker decodes and encodes: its pool's `max_depth`, set as the worker
+/// starts.
 static MAX_DEPTH: AtomicU32 = AtomicU32::new(DEFAULT_MAX_DEPTH);
 
 pub(crate) fn set_max_depth(levels: u32) {

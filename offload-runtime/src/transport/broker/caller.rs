@@ -53,8 +53,8 @@ impl BrokerPool {
         args: &A,
         traced: Option<u64>,
     ) -> Result<Started, Unstarted> {
-        let mut frame =
-            encode_call(spec, self.max_frame(), index, args).map_err(Attempt::Failed)?;
+        let mut frame = encode_call(spec, self.max_frame(), self.max_depth(), index, args)
+            .map_err(Attempt::Failed)?;
         if let Some(call) = traced {
             wire::trace(&mut frame, call);
         }

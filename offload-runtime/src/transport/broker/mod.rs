@@ -170,7 +170,8 @@ impl BrokerPoolBuilder {
         self
     }
 
-    /// How deeply nested a result this side decodes (default 1024 levels); see
+    /// How deeply nested arguments this side encodes, and a result it decodes (default 1024
+    /// levels); see
     /// [`ProcessPoolBuilder::max_depth`](crate::ProcessPoolBuilder::max_depth).
     pub fn max_depth(mut self, levels: u32) -> Self {
         self.config.max_depth = levels;

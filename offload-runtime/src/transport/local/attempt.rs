@@ -5,12 +5,15 @@
 //! go to a worker of their own, back to back. Timeouts are the caller's: it stops a started
 //! call, or a chunk, by dropping it.
 
+use postcard::ser_flavors::Slice;
 use serde::Serialize;
 
 use super::batch::Batch;
 use super::conn::Fault;
 use super::pool::{Lease, ProcessPool, Turn};
-use crate::function::codec::{encode_call, encode_failed, Explained};
+use crate::error::CodecStage;
+use crate::function::codec::{encode_arguments, encode_call, encode_failed, Explained};
+use crate::function::depth::CodecError;
 use crate::function::FnSpec;
 use crate::transport::outcome::{Attempt, Unstarted, WorkerId};
 use crate::wire::{self, Kind};
@@ -113,21 +116,26 @@ impl ProcessPool {
         let (mut frame, used) = match lease.region() {
             Some(region) => {
                 let limit = region.len();
-                let used = match postcard::to_slice(args, region.bytes_mut()) {
+                let region = Slice::new(region.bytes_mut());
+                let used = match encode_arguments(args, region, self.max_depth()) {
                     Ok(used) => used.len(),
-                    Err(e) => {
+                    Err(CodecError::Postcard(e, of)) => {
                         let detail = format!(
                             "{} (the frame limit is {limit} bytes)",
-                            Explained::of::<A>(&e)
+                            Explained::named(&e, of)
                         );
                         return Err(Attempt::Failed(encode_failed(spec, &detail).caused_by(e)));
+                    }
+                    Err(e) => {
+                        let error = e.into_error(spec.name, CodecStage::EncodeArguments);
+                        return Err(Attempt::Failed(error));
                     }
                 };
                 let mut payload = index.to_le_bytes().to_vec();
                 payload.extend_from_slice(&(used as u64).to_le_bytes());
                 (wire::frame(Kind::CallShared, 0, &payload), used)
             }
-            None => match encode_call(spec, self.max_frame(), index, args) {
+            None => match encode_call(spec, self.max_frame(), self.max_depth(), index, args) {
                 Ok(frame) => (frame, 0),
                 Err(error) => return Err(Attempt::Failed(error)),
             },

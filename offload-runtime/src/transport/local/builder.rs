@@ -101,11 +101,14 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// How deeply nested a value either side decodes (default 1024 levels: each `Vec`, struct,
-    /// tuple, map, enum or `Some` is one level down). Beyond it a call fails with
-    /// [`Error::Codec`](crate::Error::Codec) instead of recursing: a result nested 100,000 deep
-    /// would overflow the caller's stack, and bytes from a corrupt worker could ask for that with
-    /// 100 kB.
+    /// How deeply nested a value either side encodes or decodes, an argument or a result alike
+    /// (default 1024 levels: each `Vec`, struct, tuple, map, enum or `Some` is one level down).
+    /// Beyond it a call fails with [`Error::Codec`](crate::Error::Codec) instead of recursing: a
+    /// value nested 100,000 deep would overflow the stack of the side that encodes it and of the
+    /// side that decodes it, and bytes from a corrupt worker could ask for that with 100 kB. The
+    /// side that would send a value too deep refuses it before sending any of it, at
+    /// [`CodecStage::EncodeArguments`](crate::CodecStage::EncodeArguments) or
+    /// [`EncodeResult`](crate::CodecStage::EncodeResult).
     pub fn max_depth(mut self, levels: u32) -> Self {
         self.config.max_depth = levels;
         self
