@@ -114,7 +114,6 @@ async fn a_timed_out_or_cancelled_call_leaves_no_process_behind() {
     gone(program).await;
 }
 
-<<<<<<< HEAD
 /// Forks, and returns in both processes: the parent with the child's pid, the child with 0.
 #[offload(process, pool = "forked")]
 fn fork_and_return() -> u32 {
@@ -147,10 +146,7 @@ async fn a_body_that_forks_and_returns_twice_gets_one_reply_and_the_next_calls_t
     gone(child).await;
 }
 
-// --- Decoding never takes a caller or a worker down. ---
-=======
 // --- Encoding and decoding never take a caller or a worker down. ---
->>>>>>> bf43ba5 (Encoding is bounded in depth like decoding: a value deeper than max_depth is refused by the side that would send it, and no depth overflows the caller's or a worker's stack)
 
 /// A list that drops without recursion, so that only the codec is put to the test. Each node
 /// is two levels deep: the struct, then the `Some` around the next one.
