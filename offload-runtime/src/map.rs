@@ -294,6 +294,7 @@ impl<T: Send + 'static> Inputs<T> {
     }
 
     /// The next input, if one is ready now.
+    #[cfg(unix)]
     pub(crate) fn ready(&self) -> Option<(usize, T)> {
         self.0.take(&mut self.0.lock())
     }
