@@ -13,9 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 offload::test_setup!();
 
 mod common;
+use common::{alive, resident_bytes, scratch, within};
 #[cfg(target_os = "linux")]
 use common::{gone, pid_in};
-use common::{alive, resident_bytes, scratch, within};
 
 fn write_pid(dir: &Path, pid: u32) {
     std::fs::write(dir.join(pid.to_string()), b"").unwrap();

@@ -152,12 +152,9 @@ async fn exchange(
     loop {
         let attempt = match spec.timeout {
             None => backend.attempt(spec, frame).await,
-            Some(_) => match backend.start(spec, frame).await {
-                Ok(started) => {
-                    within_timeout(spec, started.finish(|kind, reply| (kind, reply.to_vec()))).await
-                }
-                Err(attempt) => attempt.widen(),
-            },
+            // Boxed: a started call's state (its worker's channel, the timer) is some kilobytes,
+            // which a queued call without a timeout (there may be millions) need not carry.
+            Some(_) => Box::pin(timed(spec, backend, frame)).await,
         };
         match attempt {
             Attempt::Answered(reply) => return Ok(reply),
@@ -173,6 +170,20 @@ async fn exchange(
                 frame = own;
             }
         }
+    }
+}
+
+/// One attempt at a call with a timeout: started on a worker of its own, and timed from then.
+async fn timed(
+    spec: &'static FnSpec,
+    backend: Backend,
+    frame: Vec<u8>,
+) -> Attempt<(Kind, Vec<u8>)> {
+    match backend.start(spec, frame).await {
+        Ok(started) => {
+            within_timeout(spec, started.finish(|kind, reply| (kind, reply.to_vec()))).await
+        }
+        Err(attempt) => attempt.widen(),
     }
 }
 
