@@ -94,7 +94,7 @@ where
     let (span, traced) = crate::trace::process_call(&function.spec);
     #[cfg(not(feature = "tracing"))]
     let traced = None;
-    let call = async {
+    let call = async move {
         let admitted = backend.admit().await?;
         // Boxed, so that a call still waiting for admission (there may be millions) is small.
         let result = Box::pin(admitted_call(function, backend, index, args, traced)).await;

@@ -41,9 +41,10 @@ impl<A, R> Process<A, R> {
 }
 
 impl<A: Transferable, R: Transferable> Process<A, R> {
-    /// Runs the function on a worker process of its pool.
-    pub async fn call(&'static self, args: A) -> Result<R, Error> {
-        call_in_process(&self.remote, args).await
+    /// Runs the function on a worker process of its pool. (The call's own future, with no
+    /// layer of this fn's around it: a call waiting for admission is no larger than it must.)
+    pub fn call(&'static self, args: A) -> impl std::future::Future<Output = Result<R, Error>> {
+        call_in_process(&self.remote, args)
     }
 
     /// Runs the function once per input; results reach the caller as `T` (a `Vec<u8>` result
