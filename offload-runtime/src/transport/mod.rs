@@ -46,11 +46,12 @@ impl Backend {
 
     /// Waits, in arrival order, until a call may encode its arguments.
     pub(crate) async fn admit(self) -> Result<Admission, Error> {
-        match self {
-            Backend::Local(pool) => pool.admit().await,
+        let admission = match self {
+            Backend::Local(pool) => pool.admission()?,
             #[cfg(feature = "nats")]
-            Backend::Broker(pool) => pool.admit().await,
-        }
+            Backend::Broker(pool) => pool.admission(),
+        };
+        admission.acquire().await.map_err(|_| Error::Shutdown)
     }
 
     /// One attempt at the call whose frame is `frame`.

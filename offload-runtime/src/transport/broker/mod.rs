@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use tokio::io::AsyncReadExt;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::Semaphore;
 
 use crate::config::{self, Pools};
 use crate::function::DEFAULT_MAX_DEPTH;
@@ -275,8 +275,9 @@ impl BrokerPool {
         self.counters.snapshot(0, running)
     }
 
-    pub(crate) async fn admit(&'static self) -> Result<SemaphorePermit<'static>, Error> {
-        self.admission.acquire().await.map_err(|_| Error::Shutdown)
+    /// What a call waits on until it may encode its arguments.
+    pub(crate) fn admission(&'static self) -> &'static Semaphore {
+        &self.admission
     }
 
     pub(crate) fn max_frame(&self) -> usize {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{oneshot, Semaphore, SemaphorePermit};
+use tokio::sync::{oneshot, Semaphore};
 
 use super::builder::{OnCancel, PoolConfig, ProcessPoolBuilder};
 use super::placement::Placed;
@@ -262,12 +262,13 @@ impl ProcessPool {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits, in arrival order, until the call may encode its request.
-    pub(crate) async fn admit(&self) -> Result<SemaphorePermit<'_>, Error> {
+    /// What a call waits on, in arrival order, until it may encode its request; `Shutdown` once
+    /// the pool refuses calls.
+    pub(crate) fn admission(&'static self) -> Result<&'static Semaphore, Error> {
         if self.lock().refusing {
             return Err(Error::Shutdown);
         }
-        self.admission.acquire().await.map_err(|_| Error::Shutdown)
+        Ok(&self.admission)
     }
 
     /// Takes a free slot, or waits in the queue until a lease passes one on or runs the call.
