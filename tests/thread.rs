@@ -270,3 +270,51 @@ async fn a_map_over_endless_inputs_takes_only_what_it_can_hold() {
         "still serving"
     );
 }
+
+#[offload(thread)]
+fn doubled(x: u64) -> u64 {
+    x * 2
+}
+
+// Each map reads its inputs on a thread of its own: more maps at once than tokio has blocking
+// threads (512) must not take the threads their own calls run on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_maps_at_once_than_tokio_has_blocking_threads_all_end() {
+    const MAPS: u64 = 600;
+    let maps: Vec<_> = (0..MAPS)
+        .map(|k| tokio::spawn(doubled_map((0..20u64).map(move |i| i + k)).collect()))
+        .collect();
+    within("600 maps at once", async {
+        for (k, map) in (0..MAPS).zip(maps) {
+            let expected: Vec<_> = (0..20u64).map(|i| Ok((i + k) * 2)).collect();
+            assert_eq!(map.await.unwrap(), expected);
+        }
+    })
+    .await;
+}
+
+// A map dropped while its iterator is blocked (on stdin, a socket) leaves its runtime free to
+// shut down: the iterator's thread is not one the runtime waits for.
+#[test]
+fn a_runtime_shuts_down_while_a_dropped_maps_iterator_is_blocked() {
+    let (release, released) = mpsc::channel::<()>();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let blocked = std::iter::from_fn(move || released.recv().ok().map(|()| 1u64));
+        let mut map = doubled_map(blocked);
+        let first = tokio::time::timeout(Duration::from_millis(50), map.next()).await;
+        assert!(first.is_err(), "the iterator gave nothing yet: {first:?}");
+    });
+    let (done, dropped) = mpsc::channel();
+    std::thread::spawn(move || {
+        drop(runtime);
+        let _ = done.send(());
+    });
+    let shut_down = dropped.recv_timeout(common::LIVENESS);
+    // Lets the iterator's thread end.
+    drop(release);
+    assert!(
+        shut_down.is_ok(),
+        "the runtime waited for the blocked iterator"
+    );
+}

@@ -201,7 +201,7 @@ impl<R: Send + 'static> Running<R> {
 }
 
 /// The caller's inputs, as a map's drivers take them, each with its index. The iterator runs
-/// on a blocking thread of its own, never on the runtime's threads: it may be slow (the lines
+/// on a thread of its own, never on the runtime's threads: it may be slow (the lines
 /// of a file, a database cursor), and a driver waiting for it must leave the event loop free.
 /// The thread keeps at most `ahead` inputs ready, so memory stays bounded, and is woken only
 /// once the drivers took half of them, not for every input.
@@ -248,8 +248,13 @@ impl<T: Send + 'static> Inputs<T> {
             ahead: ahead.max(1),
         });
         let reading = ready.clone();
+        let panicked_too = panicked.clone();
         let mut inputs = Some(inputs);
-        tokio::task::spawn_blocking(move || {
+        // A thread of its own, not one of tokio's blocking pool: readers parked there (a map
+        // waiting for its drivers, an iterator blocked on a socket) would take the threads that
+        // thread-mode calls and `tokio::fs` need, and a runtime waits for them as it shuts down.
+        let reader = std::thread::Builder::new().name("offload-map-inputs".into());
+        let started = reader.spawn(move || {
             let mut index = 0;
             while let Some(input) = next_input(&mut inputs, &panicked) {
                 // A panic of `prepare` (a `Serialize` impl of the caller's) is the caller's too.
@@ -275,6 +280,14 @@ impl<T: Send + 'static> Inputs<T> {
             reading.lock().ended = true;
             reading.filled.notify_waiters();
         });
+        if let Err(error) = started {
+            // No thread for the iterator: the map ends at once, as if it had panicked.
+            *panicked_too.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(format!(
+                "offload: no thread to read a map's inputs on: {error}"
+            )));
+            let mut queue = ready.lock();
+            queue.ended = true;
+        }
         Inputs(ready)
     }
 
