@@ -36,8 +36,9 @@ use proc_macro::TokenStream;
 /// A function inside an `impl` block needs `#[offload]` on the block as well; without it, the
 /// one error, at the function's attribute, names the block and says to add it. (The attribute
 /// sees only the function's tokens, so it reads the block from the source file; where that file
-/// cannot be read, a method that takes `self` or names `Self` still gets that error, and an
-/// associated function that does neither gets rustc's ``cannot find function `f_blocking` ``.)
+/// cannot be read, or a free function of the same name and signature shares it, a method that
+/// takes `self` or names `Self` still gets that error, and an associated function that does
+/// neither gets rustc's ``cannot find function `f_blocking` ``.)
 #[proc_macro_attribute]
 pub fn offload(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::offload(args.into(), item.into()).into()

@@ -51,11 +51,31 @@ pub fn unmarked_impl(item: &ItemFn) -> Option<Enclosing> {
         item.sig.ident.to_string(),
         item.sig.to_token_stream().to_string(),
     );
-    let holder = found.iter().find(|f| f.name == name && f.sig == sig)?;
+    let holder = found
+        .unmarked
+        .iter()
+        .find(|f| f.name == name && f.sig == sig)?;
+    // A free fn of the same name and signature may be the one this attribute is on: the file
+    // cannot tell which, and a wrong error on a correct fn is worse than rustc's own.
+    if found
+        .free
+        .iter()
+        .any(|free| *free == (name.clone(), sig.clone()))
+    {
+        return None;
+    }
     Some(Enclosing {
         header: holder.header.clone(),
         is_trait: holder.is_trait,
     })
+}
+
+/// The offloaded fns of one file: those in `impl` blocks without `#[offload]`, and the free
+/// ones, by name and printed signature.
+#[derive(Default)]
+struct Found {
+    unmarked: Vec<Unmarked>,
+    free: Vec<(String, String)>,
 }
 
 /// An `#[offload(...)]` fn in an `impl` block that has no `#[offload]`.
@@ -69,10 +89,10 @@ struct Unmarked {
 
 /// Every unmarked offloaded fn of one file, read once per version of the file: the compiler, or
 /// an editor's long-lived macro server, expands many attributes of the same file.
-fn scanned(path: PathBuf) -> Option<Rc<Vec<Unmarked>>> {
+fn scanned(path: PathBuf) -> Option<Rc<Found>> {
     type Key = (PathBuf, Option<SystemTime>, u64);
     thread_local! {
-        static FILES: RefCell<HashMap<Key, Rc<Vec<Unmarked>>>> = RefCell::default();
+        static FILES: RefCell<HashMap<Key, Rc<Found>>> = RefCell::default();
     }
     let meta = std::fs::metadata(&path).ok()?;
     let key = (path, meta.modified().ok(), meta.len());
@@ -81,7 +101,7 @@ fn scanned(path: PathBuf) -> Option<Rc<Vec<Unmarked>>> {
     }
     let text = std::fs::read_to_string(&key.0).ok()?;
     let file = syn::parse_file(&text).ok()?;
-    let mut finder = Finder(Vec::new());
+    let mut finder = Finder(Found::default());
     finder.visit_file(&file);
     let found = Rc::new(finder.0);
     FILES.with(|files| {
@@ -92,12 +112,12 @@ fn scanned(path: PathBuf) -> Option<Rc<Vec<Unmarked>>> {
     Some(found)
 }
 
-struct Finder(Vec<Unmarked>);
+struct Finder(Found);
 
 impl<'ast> Visit<'ast> for Finder {
     fn visit_item_impl(&mut self, block: &'ast ItemImpl) {
         if !block.attrs.iter().any(crate::expand::is_offload) {
-            let generics = show(&block.generics);
+            let generics = show(&block.generics).replace(" : ", ": ");
             let header = match &block.trait_ {
                 Some((path, _)) => {
                     format!("impl{generics} {} for {}", show(path), show(&block.self_ty))
@@ -107,7 +127,7 @@ impl<'ast> Visit<'ast> for Finder {
             for item in &block.items {
                 if let ImplItem::Fn(f) = item {
                     if f.attrs.iter().any(crate::expand::is_offload) {
-                        self.0.push(Unmarked {
+                        self.0.unmarked.push(Unmarked {
                             name: f.sig.ident.to_string(),
                             sig: f.sig.to_token_stream().to_string(),
                             header: header.clone(),
@@ -118,5 +138,13 @@ impl<'ast> Visit<'ast> for Finder {
             }
         }
         syn::visit::visit_item_impl(self, block);
+    }
+
+    fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
+        if item.attrs.iter().any(crate::expand::is_offload) {
+            let sig = item.sig.to_token_stream().to_string();
+            self.0.free.push((item.sig.ident.to_string(), sig));
+        }
+        syn::visit::visit_item_fn(self, item);
     }
 }
