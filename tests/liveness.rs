@@ -180,3 +180,36 @@ async fn a_map_reads_a_slow_iterator_off_the_event_loop() {
     );
     assert_eq!(results, (0..COUNT).map(|i| Ok(i * 2)).collect::<Vec<_>>());
 }
+
+#[offload(process, pool = "hostage")]
+fn same(x: u64) -> u64 {
+    x
+}
+
+// A map whose caller stops reading it keeps no worker: the results it has no room for wait on
+// the caller's side, and a plain call to the same pool of one worker runs meanwhile.
+#[tokio::test]
+async fn a_map_nobody_reads_leaves_its_pool_free_for_other_calls() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    ProcessPool::configure("hostage")
+        .workers(1)
+        .apply()
+        .unwrap();
+    let taken = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = taken.clone();
+    let inputs = (0..40u64).inspect(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+    let mut map = same_map(inputs).chunk_size(1);
+    let (_, first) = within("the map's first result", map.next()).await.unwrap();
+    assert!(first.is_ok(), "{first:?}");
+    // Unread, the map stops where it has no room: 1 result read, 4 in its channel (4 × the
+    // chunk), 1 more on its way out, 1 input ready and 1 taken by the iterator's thread.
+    common::wait_for(|| (taken.load(Ordering::SeqCst) >= 8).then_some(())).await;
+    assert_eq!(within("a plain call beside it", same(99)).await, Ok(99));
+    let mut rest: Vec<u64> = Vec::new();
+    while let Some((_, result)) = within("the map's other results", map.next()).await {
+        rest.push(result.unwrap());
+    }
+    assert_eq!(rest.len(), 39);
+}

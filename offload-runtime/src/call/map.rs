@@ -125,6 +125,7 @@ async fn drive<W, R>(
         // Calls the worker was not sent (it may not run that many more), and calls that never
         // started, go again.
         let mut again = Vec::new();
+        let mut unread_results = Vec::new();
         let mut batch = batch.into_iter();
         for mut item in batch.by_ref().take(sent.len()) {
             let read = |kind, payload: &[u8]| {
@@ -153,8 +154,14 @@ async fn drive<W, R>(
                     }
                 }
             };
-            if deliver(item.index, result).await.is_err() {
-                return;
+            // A caller that stops reading must not keep the worker: what it has no room for
+            // waits here, and the worker goes back to the pool once the chunk is read, for the
+            // caller's other calls.
+            backend.ended(&result);
+            match results.try_send((item.index, result)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(unread)) => unread_results.push(unread),
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
         }
         drop(sent);
@@ -164,6 +171,11 @@ async fn drive<W, R>(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(again);
+        for unread in unread_results.drain(..) {
+            if results.send(unread).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
