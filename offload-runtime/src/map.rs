@@ -18,7 +18,9 @@ use crate::Error;
 
 /// The results of an offloaded function's `f_map(inputs)` companion: `(input index, result)`
 /// pairs in the order they complete, one per input. Nothing runs until it is first polled.
-/// Dropping it cancels the calls still running, as dropping their futures would.
+/// Dropping it cancels the calls still running, as dropping their futures would. The inputs'
+/// iterator runs on a thread of the map's own, a few inputs ahead of the calls, so it may
+/// block without stalling the event loop; a map that is not read keeps no worker.
 ///
 /// It is a [`Stream`], so stream combinators work on it (`StreamExt::take`,
 /// `buffer_unordered`, progress wrappers), and it is `Unpin`, so `StreamExt::next(&mut map)`
