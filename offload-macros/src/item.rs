@@ -6,7 +6,7 @@ use syn::{parse_quote_spanned, ItemImpl, Receiver, ReceiverKind, Type};
 /// Where an offloaded function is defined.
 pub enum Owner<'a> {
     /// At module level, or in an `impl` block that has no `#[offload]` of its own (which the
-    /// expansion cannot see).
+    /// tokens do not show; `source` looks for it in the file, for the error only).
     Module,
     /// In an `impl` block marked `#[offload]`, whose self type the expansion can name.
     Impl(&'a ItemImpl),

@@ -3,10 +3,12 @@
 //!
 //! One driver task per worker leases a worker and sends it a chunk of calls in one write; the
 //! worker runs them in order and the driver reads the replies, several per read, handing each
-//! result out as it completes. Inputs are encoded only when a driver takes them, and results
-//! wait in a bounded channel, so memory stays bounded however many inputs there are. A worker
-//! that dies fails only the call it was running; the calls sent behind it never started, so
-//! they go back to be sent again.
+//! result out as it completes. The caller's iterator runs, and each input is encoded, on a
+//! thread of the map's own, a few chunks ahead of the drivers (see [`Inputs`]), and results
+//! wait in a bounded channel, so memory stays bounded however many inputs there are; results
+//! the caller has no room for wait on a driver that gave its worker back. A worker that dies
+//! fails only the call it was running; the calls sent behind it never started, so they go back
+//! to be sent again.
 
 use std::sync::{Arc, Mutex};
 
