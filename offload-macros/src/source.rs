@@ -18,6 +18,7 @@ use syn::{ImplItem, ItemFn, ItemImpl};
 use crate::show::show;
 
 /// The `impl` block around an offloaded fn, as the file shows it.
+#[derive(Clone)]
 pub struct Enclosing {
     /// `impl Index` or `impl Load for Config`, as written.
     pub header: String,
@@ -47,44 +48,23 @@ pub fn unmarked_impl(item: &ItemFn) -> Option<Enclosing> {
     }
     let path = proc_macro::Span::call_site().local_file()?;
     let found = scanned(path)?;
-    let (name, sig) = (
-        item.sig.ident.to_string(),
-        item.sig.to_token_stream().to_string(),
-    );
-    let holder = found
-        .unmarked
-        .iter()
-        .find(|f| f.name == name && f.sig == sig)?;
-    // A free fn of the same name and signature may be the one this attribute is on: the file
-    // cannot tell which, and a wrong error on a correct fn is worse than rustc's own.
-    if found
-        .free
-        .iter()
-        .any(|free| *free == (name.clone(), sig.clone()))
-    {
+    let sig = item.sig.to_token_stream().to_string();
+    // A free fn of the same signature may be the one this attribute is on: the file cannot
+    // tell which, and a wrong error on a correct fn is worse than rustc's own.
+    if found.free.contains(&sig) {
         return None;
     }
-    Some(Enclosing {
-        header: holder.header.clone(),
-        is_trait: holder.is_trait,
-    })
+    let (_, block) = found.unmarked.iter().find(|(of, _)| *of == sig)?;
+    Some(block.clone())
 }
 
-/// The offloaded fns of one file: those in `impl` blocks without `#[offload]`, and the free
-/// ones, by name and printed signature.
+/// The offloaded fns of one file, by their printed signatures (name included), which is how
+/// an attribute's input is matched: those in `impl` blocks without `#[offload]`, each with its
+/// block, and the free ones.
 #[derive(Default)]
 struct Found {
-    unmarked: Vec<Unmarked>,
-    free: Vec<(String, String)>,
-}
-
-/// An `#[offload(...)]` fn in an `impl` block that has no `#[offload]`.
-struct Unmarked {
-    name: String,
-    /// The signature's tokens, printed: the attribute's input is matched by them.
-    sig: String,
-    header: String,
-    is_trait: bool,
+    unmarked: Vec<(String, Enclosing)>,
+    free: Vec<String>,
 }
 
 /// Every unmarked offloaded fn of one file, read once per version of the file: the compiler, or
@@ -124,15 +104,15 @@ impl<'ast> Visit<'ast> for Finder {
                 }
                 None => format!("impl{generics} {}", show(&block.self_ty)),
             };
+            let enclosing = Enclosing {
+                header,
+                is_trait: block.trait_.is_some(),
+            };
             for item in &block.items {
                 if let ImplItem::Fn(f) = item {
                     if f.attrs.iter().any(crate::expand::is_offload) {
-                        self.0.unmarked.push(Unmarked {
-                            name: f.sig.ident.to_string(),
-                            sig: f.sig.to_token_stream().to_string(),
-                            header: header.clone(),
-                            is_trait: block.trait_.is_some(),
-                        });
+                        let sig = f.sig.to_token_stream().to_string();
+                        self.0.unmarked.push((sig, enclosing.clone()));
                     }
                 }
             }
@@ -142,8 +122,7 @@ impl<'ast> Visit<'ast> for Finder {
 
     fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
         if item.attrs.iter().any(crate::expand::is_offload) {
-            let sig = item.sig.to_token_stream().to_string();
-            self.0.free.push((item.sig.ident.to_string(), sig));
+            self.0.free.push(item.sig.to_token_stream().to_string());
         }
         syn::visit::visit_item_fn(self, item);
     }

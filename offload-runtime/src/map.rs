@@ -168,16 +168,10 @@ impl<R: Send + 'static> Running<R> {
         I: Iterator + Send + 'static,
     {
         let panicked = Arc::new(Mutex::new(None));
-        let mut inputs = Some(inputs);
         let mut drivers = JoinSet::new();
         let results = if tokio::runtime::Handle::try_current().is_ok() {
             let (send, results) = mpsc::channel(16);
-            let inputs = Inputs::read(
-                inputs.take().expect("not read yet"),
-                16,
-                panicked.clone(),
-                drop,
-            );
+            let inputs = Inputs::read(inputs, 16, panicked.clone(), drop);
             drivers.spawn(async move {
                 while let Some((index, ())) = inputs.next().await {
                     if send.send((index, Err(error.clone()))).await.is_err() {
@@ -187,6 +181,7 @@ impl<R: Send + 'static> Running<R> {
             });
             results
         } else {
+            let mut inputs = Some(inputs);
             let mut count = 0;
             while next_input(&mut inputs, &panicked).is_some() {
                 count += 1;
